@@ -1,0 +1,20 @@
+"""Data sets, experiments, metrics, plots and the command line.
+
+Every experiment is a module with ``run(out, *, quick, seed, device, progress) -> dict`` that
+writes its figures (``out/figures/*.png``) and tables (``out/*.csv``) and returns a summary: the
+key numbers, the files it wrote and a two-sentence ``caption`` saying what it shows. ``quick``
+runs in seconds on small data (the test suite runs every experiment that way).
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+#: experiment name -> (module under dlvm.experiments, one-line description)
+EXPERIMENTS: dict[str, tuple[str, str]] = {}
+
+
+def get_experiment(name: str):
+    """The module of the experiment called ``name``."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    return import_module(f"dlvm.experiments.{EXPERIMENTS[name][0]}")

@@ -1,0 +1,36 @@
+"""The real data sets shipped with dlvm (package data, see data/PROVENANCE.md)."""
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+DATA = resources.files("dlvm.experiments") / "data"
+
+DATASETS = {
+    "sp500": "S&P 500 index, daily close, 1990-01-02 to 2022-12-28 (skfolio, BSD-3)",
+    "sp500-stocks": "daily adjusted prices of 20 large S&P 500 stocks, 1990-2022 (skfolio, BSD-3)",
+}
+
+
+def _read_prices(name: str) -> pd.DataFrame:
+    with resources.as_file(DATA / "market" / name) as path:
+        frame = pd.read_csv(path, parse_dates=["Date"], index_col="Date")
+    return frame.sort_index()
+
+
+def sp500_index() -> pd.Series:
+    """S&P 500 daily close as a Series indexed by date (8,313 trading days)."""
+    return _read_prices("sp500_index.csv.gz")["SP500"]
+
+
+def sp500_stocks() -> pd.DataFrame:
+    """Daily adjusted close of 20 S&P 500 stocks, one column per ticker, indexed by date."""
+    return _read_prices("sp500_dataset.csv.gz")
+
+
+def log_returns(prices: pd.Series | pd.DataFrame, percent: bool = False):
+    """Daily log returns log(p_t / p_{t-1}), first row dropped (x100 with ``percent``)."""
+    returns = np.log(prices).diff().iloc[1:]
+    return returns * 100 if percent else returns

@@ -1,0 +1,95 @@
+"""Gaussian variational families for a continuous local latent ``z``.
+
+:class:`AmortizedNormalGuide` is q_phi(z_i | x_i) = N(m_phi(x_i), S_phi(x_i)) with an encoder
+network shared by every row (eq. 6.12), diagonal or full (Cholesky) covariance.
+:class:`ExactGuide` is the empty guide that goes with :class:`dlvm.models.base.Marginalized`.
+"""
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn.functional import softplus
+
+from dlvm.models.base import data_plate
+
+MIN_SCALE = 1e-4
+
+
+class AmortizedNormalGuide(PyroModule):
+    """q(z_i | x_i) from an encoder, for a latent site of shape (latent_dim,).
+
+    Args:
+        encoder: ``nn.Module`` mapping the (B, ...) input to (B, encoder.output_dim) features.
+        latent_dim: size of z.
+        covariance: ``"diagonal"`` (N(m, diag s^2)) or ``"full"`` (N(m, L L^T), L lower
+            triangular with a positive diagonal).
+        mask_input: feed the encoder [x with missing entries at 0, mask] instead of x, so the
+            guide sees which coordinates are missing.
+        reparameterized: False hides the reparameterisation (``has_rsample=False``), which makes
+            Pyro's ELBOs fall back to the score-function (REINFORCE) gradient, §6.4.3.1.
+        site: name of the latent sample site.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        latent_dim: int,
+        covariance: str = "diagonal",
+        mask_input: bool = False,
+        reparameterized: bool = True,
+        site: str = "z",
+    ):
+        if covariance not in ("diagonal", "full"):
+            raise ValueError(f"covariance must be 'diagonal' or 'full', not {covariance!r}")
+        super().__init__()
+        self.encoder = encoder
+        self.latent_dim = latent_dim
+        self.covariance = covariance
+        self.mask_input = mask_input
+        self.reparameterized = reparameterized
+        self.site = site
+        width = encoder.output_dim
+        self.loc_head = nn.Linear(width, latent_dim)
+        self.scale_head = nn.Linear(width, latent_dim)
+        nn.init.zeros_(self.scale_head.weight)
+        nn.init.constant_(self.scale_head.bias, -1.0)
+        if covariance == "full":
+            self.register_buffer("_tril", torch.tril_indices(latent_dim, latent_dim, -1), False)
+            self.tril_head = nn.Linear(width, self._tril.shape[1])
+            nn.init.zeros_(self.tril_head.weight)
+            nn.init.zeros_(self.tril_head.bias)
+
+    def features(self, x, mask=None):
+        if self.mask_input:
+            mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+            x = torch.cat([torch.where(mask, x, 0.0), mask.to(x.dtype)], dim=-1)
+        return self.encoder(x)
+
+    def distribution(self, x, mask=None) -> dist.TorchDistribution:
+        """q(z | x) for a batch: batch shape (B,), event shape (latent_dim,)."""
+        h = self.features(x, mask)
+        loc = self.loc_head(h)
+        scale = softplus(self.scale_head(h)) + MIN_SCALE
+        if self.covariance == "diagonal":
+            q = dist.Normal(loc, scale).to_event(1)
+        else:
+            tril = torch.diag_embed(scale)
+            tril[..., self._tril[0], self._tril[1]] = self.tril_head(h)
+            q = dist.MultivariateNormal(loc, scale_tril=tril)
+        if not self.reparameterized:
+            q = q.has_rsample_(False)
+        return q
+
+    def forward(self, x, mask=None, size=None):
+        with data_plate(x, size):
+            return pyro.sample(self.site, self.distribution(x, mask))
+
+
+class ExactGuide(PyroModule):
+    """The guide with no sample sites, for a model whose latent is integrated out exactly."""
+
+    def forward(self, x, mask=None, size=None):
+        return None

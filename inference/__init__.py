@@ -1,0 +1,12 @@
+"""Training and evaluation machinery: the SVI engine, ELBOs by name, evaluation, checkpoints."""
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import as_observations, resolve_device
+from .elbos import ELBO_NAMES, make_elbo
+from .engine import OPTIMIZERS, FitResult, NonFiniteLossError, fit
+from .evaluate import Evaluation, evaluate, log_weights
+
+__all__ = [
+    "CheckpointError", "ELBO_NAMES", "Evaluation", "FitResult", "NonFiniteLossError", "OPTIMIZERS",
+    "as_observations", "evaluate", "fit", "load_checkpoint", "log_weights", "make_elbo",
+    "resolve_device", "save_checkpoint",
+]

@@ -1,0 +1,276 @@
+"""The generic SVI engine: ``fit(model, guide, data, elbo=...)`` for every dlvm model.
+
+The engine knows nothing of the model or the estimator: it draws minibatches, calls
+``elbo.loss_and_grads(model, guide, x, mask, size=N)`` (the ``"data"`` plate scales each batch to
+the N rows, so a step is an unbiased estimate of the full-data ELBO, eq. 6.7), and steps a PyTorch
+optimizer over the parameters that live in the two modules.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.optim.clipped_adam import ClippedAdam
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, load_state, save_checkpoint
+from .data import as_observations, resolve_device
+from .elbos import make_elbo
+
+OPTIMIZERS = ("adam", "clippedadam", "lbfgs")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped."""
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained modules and the per-epoch history.
+
+    ``history`` has one row per epoch: ``epoch``, ``elbo`` (training ELBO per row, the mean of
+    the epoch's minibatch estimates), ``val_elbo`` (per validation row, NaN without validation
+    data) and ``seconds`` (cumulative training time).
+    """
+
+    model: torch.nn.Module
+    guide: torch.nn.Module
+    history: pd.DataFrame
+    elbo: str
+    seconds: float
+    best_epoch: int
+    stopped_early: bool = False
+    config: dict = field(default_factory=dict)
+
+
+def latent_site_names(model, guide, x, mask=None) -> list[str]:
+    """Names of the sample sites the guide draws (its latents) for the batch ``x``."""
+    with poutine.block():
+        trace = poutine.trace(guide).get_trace(x, mask)
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"]
+        and type(site["fn"]).__name__ != "_Subsample"
+    ]
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(n, generator=generator)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _take(x, mask, index, device):
+    index = index.to(device)
+    return x[index], None if mask is None else mask[index]
+
+
+def _total_loss(elbo, model, guide, x, mask, batch_size):
+    """Summed -ELBO over all rows of (x, mask), evaluated in batches without gradients."""
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size]
+            mb = None if mask is None else mask[start : start + batch_size]
+            total += elbo.loss(model, guide, xb, mb)
+    return total
+
+
+def _make_optimizer(name, params, lr, clip_norm):
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "clippedadam":
+        return ClippedAdam(params, lr=lr, clip_norm=clip_norm or 10.0)
+    if name == "lbfgs":
+        return torch.optim.LBFGS(
+            params, lr=lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
+            tolerance_grad=1e-9, tolerance_change=1e-12,
+        )
+    raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+
+
+def _parameters(*modules):
+    seen, params = set(), []
+    for module in modules:
+        for p in module.parameters():
+            if id(p) not in seen and p.requires_grad:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+def _check_finite(loss: float, epoch: int, step: int, checkpoint: Path | None):
+    if not math.isfinite(loss):
+        kept = f"; the last good checkpoint is kept at {checkpoint}" if checkpoint else ""
+        raise NonFiniteLossError(f"loss became {loss} at epoch {epoch}, step {step}{kept}")
+
+
+def fit(
+    model,
+    guide,
+    data,
+    *,
+    mask=None,
+    elbo: str = "trace",
+    optimizer: str = "adam",
+    lr: float | None = None,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    num_particles: int = 1,
+    alpha: float = 0.0,
+    device: str | torch.device = "auto",
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+    val_data=None,
+    val_mask=None,
+    early_stopping: int | None = None,
+    clip_norm: float | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    initialize: bool = True,
+    progress: bool = True,
+    config: dict | None = None,
+) -> FitResult:
+    """Train ``guide`` and ``model`` by stochastic variational inference.
+
+    Args:
+        model, guide: PyroModules with the signature ``(x, mask=None, size=None)``.
+        data: array-like (N, ...); ``mask`` (same shape, True = observed) marks missing entries.
+        elbo: estimator name (:data:`dlvm.inference.elbos.ELBO_NAMES`); ``alpha`` for ``renyi``.
+        optimizer: ``adam``, ``clippedadam`` (Pyro's ClippedAdam) or ``lbfgs`` (full batch; the
+            loss must be deterministic, i.e. the guide samples nothing). ``lr`` defaults to 1e-2
+            (1.0 for L-BFGS).
+        epochs: passes over the data; ``batch_size`` None means full batch.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``dtype`` defaults to the model's.
+        val_data, val_mask: held-out rows whose ELBO is recorded every epoch.
+        early_stopping: patience in epochs on the validation ELBO (training ELBO without
+            validation data); the best parameters are restored at the end.
+        clip_norm: clip the gradient norm at this value before each step.
+        checkpoint_dir: write ``checkpoint.pt`` there after every epoch; with ``resume`` continue
+            from it (same seed -> the same result as an uninterrupted run).
+        initialize: call ``model.initialize(x, mask)`` (data-dependent start) where it exists.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    device = resolve_device(device)
+    pyro.set_rng_seed(seed)
+    model.to(device)
+    guide.to(device)
+    if dtype is None:
+        dtype = next(iter(model.parameters()), torch.empty(0)).dtype
+    x, mask = as_observations(data, mask, dtype=dtype, device=device)
+    n = x.shape[0]
+    if val_data is not None:
+        val_x, val_mask = as_observations(val_data, val_mask, dtype=dtype, device=device)
+    batch_size = n if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    batch_size = min(batch_size, n)
+    lr = (1.0 if optimizer == "lbfgs" else 1e-2) if lr is None else lr
+
+    estimator = make_elbo(
+        elbo, num_particles=num_particles, alpha=alpha,
+        max_plate_nesting=getattr(model, "max_plate_nesting", 1),
+    )
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    state = load_checkpoint(checkpoint, map_location=device) if resume and checkpoint and checkpoint.exists() else None
+    if initialize and state is None and hasattr(model, "initialize"):
+        model.initialize(x, mask)
+    # one trace of guide and model creates any lazily built parameters before the optimizer
+    probe_x, probe_m = x[:2], None if mask is None else mask[:2]
+    latents = latent_site_names(model, guide, probe_x, probe_m)
+    with poutine.block():
+        poutine.trace(poutine.replay(model, poutine.trace(guide).get_trace(probe_x, probe_m))).get_trace(probe_x, probe_m)
+    if optimizer == "lbfgs":
+        if latents:
+            raise ValueError(
+                "L-BFGS needs a deterministic loss, but the guide samples "
+                f"{', '.join(latents)}: use the exact guide (or the adam optimizer)"
+            )
+        batch_size = n
+    params = _parameters(model, guide)
+    if not params:
+        raise ValueError("the model and guide have no parameters to train")
+    optim = _make_optimizer(optimizer, params, lr, clip_norm)
+
+    history: list[dict] = []
+    best = {"value": -math.inf, "epoch": 0, "model": None, "guide": None}
+    start_epoch, elapsed = 1, 0.0
+    if state is not None:
+        load_state(model, state["model"], "model")
+        load_state(guide, state["guide"], "guide")
+        optim.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        history = list(state["history"])
+        best = dict(state["best"])
+        start_epoch = int(state["epoch"]) + 1
+        elapsed = float(history[-1]["seconds"]) if history else 0.0
+
+    stopped_early = False
+    bar = tqdm(range(start_epoch, epochs + 1), desc="fit", disable=not progress, leave=False)
+    for epoch in bar:
+        began = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        losses = []
+        for step, index in enumerate(_batches(n, batch_size, generator), start=1):
+            xb, mb = _take(x, mask, index, device)
+            if optimizer == "lbfgs":
+                def closure():
+                    optim.zero_grad()
+                    value = estimator.loss_and_grads(model, guide, xb, mb, size=n)
+                    return torch.tensor(value)
+                optim.step(closure)
+                loss = estimator.loss(model, guide, xb, mb, size=n)
+            else:
+                optim.zero_grad()
+                loss = estimator.loss_and_grads(model, guide, xb, mb, size=n)
+                _check_finite(loss, epoch, step, checkpoint)
+                if clip_norm is not None and optimizer != "clippedadam":
+                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
+                optim.step()
+            _check_finite(loss, epoch, step, checkpoint)
+            losses.append(loss)
+        train_elbo = -sum(losses) / len(losses) / n
+        val_elbo = math.nan
+        if val_data is not None:
+            val_elbo = -_total_loss(estimator, model, guide, val_x, val_mask, batch_size) / val_x.shape[0]
+        elapsed += time.perf_counter() - began
+        history.append({"epoch": epoch, "elbo": train_elbo, "val_elbo": val_elbo, "seconds": elapsed})
+        monitored = val_elbo if val_data is not None else train_elbo
+        if monitored > best["value"]:
+            best = {
+                "value": monitored, "epoch": epoch,
+                "model": copy.deepcopy(model.state_dict()) if early_stopping else None,
+                "guide": copy.deepcopy(guide.state_dict()) if early_stopping else None,
+            }
+        bar.set_postfix(elbo=f"{train_elbo:.4g}", val=f"{val_elbo:.4g}")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(), "guide": guide.state_dict(),
+                "optimizer": optim.state_dict(), "epoch": epoch, "history": history,
+                "rng": torch.get_rng_state(), "best": best, "config": config or {},
+            })
+        if early_stopping and epoch - best["epoch"] >= early_stopping:
+            stopped_early = True
+            break
+        if optimizer == "lbfgs" and len(history) > 1 and abs(history[-2]["elbo"] - train_elbo) < 1e-10 * (1 + abs(train_elbo)):
+            break  # L-BFGS has converged
+    bar.close()
+    if early_stopping and best["model"] is not None:
+        model.load_state_dict(best["model"])
+        guide.load_state_dict(best["guide"])
+    return FitResult(
+        model=model, guide=guide, history=pd.DataFrame(history, columns=["epoch", "elbo", "val_elbo", "seconds"]),
+        elbo=elbo, seconds=elapsed, best_epoch=int(best["epoch"]), stopped_early=stopped_early,
+        config=config or {},
+    )

@@ -1,0 +1,181 @@
+"""Factor Analysis (§6.3.1) and probabilistic PCA (§6.3.2): one linear-Gaussian family.
+
+Generative model (eq. 6.2), for rows x_i in R^D and latent factors z_i in R^K::
+
+    z_i ~ N(0, I_K),    x_i | z_i ~ N(mu + Lambda z_i, Psi)
+
+FA has a diagonal Psi = diag(psi_1..psi_D); PPCA the isotropic Psi = sigma^2 I. Everything is exact:
+the marginal x_i ~ N(mu, Lambda Lambda^T + Psi) and the posterior
+p(z_i | x_i) = N(M^-1 Lambda^T Psi^-1 (x_i - mu), M^-1) with M = I + Lambda^T Psi^-1 Lambda.
+Missing entries (``mask`` False) are marginalised out: every formula uses the observed
+coordinates of each row only (§6.3.2.2).
+"""
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroParam
+from torch.distributions import constraints
+
+from .base import LatentVariableModel
+
+LOG_2PI = math.log(2 * math.pi)
+NOISE_FLOOR = 1e-6  # lower bound on every noise variance (avoids Heywood collapse to zero)
+
+
+class FactorAnalysis(LatentVariableModel):
+    """FA / PPCA with maximum-likelihood globals.
+
+    Args:
+        num_features: D, the width of a row.
+        latent_dim: K, the number of factors (1 <= K < D).
+        noise: ``"diagonal"`` (Factor Analysis) or ``"isotropic"`` (PPCA).
+    """
+
+    def __init__(self, num_features: int, latent_dim: int, noise: str = "diagonal"):
+        if noise not in ("diagonal", "isotropic"):
+            raise ValueError(f"noise must be 'diagonal' or 'isotropic', not {noise!r}")
+        if not 1 <= latent_dim < num_features:
+            raise ValueError(
+                f"latent dimension must be between 1 and {num_features - 1} "
+                f"(the number of features less one), got {latent_dim}"
+            )
+        super().__init__()
+        self.num_features = num_features
+        self.latent_dim = latent_dim
+        self.noise = noise
+        self.loc = PyroParam(torch.zeros(num_features))
+        self.loadings = PyroParam(0.1 * torch.randn(num_features, latent_dim))
+        shape = (num_features,) if noise == "diagonal" else ()
+        self.noise_variance = PyroParam(
+            torch.ones(shape), constraint=constraints.greater_than(NOISE_FLOOR)
+        )
+
+    # ------------------------------------------------------------------ generative model
+    @property
+    def psi(self) -> torch.Tensor:
+        """Noise variances, shape (D,)."""
+        return self.noise_variance.expand(self.num_features)
+
+    def model(self, x, mask=None, size=None):
+        """Eq. 6.2 with z sampled: sites ``z`` (B, K) and ``x`` (B, D) in plate ``data``."""
+        with self.data_plate(x, size):
+            z = pyro.sample(
+                "z", dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1)
+            )
+            likelihood = dist.Normal(self.loc + z @ self.loadings.T, self.psi.sqrt())
+            if mask is not None:
+                likelihood = likelihood.mask(mask)
+            return pyro.sample("x", likelihood.to_event(1), obs=x)
+
+    def marginal_model(self, x, mask=None, size=None):
+        """The collapsed model: x ~ N(mu, Lambda Lambda^T + Psi) over the observed coordinates."""
+        with self.data_plate(x, size):
+            if mask is None:
+                marginal = dist.LowRankMultivariateNormal(self.loc, self.loadings, self.psi)
+                return pyro.sample("x", marginal, obs=x)
+            # Missing coordinates get a unit, uncorrelated Gaussian at x = mu (log density
+            # -log(2 pi)/2 each), which the factor below removes again: the result is the exact
+            # marginal of the observed coordinates of every row.
+            m = mask.to(x.dtype)
+            marginal = dist.LowRankMultivariateNormal(
+                self.loc, self.loadings * m.unsqueeze(-1), torch.where(mask, self.psi, 1.0)
+            )
+            pyro.sample("x", marginal, obs=torch.where(mask, x, self.loc))
+            pyro.factor("unobserved", 0.5 * LOG_2PI * (1 - m).sum(-1))
+
+    # ------------------------------------------------------------------ exact quantities
+    def _woodbury(self, x, mask):
+        """Shared pieces of the exact marginal and posterior for a batch x (B, D).
+
+        Returns the Cholesky factor of M = I + Lambda^T Psi_o^-1 Lambda (B, K, K) or (K, K), the
+        projection b = Lambda^T Psi_o^-1 (x - mu) (B, K), the residual term r^T Psi_o^-1 r (B,),
+        log|Psi_o| (B,) and the number of observed coordinates (B,), where _o restricts to the
+        observed coordinates of each row.
+        """
+        resid = x - self.loc
+        prec = 1.0 / self.psi
+        eye = torch.eye(self.latent_dim, dtype=x.dtype, device=x.device)
+        if mask is None:
+            weighted = self.loadings * prec.unsqueeze(-1)  # Psi^-1 Lambda, (D, K)
+            chol = torch.linalg.cholesky(eye + self.loadings.T @ weighted)
+            proj = resid @ weighted
+            quad = (resid.pow(2) * prec).sum(-1)
+            logdet_psi = self.psi.log().sum().expand(x.shape[0])
+            n_obs = x.new_full((x.shape[0],), float(self.num_features))
+        else:
+            m = mask.to(x.dtype)
+            resid = torch.where(mask, resid, 0.0)
+            prec = m * prec  # (B, D), zero where missing
+            gram = torch.einsum("dk,bd,dl->bkl", self.loadings, prec, self.loadings)
+            chol = torch.linalg.cholesky(eye + gram)
+            proj = (resid * prec) @ self.loadings
+            quad = (resid.pow(2) * prec).sum(-1)
+            logdet_psi = (m * self.psi.log()).sum(-1)
+            n_obs = m.sum(-1)
+        return chol, proj, quad, logdet_psi, n_obs
+
+    def log_marginal(self, x, mask=None):
+        """Exact log p(x_i) per row, shape (B,), by the Woodbury identity in O(B D K^2)."""
+        chol, proj, quad, logdet_psi, n_obs = self._woodbury(x, mask)
+        solved = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
+        quad = quad - (proj * solved).sum(-1)
+        logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+        return -0.5 * (n_obs * LOG_2PI + logdet + quad)
+
+    def posterior(self, x, mask=None) -> dist.MultivariateNormal:
+        """Exact p(z_i | x_i) = N(M^-1 b_i, M^-1) as a batch of B multivariate normals."""
+        chol, proj, _, _, _ = self._woodbury(x, mask)
+        mean = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
+        precision_tril = chol.expand(x.shape[0], self.latent_dim, self.latent_dim)
+        return dist.MultivariateNormal(mean, precision_matrix=precision_tril @ precision_tril.mT)
+
+    def covariance(self) -> torch.Tensor:
+        """Model covariance Lambda Lambda^T + Psi, shape (D, D)."""
+        return self.loadings @ self.loadings.T + torch.diag(self.psi)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """Draw n rows from the generative model, shape (n, D)."""
+        z = torch.randn(n, self.latent_dim, dtype=self.dtype, device=self.device)
+        noise = torch.randn(n, self.num_features, dtype=self.dtype, device=self.device)
+        return self.loc + z @ self.loadings.T + noise * self.psi.sqrt()
+
+    def num_parameters(self) -> int:
+        """D (means) + D K (loadings) + D (FA) or 1 (PPCA) noise variances."""
+        noise = self.num_features if self.noise == "diagonal" else 1
+        return self.num_features * (self.latent_dim + 1) + noise
+
+    # ------------------------------------------------------------------ initialisation
+    @torch.no_grad()
+    def initialize(self, x, mask=None) -> None:
+        """Start from principal components: for PPCA this is the Tipping-Bishop MLE.
+
+        mu is the (observed) column mean, Lambda = U_K (L_K - s^2 I)^1/2 from the top K
+        eigenpairs (U_K, L_K) of the sample covariance (missing entries filled by the mean), and
+        the noise is the variance the factors leave unexplained.
+        """
+        if mask is not None:
+            counts = mask.sum(0).clamp(min=1)
+            loc = torch.where(mask, x, 0.0).sum(0) / counts
+            x = torch.where(mask, x, loc)
+        else:
+            loc = x.mean(0)
+        centred = x - loc
+        _, svals, vt = torch.linalg.svd(centred, full_matrices=False)
+        eig = svals.pow(2) / x.shape[0]
+        rest = eig[self.latent_dim:]
+        sigma2 = rest.sum() / (self.num_features - self.latent_dim)
+        sigma2 = sigma2.clamp(min=NOISE_FLOOR * 10)
+        scale = (eig[: self.latent_dim] - sigma2).clamp(min=0).sqrt()
+        loadings = vt[: self.latent_dim].T * scale
+        if self.noise == "diagonal":
+            noise = (centred.pow(2).mean(0) - loadings.pow(2).sum(-1)).clamp(min=NOISE_FLOOR * 10)
+        else:
+            noise = sigma2
+        self.loc = loc
+        self.loadings = loadings
+        self.noise_variance = noise.to(x.dtype)
