@@ -1,6 +1,12 @@
-"""Variational families q(z|x): amortized encoders and exact guides, and the guide registry."""
+"""Variational families q(z|x): amortized encoders and exact guides, and the guide registry.
+
+A guide is chosen by name and built for a model by :func:`pair`. Builders are registered per
+(guide name, ``model.latent_kind``), so "amortized" means a Normal encoder guide for a model
+with a continuous z and a categorical encoder guide for a mixture, without special cases.
+"""
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
 
 from dlvm.models.base import Marginalized
@@ -8,42 +14,68 @@ from dlvm.models.base import Marginalized
 from .encoders import FlattenEncoder, MLPEncoder
 from .normal import AmortizedNormalGuide, ExactGuide
 
-GUIDES = {
+GUIDES: dict[str, str] = {
     "exact": "no latent in the guide: z integrated out exactly (linear-Gaussian models)",
-    "amortized": "encoder network -> Normal q(z|x), diagonal or full covariance",
+    "amortized": "encoder network -> q(z|x) (Normal, diagonal or full covariance, for continuous z)",
 }
-ENCODERS = ("linear", "mlp")
+
+#: encoder name -> builder(event_shape, hidden, extra_inputs) -> nn.Module with .output_dim
+ENCODERS: dict[str, Callable] = {
+    "linear": lambda shape, hidden, extra: FlattenEncoder(prod(shape) + extra),
+    "mlp": lambda shape, hidden, extra: MLPEncoder(prod(shape) + extra, hidden),
+}
 
 
 def make_encoder(name: str, event_shape: tuple, hidden=(64,), extra_inputs: int = 0):
     """Encoder ``name`` for inputs of ``event_shape`` (plus ``extra_inputs`` mask columns)."""
-    width = prod(event_shape) + extra_inputs
-    if name == "linear":
-        return FlattenEncoder(width)
-    if name == "mlp":
-        return MLPEncoder(width, hidden)
-    raise ValueError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
+    return ENCODERS[name](tuple(event_shape), tuple(hidden), extra_inputs)
 
 
-def pair(model, guide: str, event_shape: tuple, *, encoder: str = "mlp", hidden=(64,),
-         covariance: str = "diagonal", mask_input: bool = False, reparameterized: bool = True):
+def _exact(model, event_shape, options):
+    return Marginalized(model), ExactGuide()
+
+
+def _amortized_normal(model, event_shape, options):
+    mask_input = options.get("mask_input", False)
+    net = make_encoder(
+        options.get("encoder", "mlp"), event_shape, options.get("hidden", (64,)),
+        prod(event_shape) if mask_input else 0,
+    )
+    guide = AmortizedNormalGuide(
+        net, model.latent_dim, options.get("guide_covariance", "diagonal"),
+        mask_input=mask_input, reparameterized=options.get("reparameterized", True),
+    )
+    return model, guide
+
+
+#: (guide name, model.latent_kind) -> builder(model, event_shape, options) -> (model, guide)
+GUIDE_BUILDERS: dict[tuple[str, str], Callable] = {
+    ("exact", "continuous"): _exact,
+    ("amortized", "continuous"): _amortized_normal,
+}
+
+
+def pair(model, guide: str, event_shape: tuple, **options):
     """Pair ``model`` with the guide called ``guide``: returns ``(model_to_train, guide)``.
 
-    The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out); every
-    other guide trains the model itself.
+    Options (each used where it applies): ``encoder`` (see :data:`ENCODERS`), ``hidden`` (layer
+    sizes), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``, ``reparameterized``.
+    The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out).
     """
-    if guide == "exact":
-        return Marginalized(model), ExactGuide()
-    if guide == "amortized":
-        extra = prod(event_shape) if mask_input else 0
-        net = make_encoder(encoder, event_shape, hidden, extra)
-        return model, AmortizedNormalGuide(
-            net, model.latent_dim, covariance, mask_input=mask_input, reparameterized=reparameterized
+    if guide not in GUIDES:
+        raise ValueError(f"unknown guide {guide!r}; choose one of: {', '.join(GUIDES)}")
+    builder = GUIDE_BUILDERS.get((guide, model.latent_kind))
+    if builder is None or (guide == "exact" and not hasattr(model, "marginal_model")):
+        usable = sorted(g for g, kind in GUIDE_BUILDERS if kind == model.latent_kind)
+        raise ValueError(
+            f"guide {guide!r} does not apply to {type(model).__name__}; use one of: {', '.join(usable)}"
         )
-    raise ValueError(f"unknown guide {guide!r}; choose one of: {', '.join(GUIDES)}")
+    return builder(model, tuple(event_shape), options)
 
 
 __all__ = [
-    "AmortizedNormalGuide", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES", "MLPEncoder",
-    "make_encoder", "pair",
+    "AmortizedNormalGuide", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES", "GUIDE_BUILDERS",
+    "MLPEncoder", "make_encoder", "pair",
 ]

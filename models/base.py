@@ -42,6 +42,9 @@ class LatentVariableModel(PyroModule):
     latent_sites: tuple[str, ...] = ("z",)
     #: number of batch dimensions the model's plates use (for enumeration ELBOs)
     max_plate_nesting: int = 1
+    #: what kind of local latent the model has: "continuous", "categorical" or "markov";
+    #: the guide registry picks the amortized family from it
+    latent_kind: str = "continuous"
 
     def forward(self, x, mask=None, size=None):
         return self.model(x, mask, size)
