@@ -109,7 +109,8 @@ def cmd_fit(args) -> int:
         "guide_options": _guide_options(args), "event_shape": list(event_shape), "dtype": dtype,
         "elbo": args.elbo, "optimizer": args.optimizer, "lr": args.lr, "lr_decay": args.lr_decay,
         "epochs": args.epochs,
-        "batch_size": args.batch_size, "num_particles": args.num_particles, "seed": args.seed,
+        "batch_size": args.batch_size, "num_particles": args.num_particles, "alpha": args.alpha,
+        "seed": args.seed,
         "data": str(args.data), "missing": args.missing, "columns": table.columns,
     }
     torch.manual_seed(args.seed)
@@ -124,7 +125,7 @@ def cmd_fit(args) -> int:
         result = fit(
             trained, guide, table.x, mask=table.mask, elbo=args.elbo, optimizer=args.optimizer,
             lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
-            num_particles=args.num_particles, device=device, seed=args.seed,
+            num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
             clip_norm=args.clip_norm, early_stopping=args.early_stopping,
             checkpoint_dir=stage, resume=args.resume, progress=not args.quiet, config=config,
         )
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the learning rate by this after every epoch")
     p.add_argument("--num-particles", type=int, default=1)
+    p.add_argument("--alpha", type=float, default=0.0, help="alpha of the renyi ELBO (0 = IWAE)")
     p.add_argument("--clip-norm", type=float)
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
     p.add_argument("--iwae-samples", type=int, default=100)
