@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlvm.guides import ENCODERS, GUIDES, pair
+from dlvm.guides import ENCODERS, GUIDES, default_elbo, pair
 from dlvm.inference import ELBO_NAMES, OPTIMIZERS, CheckpointError, NonFiniteLossError, evaluate, fit
 from dlvm.inference.data import resolve_device
 from dlvm.models import MODELS, build_model
@@ -101,13 +101,14 @@ def cmd_fit(args) -> int:
         guide_name = exact[0]
     if guide_name not in spec.guides:
         raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
+    elbo = args.elbo or default_elbo(guide_name)
     table = read_data(args.data, args.missing)
     dtype = args.dtype or spec.dtype
     event_shape = tuple(table.x.shape[1:])
     config = {
         "model": args.model, "model_options": _model_options(args), "guide": guide_name,
         "guide_options": _guide_options(args), "event_shape": list(event_shape), "dtype": dtype,
-        "elbo": args.elbo, "optimizer": args.optimizer, "lr": args.lr, "lr_decay": args.lr_decay,
+        "elbo": elbo, "optimizer": args.optimizer, "lr": args.lr, "lr_decay": args.lr_decay,
         "epochs": args.epochs,
         "batch_size": args.batch_size, "num_particles": args.num_particles, "alpha": args.alpha,
         "seed": args.seed,
@@ -123,7 +124,7 @@ def cmd_fit(args) -> int:
         write_json(stage / "config.json", config)
         began = time.perf_counter()
         result = fit(
-            trained, guide, table.x, mask=table.mask, elbo=args.elbo, optimizer=args.optimizer,
+            trained, guide, table.x, mask=table.mask, elbo=elbo, optimizer=args.optimizer,
             lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
             num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
             clip_norm=args.clip_norm, early_stopping=args.early_stopping,
@@ -137,7 +138,7 @@ def cmd_fit(args) -> int:
             "iwae_samples": scores["iwae_samples"], "gap": scores["gap"],
             "n_rows": int(table.x.shape[0]), "n_features": int(table.x.shape[-1]),
             "fit_seconds": round(seconds, 3), "epochs_run": int(len(result.history)),
-            "model": args.model, "guide": guide_name, "elbo_name": args.elbo,
+            "model": args.model, "guide": guide_name, "elbo_name": elbo,
             "num_parameters": int(model.num_parameters()), "device": str(device),
         }
         write_json(stage / "metrics.json", metrics)
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guide", help="guide name (default: the model's first)")
     p.add_argument("--encoder", default="mlp", help=f"encoder of amortized guides ({', '.join(ENCODERS)})")
     p.add_argument("--guide-covariance", default="diagonal", choices=("diagonal", "full"))
-    p.add_argument("--elbo", default="trace", help=f"estimator ({', '.join(ELBO_NAMES)})")
+    p.add_argument("--elbo", help=f"estimator ({', '.join(ELBO_NAMES)}); default: the guide's")
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int)

@@ -57,6 +57,15 @@ GUIDE_BUILDERS: dict[tuple[str, str], Callable] = {
 }
 
 
+#: the estimator a guide trains with unless the user names one (enumerated guides need traceenum)
+DEFAULT_ELBO: dict[str, str] = {"enum": "traceenum"}
+
+
+def default_elbo(guide: str) -> str:
+    """The ELBO that ``guide`` is trained with by default."""
+    return DEFAULT_ELBO.get(guide, "trace")
+
+
 def pair(model, guide: str, event_shape: tuple, **options):
     """Pair ``model`` with the guide called ``guide``: returns ``(model_to_train, guide)``.
 
@@ -76,6 +85,6 @@ def pair(model, guide: str, event_shape: tuple, **options):
 
 
 __all__ = [
-    "AmortizedNormalGuide", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES", "GUIDE_BUILDERS",
+    "AmortizedNormalGuide", "DEFAULT_ELBO", "default_elbo", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES", "GUIDE_BUILDERS",
     "MLPEncoder", "make_encoder", "pair",
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .base import LatentVariableModel, Marginalized, data_plate
 from .factor import FactorAnalysis
@@ -14,7 +14,9 @@ class ModelSpec:
 
     ``build(event_shape, options)`` returns the model; ``guides`` names the guides it pairs with
     (the first is the default); ``dtype`` is the default floating type (classical models use
-    float64 so that they match their references to many digits).
+    float64 so that they match their references to many digits). ``example_shape`` and
+    ``example_options`` describe a tiny valid problem (rows of that shape, values in [0, 1]) on
+    which the shared test battery runs every model x guide pair.
     """
 
     name: str
@@ -22,6 +24,8 @@ class ModelSpec:
     build: Callable[[tuple, dict], LatentVariableModel]
     guides: tuple[str, ...]
     dtype: str = "float32"
+    example_shape: tuple = (6,)
+    example_options: dict = field(default_factory=lambda: {"latent_dim": 2})
 
 
 def _table_width(event_shape: tuple, name: str) -> int:
