@@ -128,7 +128,7 @@ def cmd_fit(args) -> int:
             lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
             num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
             clip_norm=args.clip_norm, early_stopping=args.early_stopping,
-            checkpoint_dir=stage, resume=args.resume, progress=not args.quiet, config=config,
+            checkpoint_dir=stage, checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.quiet, config=config,
         )
         seconds = time.perf_counter() - began
         result.history.to_csv(stage / "history.csv", index=False)
@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing", choices=("error", "mask"), default="error")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=float, default=10.0, metavar="SECONDS",
+                   help="write checkpoint.pt at the end of an epoch this often (and after the last)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted fit into --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true")
