@@ -83,6 +83,11 @@ class AmortizedNormalGuide(PyroModule):
             q = q.has_rsample_(False)
         return q
 
+    @torch.no_grad()
+    def encode(self, x, mask=None) -> torch.Tensor:
+        """Posterior means E_q[z | x] (B, latent_dim): the learned representation of each row."""
+        return self.distribution(x, mask).mean
+
     def forward(self, x, mask=None, size=None):
         with data_plate(x, size):
             return pyro.sample(self.site, self.distribution(x, mask))
