@@ -53,7 +53,7 @@ def _vrae(shape, o):
     window, features = _sequence_shape(shape, "vrae")
     return VRAE(
         features, window, o.get("latent_dim", 8), o.get("hidden", (64,)), o.get("cell", "gru"),
-        o.get("likelihood", "gaussian"), o.get("noise_scale", 1.0),
+        o.get("likelihood", "gaussian"), o.get("noise_scale", 1.0), o.get("feed_latent", True),
     )
 
 
@@ -70,7 +70,8 @@ MODELS: dict[str, ModelSpec] = {
     ),
     # options: latent_dim, hidden, likelihood (gaussian | gaussian-fixed | bernoulli), noise_scale
     "vae": ModelSpec("vae", "variational autoencoder, MLP decoder (§6.5)", _vae, ("amortized",)),
-    # options: latent_dim, hidden, cell (gru | lstm; also the default encoder), likelihood, noise_scale
+    # options: latent_dim, hidden, cell (gru | lstm; also the default encoder), likelihood, noise_scale,
+    # feed_latent (z also the decoder's input at every step; default True)
     "vrae": ModelSpec("vrae", "variational recurrent autoencoder for (N, T, D) sequences (§6.6.1.1)", _vrae, ("amortized",)),
 }
 

@@ -2,11 +2,14 @@
 
 Generative model for sequences x_i of shape (T, D) with a latent z_i in R^K::
 
-    z_i ~ N(0, I_K),    h_0 = tanh(W z_i + b),    h_t = RNN(h_{t-1}),
+    z_i ~ N(0, I_K),    h_0 = tanh(W z_i + b),    h_t = RNN(h_{t-1}, z_i),
     x_{i,t} | z_i ~ p_theta(x_t | h_t)    (a Gaussian per time step, or Bernoulli)
 
-The decoder RNN runs without inputs: the whole sequence is generated from its initial state,
-which z sets. The encoder (the guide's GRU/LSTM, whose last hidden state gives q(z | x)) lives
+z sets the decoder RNN's initial state and, by default, is also its input at every step
+(``feed_latent``); with ``feed_latent=False`` the RNN runs on zero inputs, so the sequence is
+generated from the initial state alone, as in Fabius & van Amersfoort. Feeding z keeps the latent
+in reach of late time steps: on ECG5000 it trains faster and clusters the heartbeats better. The
+encoder (the guide's GRU/LSTM, whose last hidden state gives q(z | x)) lives
 in dlvm.guides; :attr:`VRAE.default_encoder` names the cell it pairs with by default.
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ class VRAE(DecoderModel):
         hidden: decoder RNN size; several equal entries stack layers, e.g. (64, 64).
         cell: ``gru`` or ``lstm``.
         likelihood: per-step emission, see :data:`dlvm.models.decoders.LIKELIHOODS`.
+        feed_latent: give z to the decoder RNN at every step (else zero inputs).
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class VRAE(DecoderModel):
         cell: str = "gru",
         likelihood: str = "gaussian",
         noise_scale: float = 1.0,
+        feed_latent: bool = True,
     ):
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of: {', '.join(CELLS)}")
@@ -60,7 +65,8 @@ class VRAE(DecoderModel):
         self.hidden_size, self.layers = hidden[0], len(hidden)
         states = self.layers * (2 if cell == "lstm" else 1)
         self.init_state = nn.Linear(latent_dim, states * self.hidden_size)
-        self.rnn = CELLS[cell](1, self.hidden_size, num_layers=self.layers, batch_first=True)
+        self.feed_latent = feed_latent
+        self.rnn = CELLS[cell](latent_dim if feed_latent else 1, self.hidden_size, num_layers=self.layers, batch_first=True)
         self.emission = Emission(self.hidden_size, (num_features,), likelihood, noise_scale)
 
     @property
@@ -76,7 +82,10 @@ class VRAE(DecoderModel):
         batch = z.shape[0]
         state = torch.tanh(self.init_state(z)).reshape(batch, -1, self.layers, self.hidden_size)
         state = state.permute(1, 2, 0, 3).contiguous()  # (1 or 2, layers, B, H)
-        inputs = z.new_zeros(batch, steps, 1)
+        if self.feed_latent:
+            inputs = z.unsqueeze(1).expand(batch, steps, self.latent_dim)
+        else:
+            inputs = z.new_zeros(batch, steps, 1)
         out, _ = self.rnn(inputs, (state[0], state[1]) if self.cell == "lstm" else state[0])
         return out
 
