@@ -111,6 +111,7 @@ class ModuleJit:
             objective = _Objective(self.estimator, model, guide, tuple(a is not None for a in args), kwargs)
             with warnings.catch_warnings(), _traceable_values():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.filterwarnings("ignore", r"`torch\.jit\.trace", DeprecationWarning)
                 self._compiled[key] = torch.jit.trace(objective, tensors, check_trace=False)
         return self._compiled[key], tensors
 

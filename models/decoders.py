@@ -142,8 +142,16 @@ class DecoderModel(LatentVariableModel):
     def _steps(self, x: torch.Tensor | None) -> int | None:
         return None
 
+    def check_shape(self, x: torch.Tensor) -> None:
+        """One-line ValueError unless the rows of ``x`` have the model's event shape."""
+        if tuple(x.shape[1:]) != tuple(self.event_shape):
+            raise ValueError(
+                f"{type(self).__name__} expects rows of shape {tuple(self.event_shape)}, got data of shape {tuple(x.shape)}"
+            )
+
     def model(self, x, mask=None, size=None):
         """Sites ``z`` (B, K) and ``x`` (B, *event_shape) in the plate ``data``."""
+        self.check_shape(x)
         if not torch.jit.is_tracing():
             self.emission.check(x, mask)
         with self.data_plate(x, size):
@@ -156,6 +164,7 @@ class DecoderModel(LatentVariableModel):
     @torch.no_grad()
     def initialize(self, x, mask=None) -> None:
         """Check the data against the likelihood and start the decoder's output at the data."""
+        self.check_shape(x)
         self.emission.check(x, mask)
         self.emission.initialize(x, mask)
 

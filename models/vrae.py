@@ -89,9 +89,9 @@ class VRAE(DecoderModel):
         out, _ = self.rnn(inputs, (state[0], state[1]) if self.cell == "lstm" else state[0])
         return out
 
-    def model(self, x, mask=None, size=None):
+    def check_shape(self, x):
+        """Sequences of any length T with the model's D features: (N, T, D)."""
         if x.ndim != 3 or x.shape[-1] != self.event_shape[1]:
             raise ValueError(
-                f"the VRAE needs sequences of shape (N, T, {self.event_shape[1]}), got {tuple(x.shape)}"
+                f"the VRAE needs sequences of shape (N, T, {self.event_shape[1]}), got data of shape {tuple(x.shape)}"
             )
-        return super().model(x, mask, size)
