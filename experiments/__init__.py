@@ -11,6 +11,8 @@ from importlib import import_module
 
 #: experiment name -> (module under dlvm.experiments, one-line description)
 EXPERIMENTS: dict[str, tuple[str, str]] = {}
+EXPERIMENTS["vae-digits"] = ("vae_digits", "VAE on scikit-learn digits: test ELBO/IWAE-500, latent manifold (§6.5)")
+EXPERIMENTS["vrae-ecg"] = ("vrae_ecg", "VRAE on ECG5000 heartbeats and 20-stock return windows: ELBO, k-means ARI (§6.6.1.1)")
 
 
 def get_experiment(name: str):

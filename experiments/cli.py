@@ -22,6 +22,7 @@ from dlvm.models import MODELS, build_model
 from . import EXPERIMENTS
 from .datasets import DATA_SOURCES
 from .io import Table, load_table
+from .sequences import windows
 from .report import run_experiments
 from .runs import DTYPES, load_run, staged_run, write_json
 
@@ -42,11 +43,16 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def read_data(source: str, missing: str = "error", min_rows: int = 2) -> Table:
-    """A named data set (``dlvm list``) or a file path."""
-    if source in DATA_SOURCES:
-        return DATA_SOURCES[source]()
-    return load_table(source, missing=missing, min_rows=min_rows)
+def read_data(source: str, missing: str = "error", min_rows: int = 2, window: int | None = None,
+              stride: int | None = None) -> Table:
+    """A named data set (``dlvm list``) or a file path; ``window`` cuts a table of time steps into
+    sequences (N, window, D) for the sequence models."""
+    table = DATA_SOURCES[source]() if source in DATA_SOURCES else load_table(source, missing=missing, min_rows=min_rows)
+    if window is not None:
+        if table.mask is not None:
+            raise ValueError("--window does not take data with missing values")
+        table.x = windows(table.x, window, stride)
+    return table
 
 
 # ----------------------------------------------------------------------------- commands
@@ -72,16 +78,19 @@ def cmd_list(args) -> int:
 
 
 def _model_options(args) -> dict:
-    keys = ("latent_dim", "components", "states", "covariance", "likelihood", "cell", "window")
+    keys = ("latent_dim", "components", "states", "covariance", "likelihood", "cell", "noise_scale")
     options = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if args.no_feed_latent:
+        options["feed_latent"] = False
     if args.hidden is not None:
         options["hidden"] = list(args.hidden)
     return options
 
 
 def _guide_options(args) -> dict:
-    options = {"encoder": args.encoder, "guide_covariance": args.guide_covariance,
-               "mask_input": args.missing == "mask"}
+    options = {"guide_covariance": args.guide_covariance, "mask_input": args.missing == "mask"}
+    if args.encoder is not None:
+        options["encoder"] = args.encoder
     if args.hidden is not None:
         options["hidden"] = list(args.hidden)
     return options
@@ -102,7 +111,7 @@ def cmd_fit(args) -> int:
     if guide_name not in spec.guides:
         raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
     elbo = args.elbo or default_elbo(guide_name)
-    table = read_data(args.data, args.missing)
+    table = read_data(args.data, args.missing, window=args.window, stride=args.stride)
     dtype = args.dtype or spec.dtype
     event_shape = tuple(table.x.shape[1:])
     config = {
@@ -113,6 +122,7 @@ def cmd_fit(args) -> int:
         "batch_size": args.batch_size, "num_particles": args.num_particles, "alpha": args.alpha,
         "seed": args.seed,
         "data": str(args.data), "missing": args.missing, "columns": table.columns,
+        "window": args.window, "stride": args.stride,
     }
     torch.manual_seed(args.seed)
     model = build_model(args.model, event_shape, config["model_options"]).to(DTYPES[dtype])
@@ -149,7 +159,8 @@ def cmd_fit(args) -> int:
 
 def cmd_evaluate(args) -> int:
     run = load_run(args.run, device=resolve_device(args.device))
-    table = read_data(args.data, args.missing, min_rows=1)
+    table = read_data(args.data, args.missing, min_rows=1, window=run.config.get("window"),
+                      stride=run.config.get("stride"))
     expected = tuple(run.config["event_shape"])
     if tuple(table.x.shape[1:]) != expected:
         raise ValueError(f"data rows have shape {tuple(table.x.shape[1:])}, the model expects {expected}")
@@ -225,10 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--covariance", choices=("full", "diag"), help="component covariance of a mixture/HMM")
     p.add_argument("--likelihood", help="decoder likelihood (gaussian, bernoulli, ...)")
     p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell")
-    p.add_argument("--window", type=int, help="window length for sequence models")
+    p.add_argument("--window", type=int, help="cut a table of time steps into windows of this many steps")
+    p.add_argument("--stride", type=int, help="steps between window starts (default: the window)")
+    p.add_argument("--noise-scale", type=float, help="noise scale of a fixed-variance Gaussian decoder")
+    p.add_argument("--no-feed-latent", action="store_true", help="VRAE: z sets the decoder's initial state only")
     p.add_argument("--hidden", type=_sizes, help="hidden layer sizes, e.g. 64,64")
     p.add_argument("--guide", help="guide name (default: the model's first)")
-    p.add_argument("--encoder", default="mlp", help=f"encoder of amortized guides ({', '.join(ENCODERS)})")
+    p.add_argument("--encoder", help=f"encoder of amortized guides ({', '.join(ENCODERS)}); default: the model's")
     p.add_argument("--guide-covariance", default="diagonal", choices=("diagonal", "full"))
     p.add_argument("--elbo", help=f"estimator ({', '.join(ELBO_NAMES)}); default: the guide's")
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)

@@ -11,7 +11,7 @@ from math import prod
 
 from dlvm.models.base import Marginalized
 
-from .encoders import FlattenEncoder, MLPEncoder
+from .encoders import ConvEncoder, FlattenEncoder, MLPEncoder, RNNEncoder, step_features
 from .normal import AmortizedNormalGuide, ExactGuide
 
 GUIDES: dict[str, str] = {
@@ -23,6 +23,11 @@ GUIDES: dict[str, str] = {
 ENCODERS: dict[str, Callable] = {
     "linear": lambda shape, hidden, extra: FlattenEncoder(prod(shape) + extra),
     "mlp": lambda shape, hidden, extra: MLPEncoder(prod(shape) + extra, hidden),
+    "gru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru"),
+    "lstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm"),
+    "bigru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru", True),
+    "bilstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm", True),
+    "conv": lambda shape, hidden, extra: ConvEncoder(step_features(shape, extra), hidden),
 }
 
 
@@ -39,9 +44,9 @@ def _exact(model, event_shape, options):
 
 def _amortized_normal(model, event_shape, options):
     mask_input = options.get("mask_input", False)
+    encoder = options.get("encoder", getattr(model, "default_encoder", "mlp"))
     net = make_encoder(
-        options.get("encoder", "mlp"), event_shape, options.get("hidden", (64,)),
-        prod(event_shape) if mask_input else 0,
+        encoder, event_shape, options.get("hidden", (64,)), prod(event_shape) if mask_input else 0
     )
     guide = AmortizedNormalGuide(
         net, model.latent_dim, options.get("guide_covariance", "diagonal"),
@@ -69,7 +74,8 @@ def default_elbo(guide: str) -> str:
 def pair(model, guide: str, event_shape: tuple, **options):
     """Pair ``model`` with the guide called ``guide``: returns ``(model_to_train, guide)``.
 
-    Options (each used where it applies): ``encoder`` (see :data:`ENCODERS`), ``hidden`` (layer
+    Options (each used where it applies): ``encoder`` (see :data:`ENCODERS`; default the model's
+    ``default_encoder`` attribute, else "mlp"), ``hidden`` (layer
     sizes), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``, ``reparameterized``.
     The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out).
     """
@@ -85,6 +91,6 @@ def pair(model, guide: str, event_shape: tuple, **options):
 
 
 __all__ = [
-    "AmortizedNormalGuide", "DEFAULT_ELBO", "default_elbo", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES", "GUIDE_BUILDERS",
-    "MLPEncoder", "make_encoder", "pair",
+    "AmortizedNormalGuide", "ConvEncoder", "DEFAULT_ELBO", "ENCODERS", "ExactGuide", "FlattenEncoder",
+    "GUIDES", "GUIDE_BUILDERS", "MLPEncoder", "RNNEncoder", "default_elbo", "make_encoder", "pair",
 ]

@@ -42,3 +42,76 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def _as_sequence(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) stays; a table (B, T) is read as T steps of one feature, (B, T, 1)."""
+    if x.ndim == 2:
+        return x.unsqueeze(-1)
+    if x.ndim != 3:
+        raise ValueError(f"a sequence encoder needs input (B, T, D) or (B, T), got shape {tuple(x.shape)}")
+    return x
+
+
+class RNNEncoder(nn.Module):
+    """GRU or LSTM over the time steps; the feature is the last hidden state (§6.6.1.1).
+
+    Input (B, T, D) (or (B, T), one feature) of any length T -> output (B, H), or (B, 2H) when
+    bidirectional (last state of the forward pass, and of the backward pass, which ends at t = 1).
+    ``hidden`` gives the layer sizes, which must be equal: (64,) is one layer, (64, 64) two.
+    """
+
+    def __init__(self, input_size: int, hidden: Sequence[int] = (64,), cell: str = "gru", bidirectional: bool = False):
+        super().__init__()
+        hidden = tuple(hidden)
+        if not hidden or min(hidden) < 1 or len(set(hidden)) != 1:
+            raise ValueError(f"RNN hidden sizes must be equal positive integers (one per layer), got {list(hidden)}")
+        rnns = {"gru": nn.GRU, "lstm": nn.LSTM}
+        if cell not in rnns:
+            raise ValueError(f"unknown cell {cell!r}; choose one of: {', '.join(rnns)}")
+        self.cell = cell
+        self.rnn = rnns[cell](
+            input_size, hidden[0], num_layers=len(hidden), batch_first=True, bidirectional=bidirectional
+        )
+        self.directions = 2 if bidirectional else 1
+        self.output_dim = hidden[0] * self.directions
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, state = self.rnn(_as_sequence(x))
+        if self.cell == "lstm":
+            state = state[0]
+        # state: (layers * directions, B, H); the top layer's states are the last `directions`
+        return state[-self.directions:].transpose(0, 1).reshape(x.shape[0], -1)
+
+
+class ConvEncoder(nn.Module):
+    """1-D convolutions over time, then the average over time: (B, T, D) -> (B, hidden[-1]).
+
+    Each layer is Conv1d(kernel 5, 'same' padding) + activation, so any length T works.
+    """
+
+    def __init__(self, input_size: int, hidden: Sequence[int] = (64,), kernel_size: int = 5, activation=nn.Softplus):
+        super().__init__()
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden channel sizes must be positive integers, got {list(hidden)}")
+        layers: list[nn.Module] = []
+        width = input_size
+        for size in hidden:
+            layers += [nn.Conv1d(width, size, kernel_size, padding=kernel_size // 2), activation()]
+            width = size
+        self.net = nn.Sequential(*layers)
+        self.output_dim = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(_as_sequence(x).transpose(1, 2)).mean(-1)
+
+
+def step_features(event_shape: tuple, extra_inputs: int = 0) -> int:
+    """Features per time step a sequence encoder sees for rows of ``event_shape`` (T, D) or (T,).
+
+    ``extra_inputs`` (a mask of the row's shape, concatenated on the last axis) adds D per step.
+    """
+    if len(event_shape) not in (1, 2):
+        raise ValueError(f"a sequence encoder needs rows of shape (T, D) or (T,), got {tuple(event_shape)}")
+    per_step = event_shape[-1] if len(event_shape) == 2 else 1
+    return per_step + (per_step if extra_inputs and len(event_shape) == 2 else 0)

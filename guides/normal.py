@@ -18,6 +18,16 @@ from dlvm.models.base import data_plate
 MIN_SCALE = 1e-4
 
 
+class ScoreFunctionNormal(dist.Normal):
+    """A Normal whose draws carry no reparameterisation gradient (``has_rsample`` False).
+
+    A class rather than ``has_rsample_(False)`` so that the flag survives ``expand`` and
+    ``to_event`` (Independent's flag is read-only).
+    """
+
+    has_rsample = False
+
+
 class AmortizedNormalGuide(PyroModule):
     """q(z_i | x_i) from an encoder, for a latent site of shape (latent_dim,).
 
@@ -74,14 +84,17 @@ class AmortizedNormalGuide(PyroModule):
         loc = self.loc_head(h)
         scale = softplus(self.scale_head(h)) + MIN_SCALE
         if self.covariance == "diagonal":
-            q = dist.Normal(loc, scale)
-        else:
-            tril = torch.diag_embed(scale)
-            tril[..., self._tril[0], self._tril[1]] = self.tril_head(h)
-            q = dist.MultivariateNormal(loc, scale_tril=tril)
-        if not self.reparameterized:
-            q = q.has_rsample_(False)
-        return q.to_event(1) if self.covariance == "diagonal" else q
+            normal = dist.Normal if self.reparameterized else ScoreFunctionNormal
+            return normal(loc, scale).to_event(1)
+        tril = torch.diag_embed(scale)
+        tril[..., self._tril[0], self._tril[1]] = self.tril_head(h)
+        q = dist.MultivariateNormal(loc, scale_tril=tril)
+        return q if self.reparameterized else q.has_rsample_(False)
+
+    @torch.no_grad()
+    def encode(self, x, mask=None) -> torch.Tensor:
+        """Posterior means E_q[z | x] (B, latent_dim): the learned representation of each row."""
+        return self.distribution(x, mask).mean
 
     def forward(self, x, mask=None, size=None):
         with data_plate(x, size):

@@ -10,12 +10,21 @@
 ``renyi``      RenyiELBO with ``alpha`` (alpha = 0 is the IWAE bound)
 =============  =====================================================================
 
-``jit-trace``, ``jit-tracegraph`` and ``jit-traceenum`` compile the loss with the PyTorch JIT.
-(``jit-meanfield`` is left out on purpose: in pyro-ppl 1.9 it re-traces at every step.)
+``jit-trace``, ``jit-meanfield`` and ``jit-traceenum`` compile the loss with the PyTorch JIT
+(:class:`ModuleJit`: parameters that live in modules, one compiled graph per input shape);
+``jit-tracegraph`` is Pyro's JitTraceGraph_ELBO, which needs parameters in Pyro's param store.
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import ExitStack
+from unittest import mock
+
 import pyro.infer as infer
+import pyro.infer.trace_elbo
+import pyro.infer.trace_mean_field_elbo
+import torch
+from torch import nn
 
 _ESTIMATORS = {
     "trace": infer.Trace_ELBO,
@@ -23,10 +32,98 @@ _ESTIMATORS = {
     "traceenum": infer.TraceEnum_ELBO,
     "meanfield": infer.TraceMeanField_ELBO,
     "renyi": infer.RenyiELBO,
-    "jit-trace": infer.JitTrace_ELBO,
+    "jit-trace": infer.Trace_ELBO,
+    "jit-meanfield": infer.TraceMeanField_ELBO,
     "jit-tracegraph": infer.JitTraceGraph_ELBO,
-    "jit-traceenum": infer.JitTraceEnum_ELBO,
+    "jit-traceenum": infer.TraceEnum_ELBO,
 }
+_MODULE_JIT = ("jit-trace", "jit-meanfield", "jit-traceenum")
+
+
+def _loss_terms(estimator, model, guide, args, kwargs):
+    """(loss, surrogate loss) of one estimate: the value to report and the tensor to differentiate."""
+    if not hasattr(estimator, "_differentiable_loss_particle"):
+        surrogate = estimator.differentiable_loss(model, guide, *args, **kwargs)
+        return surrogate.detach(), surrogate  # DiCE: the value is the ELBO itself
+    loss, surrogate = 0.0, 0.0
+    for model_trace, guide_trace in estimator._get_traces(model, guide, args, kwargs):
+        particle, surrogate_particle = estimator._differentiable_loss_particle(model_trace, guide_trace)
+        loss = loss + particle / estimator.num_particles
+        surrogate = surrogate + surrogate_particle / estimator.num_particles
+    return torch.as_tensor(loss).detach(), surrogate
+
+
+class _Objective(nn.Module):
+    """model + guide as one module whose forward is the estimator's (loss, surrogate loss).
+
+    Holding both as submodules makes their parameters module parameters of the traced graph
+    (inputs, not constants), which is what lets the JIT train them.
+    """
+
+    def __init__(self, estimator, model, guide, template, kwargs):
+        super().__init__()
+        self.model, self.guide = model, guide
+        self.estimator, self.template, self.kwargs = estimator, template, kwargs
+
+    def forward(self, *tensors):
+        supply = iter(tensors)
+        args = tuple(next(supply) if slot else None for slot in self.template)
+        return _loss_terms(self.estimator, self.model, self.guide, args, self.kwargs)
+
+
+def _detached(value):
+    return value.detach() if torch.is_tensor(value) else value
+
+
+def _traceable_values():
+    """While tracing, let Pyro's ELBOs keep the loss value a tensor instead of a Python float
+    (a float would be frozen into the graph as a constant)."""
+    stack = ExitStack()
+    for module in (pyro.infer.trace_elbo, pyro.infer.trace_mean_field_elbo):
+        stack.enter_context(mock.patch.object(module, "torch_item", _detached))
+    return stack
+
+
+class ModuleJit:
+    """A Pyro ELBO whose loss is compiled with ``torch.jit.trace``, for module-local parameters.
+
+    Pyro's JitTrace_ELBO looks parameters up in the global param store and fails for parameters
+    that live in modules. Here the model and guide are traced together as one module, once per
+    (model, guide, argument shapes, keyword arguments): the graph, random draws included, is then
+    replayed without Python overhead. Arguments are tensors or None; the model must have a static
+    structure for a given input shape. ``loss`` (no gradients) runs the estimator eagerly.
+    """
+
+    def __init__(self, estimator: infer.ELBO):
+        self.estimator = estimator
+        self._compiled: dict = {}
+
+    def __getattr__(self, name):
+        if name in ("estimator", "_compiled"):
+            raise AttributeError(name)
+        return getattr(self.estimator, name)
+
+    def _compile(self, model, guide, args, kwargs):
+        tensors = tuple(a for a in args if a is not None)
+        key = (id(model), id(guide), tuple((t.shape, t.dtype, t.device) for t in tensors),
+               tuple(a is not None for a in args), tuple(sorted(kwargs.items())))
+        if key not in self._compiled:
+            objective = _Objective(self.estimator, model, guide, tuple(a is not None for a in args), kwargs)
+            with warnings.catch_warnings(), _traceable_values():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.filterwarnings("ignore", r"`torch\.jit\.trace", DeprecationWarning)
+                self._compiled[key] = torch.jit.trace(objective, tensors, check_trace=False)
+        return self._compiled[key], tensors
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        compiled, tensors = self._compile(model, guide, args, kwargs)
+        loss, surrogate = compiled(*tensors)
+        if surrogate.requires_grad:
+            surrogate.backward()
+        return float(loss)
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        return self.estimator.loss(model, guide, *args, **kwargs)
 
 ELBO_NAMES: tuple[str, ...] = tuple(_ESTIMATORS)
 
@@ -48,6 +145,8 @@ def make_elbo(
         if alpha == 1.0:
             raise ValueError("renyi alpha must differ from 1 (alpha = 1 is the plain ELBO: use 'trace')")
         options["alpha"] = alpha
+    if name in _MODULE_JIT:
+        return ModuleJit(_ESTIMATORS[name](**options))
     if name.startswith("jit-"):
         options["ignore_jit_warnings"] = True
     return _ESTIMATORS[name](**options)

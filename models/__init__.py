@@ -5,7 +5,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .base import LatentVariableModel, Marginalized, data_plate
+from .decoders import LIKELIHOODS, DecoderModel, Emission
 from .factor import FactorAnalysis
+from .vae import VAE
+from .vrae import VRAE
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,30 @@ def _table_width(event_shape: tuple, name: str) -> int:
     return event_shape[0]
 
 
+def _sequence_shape(event_shape: tuple, name: str) -> tuple[int, int]:
+    if len(event_shape) != 2:
+        raise ValueError(
+            f"{name} needs sequences (N, T, D), got rows of shape {event_shape}; "
+            "cut a table into windows first (--window T)"
+        )
+    return event_shape
+
+
+def _vae(shape, o):
+    return VAE(
+        shape, o.get("latent_dim", 2), o.get("hidden", (64,)), o.get("likelihood", "gaussian"),
+        o.get("noise_scale", 1.0),
+    )
+
+
+def _vrae(shape, o):
+    window, features = _sequence_shape(shape, "vrae")
+    return VRAE(
+        features, window, o.get("latent_dim", 8), o.get("hidden", (64,)), o.get("cell", "gru"),
+        o.get("likelihood", "gaussian"), o.get("noise_scale", 1.0), o.get("feed_latent", True),
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     "fa": ModelSpec(
         "fa", "Factor Analysis, diagonal noise (§6.3.1)",
@@ -45,6 +72,13 @@ MODELS: dict[str, ModelSpec] = {
         lambda shape, o: FactorAnalysis(_table_width(shape, "ppca"), o.get("latent_dim", 2), "isotropic"),
         ("exact", "amortized"), "float64",
     ),
+    # options: latent_dim, hidden, likelihood (gaussian | gaussian-fixed | bernoulli), noise_scale
+    "vae": ModelSpec("vae", "variational autoencoder, MLP decoder (§6.5)", _vae, ("amortized",),
+                     example_options={"latent_dim": 2, "hidden": [8]}),
+    # options: latent_dim, hidden, cell (gru | lstm; also the default encoder), likelihood, noise_scale,
+    # feed_latent (z also the decoder's input at every step; default True)
+    "vrae": ModelSpec("vrae", "variational recurrent autoencoder for (N, T, D) sequences (§6.6.1.1)", _vrae,
+                      ("amortized",), example_shape=(5, 2), example_options={"latent_dim": 2, "hidden": [8]}),
 }
 
 
@@ -56,6 +90,6 @@ def build_model(name: str, event_shape: tuple, options: dict) -> LatentVariableM
 
 
 __all__ = [
-    "FactorAnalysis", "LatentVariableModel", "MODELS", "Marginalized", "ModelSpec", "build_model",
-    "data_plate",
+    "DecoderModel", "Emission", "FactorAnalysis", "LIKELIHOODS", "LatentVariableModel", "MODELS",
+    "Marginalized", "ModelSpec", "VAE", "VRAE", "build_model", "data_plate",
 ]

@@ -2,11 +2,10 @@ import pyro
 import pytest
 import torch
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _one_thread_and_seed():
+    torch.set_num_threads(1)
     pyro.set_rng_seed(0)
     yield
 

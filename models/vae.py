@@ -1,0 +1,65 @@
+"""The variational autoencoder (§6.5, Kingma 2013).
+
+Generative model, for rows x_i of any shape and latents z_i in R^K::
+
+    z_i ~ N(0, I_K),    x_i | z_i ~ p_theta(x | z_i)
+
+with an MLP decoder whose output layer is an :class:`~dlvm.models.decoders.Emission`: a Gaussian
+with mean and diagonal variance both network outputs (as in §6.5), a fixed-variance Gaussian, or
+a Bernoulli for binary images. The encoder q_phi(z | x) is the guide's (dlvm.guides, "amortized").
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+from torch import nn
+
+from .decoders import DecoderModel, Emission
+
+
+class VAE(DecoderModel):
+    """VAE with an MLP decoder z -> hidden -> p(x | z).
+
+    Args:
+        event_shape: shape of one row, e.g. (64,) or (8, 8).
+        latent_dim: K.
+        hidden: decoder hidden layer sizes (the guide's encoder has its own).
+        likelihood: ``gaussian``, ``gaussian-fixed`` or ``bernoulli``.
+        noise_scale: the fixed sd of ``gaussian-fixed``.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        latent_dim: int = 2,
+        hidden: Sequence[int] = (64,),
+        likelihood: str = "gaussian",
+        noise_scale: float = 1.0,
+    ):
+        event_shape = tuple(int(s) for s in event_shape)
+        if not event_shape or min(event_shape) < 1:
+            raise ValueError(f"a VAE needs rows with at least one value, got row shape {event_shape}")
+        if latent_dim < 1:
+            raise ValueError(f"latent dimension must be at least 1, got {latent_dim}")
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden layer sizes must be positive integers, got {list(hidden)}")
+        super().__init__()
+        self.event_shape = event_shape
+        self.latent_dim = latent_dim
+        self.hidden = tuple(hidden)
+        layers: list[nn.Module] = []
+        width = latent_dim
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.Softplus()]
+            width = size
+        self.decoder = nn.Sequential(*layers)
+        self.emission = Emission(width, event_shape, likelihood, noise_scale)
+
+    def features(self, z, steps=None):
+        """Decoder features (B, hidden[-1]) of latents z (B, K)."""
+        return self.decoder(z)
+
+    @property
+    def num_features(self) -> int:
+        return prod(self.event_shape)

@@ -1,0 +1,39 @@
+"""The VAE and VRAE experiments in quick mode: files, summary keys, and the key numbers."""
+import json
+
+import pytest
+
+from dlvm.experiments import EXPERIMENTS, get_experiment
+
+
+@pytest.fixture(scope="module")
+def vrae_summary(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vrae-ecg")
+    return out, get_experiment("vrae-ecg").run(out, quick=True)
+
+
+def check_files(out, summary):
+    json.dumps(summary)
+    assert summary["caption"].count(". ") >= 1
+    for name in summary["files"]:
+        assert (out / name).is_file(), name
+
+
+def test_vae_digits_quick(tmp_path):
+    summary = get_experiment("vae-digits").run(tmp_path, quick=True)
+    check_files(tmp_path, summary)
+    assert summary["iwae_samples"] >= 500
+    assert summary["test_iwae"] >= summary["test_elbo"]
+    assert summary["test_elbo"] > summary["untrained_test_elbo"] + 10
+
+
+def test_vrae_ecg_quick(vrae_summary):
+    out, summary = vrae_summary
+    check_files(out, summary)
+    assert summary["ecg_latent_kmeans_ari"] > 0.3
+    assert 0.3 < summary["ecg_raw_kmeans_ari"] < 0.6
+    assert summary["ecg_test_iwae"] >= summary["ecg_test_elbo"]
+
+
+def test_registered():
+    assert {"vae-digits", "vrae-ecg"} <= set(EXPERIMENTS)
