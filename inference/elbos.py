@@ -11,8 +11,9 @@
 =============  =====================================================================
 
 ``jit-trace``, ``jit-meanfield`` and ``jit-traceenum`` compile the loss with the PyTorch JIT
-(:class:`ModuleJit`: parameters that live in modules, one compiled graph per input shape);
-``jit-tracegraph`` is Pyro's JitTraceGraph_ELBO, which needs parameters in Pyro's param store.
+(:class:`ModuleJit`: parameters that live in modules, one compiled graph per input shape). There is
+no ``jit-tracegraph``: Pyro's JitTraceGraph_ELBO looks parameters up in the global param store,
+which dlvm's module-local parameters never enter.
 """
 from __future__ import annotations
 
@@ -34,10 +35,8 @@ _ESTIMATORS = {
     "renyi": infer.RenyiELBO,
     "jit-trace": infer.Trace_ELBO,
     "jit-meanfield": infer.TraceMeanField_ELBO,
-    "jit-tracegraph": infer.JitTraceGraph_ELBO,
     "jit-traceenum": infer.TraceEnum_ELBO,
 }
-_MODULE_JIT = ("jit-trace", "jit-meanfield", "jit-traceenum")
 
 
 def _loss_terms(estimator, model, guide, args, kwargs):
@@ -145,8 +144,6 @@ def make_elbo(
         if alpha == 1.0:
             raise ValueError("renyi alpha must differ from 1 (alpha = 1 is the plain ELBO: use 'trace')")
         options["alpha"] = alpha
-    if name in _MODULE_JIT:
-        return ModuleJit(_ESTIMATORS[name](**options))
     if name.startswith("jit-"):
-        options["ignore_jit_warnings"] = True
+        return ModuleJit(_ESTIMATORS[name](**options))
     return _ESTIMATORS[name](**options)
