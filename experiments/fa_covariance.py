@@ -76,14 +76,15 @@ def _plot(summary: pd.DataFrame, features: int, out: Path) -> str:
     left.set_ylabel("covariance parameters")
     left.set_title(f"Parameters (D = {features})")
     left.legend()
-    right.errorbar(fa.factors, fa.loglik, yerr=fa.se, marker="o", color=color("FA"), label="FA")
-    for name in ("sample covariance", "Ledoit-Wolf"):
-        row = summary[summary.method == name].iloc[0]
-        right.axhline(row.loglik, color=color(name), linestyle="--", label=name)
-        right.axhspan(row.loglik - row.se, row.loglik + row.se, color=color(name), alpha=0.15)
+    right.errorbar(fa.factors, fa.gain_vs_sample, yerr=fa.gain_se, marker="o", color=color("FA"), label="FA")
+    right.axhline(0.0, color=color("sample covariance"), linestyle="--", label="sample covariance")
+    row = summary[summary.method == "Ledoit-Wolf"].iloc[0]
+    right.axhline(row.gain_vs_sample, color=color("Ledoit-Wolf"), linestyle="--", label="Ledoit-Wolf")
+    right.axhspan(row.gain_vs_sample - row.gain_se, row.gain_vs_sample + row.gain_se,
+                  color=color("Ledoit-Wolf"), alpha=0.15)
     right.set_xlabel("number of factors M")
-    right.set_ylabel("test log-likelihood per day")
-    right.set_title("Next year, out of sample")
+    right.set_ylabel("test log-likelihood per day\nminus the sample covariance's")
+    right.set_title("Next year, out of sample (paired by year)")
     right.legend()
     return save_figure(fig, out, "fa_covariance")
 

@@ -234,7 +234,10 @@ def fit(
                         if p.grad is not None:
                             p.grad.div_(n)
                     return torch.tensor(value, dtype=torch.float64)
+                iterations = optim.state[params[0]].get("n_iter", 0)
                 optim.step(closure)
+                # no iteration taken: the gradient was already below tolerance_grad
+                lbfgs_done = optim.state[params[0]].get("n_iter", 0) == iterations
                 loss = estimator.loss(model, guide, xb, mb, size=n)
             else:
                 optim.zero_grad()
@@ -268,7 +271,9 @@ def fit(
         if early_stopping and epoch - best["epoch"] >= early_stopping:
             stopped_early = True
             break
-        if optimizer == "lbfgs" and len(history) > 1 and abs(history[-2]["elbo"] - train_elbo) < 1e-10 * (1 + abs(train_elbo)):
+        if optimizer == "lbfgs" and (lbfgs_done or (
+            len(history) > 1 and abs(history[-2]["elbo"] - train_elbo) < 1e-10 * (1 + abs(train_elbo))
+        )):
             break  # L-BFGS has converged
     bar.close()
     if early_stopping and best["model"] is not None:
