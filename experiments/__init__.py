@@ -20,3 +20,6 @@ def get_experiment(name: str):
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
     return import_module(f"dlvm.experiments.{EXPERIMENTS[name][0]}")
+
+EXPERIMENTS["fa-vs-pca"] = ("fa_vs_pca", "FA vs PPCA: cross-validated choice of the number of factors (Figs 6.2, 6.3)")
+EXPERIMENTS["fa-covariance"] = ("fa_covariance", "factor models of 20 stocks' daily returns vs sample and Ledoit-Wolf covariance (§6.1)")

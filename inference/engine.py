@@ -92,7 +92,7 @@ def _make_optimizer(name, params, lr, clip_norm):
     if name == "lbfgs":
         return torch.optim.LBFGS(
             params, lr=lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
-            tolerance_grad=1e-9, tolerance_change=1e-12,
+            tolerance_grad=1e-7, tolerance_change=1e-9,
         )
     raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
@@ -248,10 +248,18 @@ def fit(
             xb, mb = _take(x, mask, index, device)
             if optimizer == "lbfgs":
                 def closure():
+                    # L-BFGS minimises the loss per row (its tolerances then mean the same for
+                    # any N), in float64 so that the line search sees changes far below 1e-7
                     optim.zero_grad()
-                    value = estimator.loss_and_grads(model, guide, xb, mb, size=n)
-                    return torch.tensor(value)
+                    value = estimator.loss_and_grads(model, guide, xb, mb, size=n) / n
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.div_(n)
+                    return torch.tensor(value, dtype=torch.float64)
+                iterations = optim.state[params[0]].get("n_iter", 0)
                 _guarded(lambda: optim.step(closure), epoch, step, checkpoint)
+                # no iteration taken: the gradient was already below tolerance_grad
+                lbfgs_done = optim.state[params[0]].get("n_iter", 0) == iterations
                 loss = _guarded(lambda: estimator.loss(model, guide, xb, mb, size=n), epoch, step, checkpoint)
             else:
                 optim.zero_grad()
@@ -280,9 +288,9 @@ def fit(
             }
         bar.set_postfix(elbo=f"{train_elbo:.4g}", val=f"{val_elbo:.4g}")
         stopped_early = bool(early_stopping) and epoch - best["epoch"] >= early_stopping
-        converged = optimizer == "lbfgs" and len(history) > 1 and (
-            abs(history[-2]["elbo"] - train_elbo) < 1e-10 * (1 + abs(train_elbo))
-        )
+        converged = optimizer == "lbfgs" and (lbfgs_done or (
+            len(history) > 1 and abs(history[-2]["elbo"] - train_elbo) < 1e-10 * (1 + abs(train_elbo))
+        ))
         finished = stopped_early or converged or epoch == epochs
         if checkpoint is not None and (finished or time.perf_counter() - last_saved >= checkpoint_every):
             save_checkpoint(checkpoint, {

@@ -16,9 +16,13 @@ integrated out, trained by :class:`Marginalized`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyro
 import torch
+from pyro.distributions import TorchDistribution
 from pyro.nn import PyroModule
+from torch.distributions import constraints
 
 pyro.settings.set(module_local_params=True)
 
@@ -33,6 +37,28 @@ def data_plate(x: torch.Tensor, size: int | None = None) -> pyro.plate:
     if size is None or size == batch:
         return pyro.plate("data", batch)
     return pyro.plate("data", size, subsample=torch.arange(batch, device=x.device))
+
+
+class ExactMarginal(TorchDistribution):
+    """Rows x (B, ...) whose exact log-density per row is ``log_prob_fn(value)`` -> (B,).
+
+    Lets a model observe ``x`` under its closed-form marginal (e.g. a Woodbury formula) inside
+    the ``"data"`` plate without building a heavier distribution object. The density of ``x`` is
+    computed when the distribution is built, i.e. inside the model, so that Pyro records the
+    parameters it reads. It has no sampler: models generate through their own ``sample(n)``.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+
+    def __init__(self, log_prob_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
+        self.log_prob_fn = log_prob_fn
+        self._observed = (x, log_prob_fn(x))
+        super().__init__(x.shape[:1], x.shape[1:], validate_args=False)
+
+    def log_prob(self, value):
+        observed, log_density = self._observed
+        return log_density if value is observed else self.log_prob_fn(value)
 
 
 class LatentVariableModel(PyroModule):

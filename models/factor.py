@@ -20,7 +20,7 @@ import torch
 from pyro.nn import PyroParam
 from torch.distributions import constraints
 
-from .base import LatentVariableModel
+from .base import ExactMarginal, LatentVariableModel
 
 LOG_2PI = math.log(2 * math.pi)
 NOISE_FLOOR = 1e-6  # lower bound on every noise variance (avoids Heywood collapse to zero)
@@ -72,20 +72,15 @@ class FactorAnalysis(LatentVariableModel):
             return pyro.sample("x", likelihood.to_event(1), obs=x)
 
     def marginal_model(self, x, mask=None, size=None):
-        """The collapsed model: x ~ N(mu, Lambda Lambda^T + Psi) over the observed coordinates."""
+        """The collapsed model: x ~ N(mu, Lambda Lambda^T + Psi) over the observed coordinates.
+
+        The observation's log-density is :meth:`log_marginal` (Woodbury, O(B D K)); missing
+        entries are set to 0 first so that no NaN reaches the gradient.
+        """
         with self.data_plate(x, size):
-            if mask is None:
-                marginal = dist.LowRankMultivariateNormal(self.loc, self.loadings, self.psi)
-                return pyro.sample("x", marginal, obs=x)
-            # Missing coordinates get a unit, uncorrelated Gaussian at x = mu (log density
-            # -log(2 pi)/2 each), which the factor below removes again: the result is the exact
-            # marginal of the observed coordinates of every row.
-            m = mask.to(x.dtype)
-            marginal = dist.LowRankMultivariateNormal(
-                self.loc, self.loadings * m.unsqueeze(-1), torch.where(mask, self.psi, 1.0)
-            )
-            pyro.sample("x", marginal, obs=torch.where(mask, x, self.loc))
-            pyro.factor("unobserved", 0.5 * LOG_2PI * (1 - m).sum(-1))
+            if mask is not None:
+                x = torch.where(mask, x, 0.0)
+            return pyro.sample("x", ExactMarginal(lambda v: self.log_marginal(v, mask), x), obs=x)
 
     # ------------------------------------------------------------------ exact quantities
     def _woodbury(self, x, mask):
@@ -121,8 +116,12 @@ class FactorAnalysis(LatentVariableModel):
     def log_marginal(self, x, mask=None):
         """Exact log p(x_i) per row, shape (B,), by the Woodbury identity in O(B D K^2)."""
         chol, proj, quad, logdet_psi, n_obs = self._woodbury(x, mask)
-        solved = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
-        quad = quad - (proj * solved).sum(-1)
+        if chol.dim() == 2:  # one M for all rows: solve L w = b^T for every row at once
+            white = torch.linalg.solve_triangular(chol, proj.T, upper=False)
+            quad = quad - white.pow(2).sum(0)
+        else:
+            solved = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
+            quad = quad - (proj * solved).sum(-1)
         logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
         return -0.5 * (n_obs * LOG_2PI + logdet + quad)
 
@@ -151,12 +150,15 @@ class FactorAnalysis(LatentVariableModel):
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
-    def initialize(self, x, mask=None) -> None:
-        """Start from principal components: for PPCA this is the Tipping-Bishop MLE.
+    def initialize(self, x, mask=None, max_iter: int = 500, tol: float = 1e-10) -> None:
+        """Start at (or next to) the maximum-likelihood estimate, from the sample covariance S.
 
-        mu is the (observed) column mean, Lambda = U_K (L_K - s^2 I)^1/2 from the top K
-        eigenpairs (U_K, L_K) of the sample covariance (missing entries filled by the mean), and
-        the noise is the variance the factors leave unexplained.
+        mu is the (observed) column mean; missing entries are filled by it for S. Given the noise
+        Psi, the likelihood is maximised by Lambda = Psi^1/2 U_K (L_K - I)_+^1/2 with (U_K, L_K)
+        the top K eigenpairs of Psi^-1/2 S Psi^-1/2. PPCA (Psi = s^2 I) is then closed form
+        (Tipping and Bishop: s^2 the mean of the D - K smallest eigenvalues of S); FA alternates
+        this with Psi = diag(S - Lambda Lambda^T) until the log-likelihood per row gains less
+        than ``tol`` (at most ``max_iter`` times). Each step costs O(D^3), independent of N.
         """
         if mask is not None:
             counts = mask.sum(0).clamp(min=1)
@@ -165,17 +167,29 @@ class FactorAnalysis(LatentVariableModel):
         else:
             loc = x.mean(0)
         centred = x - loc
-        _, svals, vt = torch.linalg.svd(centred, full_matrices=False)
-        eig = svals.pow(2) / x.shape[0]
-        rest = eig[self.latent_dim:]
-        sigma2 = rest.sum() / (self.num_features - self.latent_dim)
-        sigma2 = sigma2.clamp(min=NOISE_FLOOR * 10)
-        scale = (eig[: self.latent_dim] - sigma2).clamp(min=0).sqrt()
-        loadings = vt[: self.latent_dim].T * scale
-        if self.noise == "diagonal":
-            noise = (centred.pow(2).mean(0) - loadings.pow(2).sum(-1)).clamp(min=NOISE_FLOOR * 10)
+        cov = centred.T @ centred / x.shape[0]
+        k, d = self.latent_dim, self.num_features
+        floor = NOISE_FLOOR * 10
+        if self.noise == "isotropic":
+            eig, vecs = torch.linalg.eigh(cov)  # ascending
+            noise = eig[: d - k].mean().clamp(min=floor)
+            loadings = vecs[:, d - k:] * (eig[d - k:] - noise).clamp(min=0).sqrt()
         else:
-            noise = sigma2
+            variance = cov.diagonal()
+            noise = variance.clamp(min=floor)
+            previous = -math.inf
+            for _ in range(max_iter):
+                root = noise.sqrt()
+                eig, vecs = torch.linalg.eigh(cov / root.unsqueeze(-1) / root)
+                top = eig[d - k:]
+                loadings = root.unsqueeze(-1) * vecs[:, d - k:] * (top - 1).clamp(min=0).sqrt()
+                # log-likelihood per row at (loadings, noise), up to -D log(2 pi) / 2
+                kept = top.clamp(min=1)
+                value = -0.5 * (noise.log().sum() + kept.log().sum() + (top / kept).sum() + eig[: d - k].sum())
+                noise = (variance - loadings.pow(2).sum(-1)).clamp(min=floor)
+                if value - previous < tol * (1 + abs(value)):
+                    break
+                previous = value
         self.loc = loc
-        self.loadings = loadings
+        self.loadings = loadings.contiguous()
         self.noise_variance = noise.to(x.dtype)
