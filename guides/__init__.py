@@ -53,7 +53,7 @@ def _amortized_categorical(model, event_shape, options):
     net = make_encoder(options.get("encoder", "mlp"), event_shape, options.get("hidden", (64,)),
                        prod(event_shape) if mask_input else 0)
     guide = AmortizedCategoricalGuide(
-        net, model.components, width, options.get("baseline", "decaying"), mask_input=mask_input
+        net, model.components, width, options.get("baseline", "neural"), mask_input=mask_input
     )
     return model, with_globals(model, guide)
 
@@ -63,7 +63,7 @@ def _amortized_markov(model, event_shape, options):
     hidden = options.get("hidden", (32,))
     guide = AmortizedMarkovGuide(
         event_shape[-1] * (2 if mask_input else 1), model.states, hidden[0] if hidden else 32,
-        options.get("baseline", "decaying"), mask_input, options.get("cell", "gru"),
+        options.get("baseline", "neural"), mask_input, options.get("cell", "gru"),
     )
     return model, with_globals(model, guide)
 

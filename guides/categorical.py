@@ -3,7 +3,9 @@
 An encoder network maps each row to K logits: q_phi(z_i = k | x_i) = softmax(logits_phi(x_i))_k.
 A discrete z has no reparameterisation, so the ELBO gradient for phi is the score-function
 (REINFORCE) estimator (§6.4.3.1); ``tracegraph`` reduces its variance with Rao-Blackwellisation
-and a baseline, chosen here: a decaying average of the downstream cost or a small network b(x_i).
+and a baseline, chosen here: a small network b(x_i) fitted to the downstream cost (the default),
+or Pyro's decaying average of the cost (kept per row position, so every minibatch must have the
+same size: full batch, or a batch size that divides N).
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ class AmortizedCategoricalGuide(PyroModule):
         site: name of the latent sample site.
     """
 
-    def __init__(self, encoder: nn.Module, num_categories: int, input_dim: int, baseline: str = "decaying",
+    def __init__(self, encoder: nn.Module, num_categories: int, input_dim: int, baseline: str = "neural",
                  mask_input: bool = False, site: str = "z"):
         check_baseline(baseline)
         super().__init__()

@@ -32,7 +32,7 @@ class AmortizedMarkovGuide(PyroModule):
         cell: ``"gru"`` or ``"lstm"``.
     """
 
-    def __init__(self, input_dim: int, states: int, hidden: int = 32, baseline: str = "decaying",
+    def __init__(self, input_dim: int, states: int, hidden: int = 32, baseline: str = "neural",
                  mask_input: bool = False, cell: str = "gru"):
         check_baseline(baseline)
         if cell not in ("gru", "lstm"):
