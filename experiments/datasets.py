@@ -9,8 +9,8 @@ import pandas as pd
 DATA = resources.files("dlvm.experiments") / "data"
 
 DATASETS = {
-    "sp500": "S&P 500 index, daily close, 1990-01-02 to 2022-12-28 (skfolio, BSD-3)",
-    "sp500-stocks": "daily adjusted prices of 20 large S&P 500 stocks, 1990-2022 (skfolio, BSD-3)",
+    "sp500": "S&P 500 index daily log returns in percent, 1990-01-03 to 2022-12-28 (skfolio, BSD-3)",
+    "sp500-stocks": "daily log returns in percent of 20 large S&P 500 stocks, 1990-2022 (skfolio, BSD-3)",
 }
 
 
@@ -34,3 +34,16 @@ def log_returns(prices: pd.Series | pd.DataFrame, percent: bool = False):
     """Daily log returns log(p_t / p_{t-1}), first row dropped (x100 with ``percent``)."""
     returns = np.log(prices).diff().iloc[1:]
     return returns * 100 if percent else returns
+
+
+def _returns_table(frame: pd.DataFrame):
+    from .io import Table
+
+    return Table(x=frame.to_numpy(np.float64), mask=None, columns=[str(c) for c in frame.columns], index=frame.index)
+
+
+#: named data for ``dlvm fit MODEL --data NAME``: name -> loader() -> experiments.io.Table
+DATA_SOURCES = {
+    "sp500": lambda: _returns_table(log_returns(sp500_index(), percent=True).to_frame()),
+    "sp500-stocks": lambda: _returns_table(log_returns(sp500_stocks(), percent=True)),
+}

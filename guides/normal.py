@@ -73,14 +73,14 @@ class AmortizedNormalGuide(PyroModule):
         loc = self.loc_head(h)
         scale = softplus(self.scale_head(h)) + MIN_SCALE
         if self.covariance == "diagonal":
-            q = dist.Normal(loc, scale).to_event(1)
+            q = dist.Normal(loc, scale)
         else:
             tril = torch.diag_embed(scale)
             tril[..., self._tril[0], self._tril[1]] = self.tril_head(h)
             q = dist.MultivariateNormal(loc, scale_tril=tril)
         if not self.reparameterized:
             q = q.has_rsample_(False)
-        return q
+        return q.to_event(1) if self.covariance == "diagonal" else q
 
     def forward(self, x, mask=None, size=None):
         with data_plate(x, size):

@@ -107,10 +107,24 @@ def _parameters(*modules):
     return params
 
 
+def _non_finite(what: str, epoch: int, step: int, checkpoint: Path | None) -> NonFiniteLossError:
+    kept = f"; the last good checkpoint is kept at {checkpoint}" if checkpoint and checkpoint.exists() else ""
+    return NonFiniteLossError(f"{what} at epoch {epoch}, step {step}{kept}")
+
+
 def _check_finite(loss: float, epoch: int, step: int, checkpoint: Path | None):
     if not math.isfinite(loss):
-        kept = f"; the last good checkpoint is kept at {checkpoint}" if checkpoint else ""
-        raise NonFiniteLossError(f"loss became {loss} at epoch {epoch}, step {step}{kept}")
+        raise _non_finite(f"loss became {loss}", epoch, step, checkpoint)
+
+
+def _guarded(step_fn, epoch: int, step: int, checkpoint: Path | None) -> float:
+    """Run one step; a distribution that received NaN/inf parameters is a non-finite loss too."""
+    try:
+        return step_fn()
+    except ValueError as err:
+        if "invalid values" not in str(err):
+            raise
+        raise _non_finite("a distribution received non-finite parameters", epoch, step, checkpoint) from None
 
 
 def fit(
@@ -122,6 +136,7 @@ def fit(
     elbo: str = "trace",
     optimizer: str = "adam",
     lr: float | None = None,
+    lr_decay: float = 1.0,
     epochs: int = 100,
     batch_size: int | None = None,
     num_particles: int = 1,
@@ -134,6 +149,7 @@ def fit(
     early_stopping: int | None = None,
     clip_norm: float | None = None,
     checkpoint_dir: str | Path | None = None,
+    checkpoint_every: float = 10.0,
     resume: bool = False,
     initialize: bool = True,
     progress: bool = True,
@@ -147,15 +163,16 @@ def fit(
         elbo: estimator name (:data:`dlvm.inference.elbos.ELBO_NAMES`); ``alpha`` for ``renyi``.
         optimizer: ``adam``, ``clippedadam`` (Pyro's ClippedAdam) or ``lbfgs`` (full batch; the
             loss must be deterministic, i.e. the guide samples nothing). ``lr`` defaults to 1e-2
-            (1.0 for L-BFGS).
+            (1.0 for L-BFGS) and is multiplied by ``lr_decay`` after every epoch.
         epochs: passes over the data; ``batch_size`` None means full batch.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``dtype`` defaults to the model's.
         val_data, val_mask: held-out rows whose ELBO is recorded every epoch.
         early_stopping: patience in epochs on the validation ELBO (training ELBO without
             validation data); the best parameters are restored at the end.
         clip_norm: clip the gradient norm at this value before each step.
-        checkpoint_dir: write ``checkpoint.pt`` there after every epoch; with ``resume`` continue
-            from it (same seed -> the same result as an uninterrupted run).
+        checkpoint_dir: write ``checkpoint.pt`` there at the end of an epoch once
+            ``checkpoint_every`` seconds have passed since the last one, and after the last epoch;
+            with ``resume`` continue from it (same seed -> the same result as an uninterrupted run).
         initialize: call ``model.initialize(x, mask)`` (data-dependent start) where it exists.
     """
     if epochs < 1:
@@ -202,6 +219,9 @@ def fit(
     if not params:
         raise ValueError("the model and guide have no parameters to train")
     optim = _make_optimizer(optimizer, params, lr, clip_norm)
+    if not 0 < lr_decay <= 1:
+        raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=lr_decay)
 
     history: list[dict] = []
     best = {"value": -math.inf, "epoch": 0, "model": None, "guide": None}
@@ -210,6 +230,7 @@ def fit(
         load_state(model, state["model"], "model")
         load_state(guide, state["guide"], "guide")
         optim.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
         history = list(state["history"])
         best = dict(state["best"])
@@ -217,6 +238,7 @@ def fit(
         elapsed = float(history[-1]["seconds"]) if history else 0.0
 
     stopped_early = False
+    last_saved = time.perf_counter()
     bar = tqdm(range(start_epoch, epochs + 1), desc="fit", disable=not progress, leave=False)
     for epoch in bar:
         began = time.perf_counter()
@@ -229,17 +251,20 @@ def fit(
                     optim.zero_grad()
                     value = estimator.loss_and_grads(model, guide, xb, mb, size=n)
                     return torch.tensor(value)
-                optim.step(closure)
-                loss = estimator.loss(model, guide, xb, mb, size=n)
+                _guarded(lambda: optim.step(closure), epoch, step, checkpoint)
+                loss = _guarded(lambda: estimator.loss(model, guide, xb, mb, size=n), epoch, step, checkpoint)
             else:
                 optim.zero_grad()
-                loss = estimator.loss_and_grads(model, guide, xb, mb, size=n)
+                loss = _guarded(
+                    lambda: estimator.loss_and_grads(model, guide, xb, mb, size=n), epoch, step, checkpoint
+                )
                 _check_finite(loss, epoch, step, checkpoint)
                 if clip_norm is not None and optimizer != "clippedadam":
                     torch.nn.utils.clip_grad_norm_(params, clip_norm)
                 optim.step()
             _check_finite(loss, epoch, step, checkpoint)
             losses.append(loss)
+        schedule.step()
         train_elbo = -sum(losses) / len(losses) / n
         val_elbo = math.nan
         if val_data is not None:
@@ -254,17 +279,21 @@ def fit(
                 "guide": copy.deepcopy(guide.state_dict()) if early_stopping else None,
             }
         bar.set_postfix(elbo=f"{train_elbo:.4g}", val=f"{val_elbo:.4g}")
-        if checkpoint is not None:
+        stopped_early = bool(early_stopping) and epoch - best["epoch"] >= early_stopping
+        converged = optimizer == "lbfgs" and len(history) > 1 and (
+            abs(history[-2]["elbo"] - train_elbo) < 1e-10 * (1 + abs(train_elbo))
+        )
+        finished = stopped_early or converged or epoch == epochs
+        if checkpoint is not None and (finished or time.perf_counter() - last_saved >= checkpoint_every):
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "guide": guide.state_dict(),
-                "optimizer": optim.state_dict(), "epoch": epoch, "history": history,
+                "optimizer": optim.state_dict(), "schedule": schedule.state_dict(),
+                "epoch": epoch, "history": history,
                 "rng": torch.get_rng_state(), "best": best, "config": config or {},
             })
-        if early_stopping and epoch - best["epoch"] >= early_stopping:
-            stopped_early = True
+            last_saved = time.perf_counter()
+        if finished:
             break
-        if optimizer == "lbfgs" and len(history) > 1 and abs(history[-2]["elbo"] - train_elbo) < 1e-10 * (1 + abs(train_elbo)):
-            break  # L-BFGS has converged
     bar.close()
     if early_stopping and best["model"] is not None:
         model.load_state_dict(best["model"])

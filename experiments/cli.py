@@ -1,0 +1,306 @@
+"""The ``dlvm`` command line: list, fit, evaluate, sample, run.
+
+Every failure the user can cause ends in one line on stderr (``dlvm: error: ...``) and a
+non-zero exit status; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlvm.guides import ENCODERS, GUIDES, pair
+from dlvm.inference import ELBO_NAMES, OPTIMIZERS, CheckpointError, NonFiniteLossError, evaluate, fit
+from dlvm.inference.data import resolve_device
+from dlvm.models import MODELS, build_model
+
+from . import EXPERIMENTS
+from .datasets import DATA_SOURCES
+from .io import Table, load_table
+from .report import run_experiments
+from .runs import DTYPES, load_run, staged_run, write_json
+
+#: guides that sample nothing, so the loss is deterministic and L-BFGS applies
+DETERMINISTIC_GUIDES = ("exact", "enum")
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def read_data(source: str, missing: str = "error", min_rows: int = 2) -> Table:
+    """A named data set (``dlvm list``) or a file path."""
+    if source in DATA_SOURCES:
+        return DATA_SOURCES[source]()
+    return load_table(source, missing=missing, min_rows=min_rows)
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_list(args) -> int:
+    print("models:")
+    for spec in MODELS.values():
+        print(f"  {spec.name:<12} {spec.summary} (guides: {', '.join(spec.guides)})")
+    print("guides:")
+    for name, text in GUIDES.items():
+        print(f"  {name:<12} {text}")
+    print(f"encoders:     {', '.join(ENCODERS)}")
+    print(f"elbos:        {', '.join(ELBO_NAMES)}")
+    print(f"optimizers:   {', '.join(OPTIMIZERS)}")
+    print("experiments:")
+    for name, (_, text) in EXPERIMENTS.items():
+        print(f"  {name:<16} {text}")
+    print("data sets (use as --data NAME):")
+    from .datasets import DATASETS
+
+    for name, text in DATASETS.items():
+        print(f"  {name:<16} {text}")
+    return 0
+
+
+def _model_options(args) -> dict:
+    keys = ("latent_dim", "components", "states", "covariance", "likelihood", "cell", "window")
+    options = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if args.hidden is not None:
+        options["hidden"] = list(args.hidden)
+    return options
+
+
+def _guide_options(args) -> dict:
+    options = {"encoder": args.encoder, "guide_covariance": args.guide_covariance,
+               "mask_input": args.missing == "mask"}
+    if args.hidden is not None:
+        options["hidden"] = list(args.hidden)
+    return options
+
+
+def cmd_fit(args) -> int:
+    if args.model not in MODELS:
+        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    if args.latent_dim is not None and args.latent_dim < 1:
+        raise ValueError(f"--latent-dim must be a positive integer, got {args.latent_dim}")
+    spec = MODELS[args.model]
+    guide_name = args.guide or spec.guides[0]
+    if args.optimizer == "lbfgs" and args.guide is None:
+        exact = [g for g in spec.guides if g in DETERMINISTIC_GUIDES]
+        if not exact:
+            raise ValueError(f"--optimizer lbfgs needs an exact guide, and {args.model} has none")
+        guide_name = exact[0]
+    if guide_name not in spec.guides:
+        raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
+    table = read_data(args.data, args.missing)
+    dtype = args.dtype or spec.dtype
+    event_shape = tuple(table.x.shape[1:])
+    config = {
+        "model": args.model, "model_options": _model_options(args), "guide": guide_name,
+        "guide_options": _guide_options(args), "event_shape": list(event_shape), "dtype": dtype,
+        "elbo": args.elbo, "optimizer": args.optimizer, "lr": args.lr, "lr_decay": args.lr_decay,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size, "num_particles": args.num_particles, "alpha": args.alpha,
+        "seed": args.seed,
+        "data": str(args.data), "missing": args.missing, "columns": table.columns,
+    }
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, event_shape, config["model_options"]).to(DTYPES[dtype])
+    trained, guide = pair(model, guide_name, event_shape, **config["guide_options"])
+    guide.to(DTYPES[dtype])
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    with staged_run(out, overwrite=args.overwrite, resume=args.resume) as stage:
+        write_json(stage / "config.json", config)
+        began = time.perf_counter()
+        result = fit(
+            trained, guide, table.x, mask=table.mask, elbo=args.elbo, optimizer=args.optimizer,
+            lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
+            num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
+            clip_norm=args.clip_norm, early_stopping=args.early_stopping,
+            checkpoint_dir=stage, resume=args.resume, progress=not args.quiet, config=config,
+        )
+        seconds = time.perf_counter() - began
+        result.history.to_csv(stage / "history.csv", index=False)
+        scores = evaluate(trained, guide, table.x, table.mask, num_samples=args.iwae_samples).summary()
+        metrics = {
+            "log_likelihood": scores["log_likelihood"], "elbo": scores["elbo"], "iwae": scores["iwae"],
+            "iwae_samples": scores["iwae_samples"], "gap": scores["gap"],
+            "n_rows": int(table.x.shape[0]), "n_features": int(table.x.shape[-1]),
+            "fit_seconds": round(seconds, 3), "epochs_run": int(len(result.history)),
+            "model": args.model, "guide": guide_name, "elbo_name": args.elbo,
+            "num_parameters": int(model.num_parameters()), "device": str(device),
+        }
+        write_json(stage / "metrics.json", metrics)
+    if not args.quiet:
+        print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    run = load_run(args.run, device=resolve_device(args.device))
+    table = read_data(args.data, args.missing, min_rows=1)
+    expected = tuple(run.config["event_shape"])
+    if tuple(table.x.shape[1:]) != expected:
+        raise ValueError(f"data rows have shape {tuple(table.x.shape[1:])}, the model expects {expected}")
+    scores = evaluate(run.trained, run.guide, table.x, table.mask, num_samples=args.iwae_samples).summary()
+    print(json.dumps({**scores, "n_rows": int(table.x.shape[0]), "model": run.config["model"],
+                      "guide": run.config["guide"]}, indent=2))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    if args.n < 1:
+        raise ValueError(f"-n must be a positive integer, got {args.n}")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to replace it")
+    if out.suffix not in (".npz", ".npy", ".csv"):
+        raise ValueError(f"{out}: choose an output ending in .npz, .npy or .csv")
+    run = load_run(args.run, device=resolve_device(args.device))
+    if not hasattr(run.model, "sample"):
+        raise ValueError(f"model {run.config['model']!r} cannot generate samples")
+    torch.manual_seed(args.seed)
+    draws = run.model.sample(args.n).detach().cpu().numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    try:
+        if out.suffix == ".npz":
+            np.savez(tmp, data=draws)
+        elif out.suffix == ".npy":
+            np.save(tmp, draws)
+        else:
+            if draws.ndim != 2:
+                raise ValueError(f"samples of shape {draws.shape[1:]} do not fit a CSV table; use .npz")
+            header = ",".join(run.config.get("columns") or [f"x{i}" for i in range(draws.shape[1])])
+            np.savetxt(tmp, draws, delimiter=",", header=header, comments="")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {args.n} samples of shape {tuple(draws.shape[1:])} to {out}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    for name in names:
+        if name not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment {name!r}; choose one of: all, {', '.join(EXPERIMENTS)}")
+    out = Path(args.out or f"runs/{args.name}")
+    resolve_device(args.device)
+    report = run_experiments(
+        names, out, quick=args.quick, seed=args.seed, device=args.device,
+        progress=not args.quiet, overwrite=args.overwrite,
+    )
+    if not args.quiet:
+        print(f"report: {report}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dlvm", description="Deep latent variable models on Pyro.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="models, guides, ELBOs, experiments and data sets").set_defaults(func=cmd_list)
+
+    p = sub.add_parser("fit", help="fit a model to a data file and write a run folder")
+    p.add_argument("model", help="model name (see dlvm list)")
+    p.add_argument("--data", required=True, help="CSV/.npy/.npz file, or a data set name")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--latent-dim", type=int, help="size of the latent z")
+    p.add_argument("--components", type=int, help="mixture components")
+    p.add_argument("--states", type=int, help="hidden states of an HMM")
+    p.add_argument("--covariance", choices=("full", "diag"), help="component covariance of a mixture/HMM")
+    p.add_argument("--likelihood", help="decoder likelihood (gaussian, bernoulli, ...)")
+    p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell")
+    p.add_argument("--window", type=int, help="window length for sequence models")
+    p.add_argument("--hidden", type=_sizes, help="hidden layer sizes, e.g. 64,64")
+    p.add_argument("--guide", help="guide name (default: the model's first)")
+    p.add_argument("--encoder", default="mlp", help=f"encoder of amortized guides ({', '.join(ENCODERS)})")
+    p.add_argument("--guide-covariance", default="diagonal", choices=("diagonal", "full"))
+    p.add_argument("--elbo", default="trace", help=f"estimator ({', '.join(ELBO_NAMES)})")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the learning rate by this after every epoch")
+    p.add_argument("--num-particles", type=int, default=1)
+    p.add_argument("--alpha", type=float, default=0.0, help="alpha of the renyi ELBO (0 = IWAE)")
+    p.add_argument("--clip-norm", type=float)
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    p.add_argument("--iwae-samples", type=int, default=100)
+    p.add_argument("--dtype", choices=tuple(DTYPES))
+    p.add_argument("--missing", choices=("error", "mask"), default="error")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted fit into --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("evaluate", help="ELBO, IWAE-K and exact log-likelihood of a run on data")
+    p.add_argument("run")
+    p.add_argument("--data", required=True)
+    p.add_argument("--iwae-samples", type=int, default=100)
+    p.add_argument("--missing", choices=("error", "mask"), default="error")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="draw from a fitted model")
+    p.add_argument("run")
+    p.add_argument("-n", type=int, required=True)
+    p.add_argument("--out", required=True, help=".npz (key 'data'), .npy or .csv")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("run", help="run an experiment (or all) and write its report")
+    p.add_argument("name", help="experiment name or 'all'")
+    p.add_argument("--out")
+    p.add_argument("--quick", action="store_true", help="small, fast settings")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError, CheckpointError, NonFiniteLossError) as err:
+        if args.debug:
+            raise
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, OSError) and err.filename:
+            message = f"{err.strerror or message}: {err.filename}"
+        print(f"dlvm: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("dlvm: interrupted (an interrupted fit continues with --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # a bug: still one line, with the way to see more
+        if args.debug:
+            raise
+        print(f"dlvm: internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Run folders: ``config.json``, ``checkpoint.pt``, ``history.csv``, ``metrics.json``, ``figures/``.
+
+A run is written into ``DIR.partial`` and renamed to ``DIR`` only when it is complete, so a
+failed or interrupted command never leaves something that looks like a finished run; the staging
+folder keeps the last good checkpoint for ``--resume``. A run folder alone is enough to rebuild
+the trained model and guide (:func:`load_run`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dlvm.guides import pair
+from dlvm.inference.checkpoint import CheckpointError, load_checkpoint, load_state
+from dlvm.inference.engine import CHECKPOINT_NAME
+from dlvm.models import build_model
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: dict) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def staging_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that already holds something, unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"output folder {out} already holds a run; pass --overwrite to replace it")
+    parent = out.resolve().parent
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot write to {parent} (permission denied)")
+
+
+@contextmanager
+def staged_run(out: Path, *, overwrite: bool = False, resume: bool = False):
+    """Yield the staging folder for a run that will become ``out`` when the block succeeds.
+
+    Without ``resume`` a stale staging folder is cleared first. If the block fails, a staging
+    folder holding a checkpoint is kept (for ``--resume``); an empty one is removed.
+    """
+    out = Path(out)
+    check_output(out, overwrite)
+    stage = staging_dir(out)
+    if stage.exists() and not resume:
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True, exist_ok=True)
+    try:
+        yield stage
+    except BaseException:
+        if not (stage / CHECKPOINT_NAME).exists():
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(stage, out)
+
+
+@dataclass
+class Run:
+    """A finished run folder, rebuilt: its config, the model, the module trained and the guide."""
+
+    path: Path
+    config: dict
+    model: torch.nn.Module
+    trained: torch.nn.Module
+    guide: torch.nn.Module
+
+
+def build_pair(config: dict):
+    """(model, model_to_train, guide) from a run's config, in its dtype, untrained."""
+    dtype = DTYPES[config["dtype"]]
+    model = build_model(config["model"], tuple(config["event_shape"]), config["model_options"]).to(dtype)
+    trained, guide = pair(model, config["guide"], tuple(config["event_shape"]), **config["guide_options"])
+    guide.to(dtype)
+    return model, trained, guide
+
+
+def read_config(path: Path) -> dict:
+    config_path = Path(path) / "config.json"
+    if not Path(path).is_dir():
+        raise ValueError(f"run folder {path} does not exist")
+    if not config_path.is_file():
+        raise ValueError(f"{path} is not a dlvm run folder (no config.json)")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_path} is not valid JSON ({err.msg})") from None
+    missing = {"model", "guide", "event_shape", "model_options", "guide_options", "dtype"} - set(config)
+    if missing:
+        raise ValueError(f"{config_path} lacks {', '.join(sorted(missing))}")
+    return config
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Rebuild the model and guide of a run folder from its config and checkpoint."""
+    path = Path(path)
+    config = read_config(path)
+    model, trained, guide = build_pair(config)
+    state = load_checkpoint(path / CHECKPOINT_NAME)
+    written_for = state.get("config", {}).get("model")
+    if written_for is not None and written_for != config["model"]:
+        raise CheckpointError(
+            f"{path / CHECKPOINT_NAME} was written for model {written_for!r}, not {config['model']!r}"
+        )
+    if not isinstance(state.get("model"), dict) or not isinstance(state.get("guide"), dict):
+        raise CheckpointError(f"{path / CHECKPOINT_NAME} holds no model and guide state")
+    load_state(trained, state["model"], "model")
+    load_state(guide, state["guide"], "guide")
+    trained.to(device)
+    guide.to(device)
+    return Run(path=path, config=config, model=model, trained=trained, guide=guide)

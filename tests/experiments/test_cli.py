@@ -1,0 +1,145 @@
+"""The command line end to end, and its answers to bad input."""
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dlvm.experiments.cli import main
+
+
+@pytest.fixture
+def csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2)) @ rng.normal(size=(2, 5)) + rng.normal(size=(120, 5))
+    path = tmp_path / "data.csv"
+    with open(path, "w") as f:
+        f.write("date,a,b,c,d,e\n")
+        for i, row in enumerate(x):
+            f.write(f"2020-01-{i % 28 + 1:02d}," + ",".join(f"{v:.6f}" for v in row) + "\n")
+    return path
+
+
+def run_cli(*args):
+    return main([str(a) for a in args])
+
+
+def test_fit_evaluate_sample_end_to_end(tmp_path, csv, capsys):
+    out = tmp_path / "run"
+    assert run_cli("fit", "fa", "--data", csv, "--latent-dim", 2, "--out", out, "--optimizer", "lbfgs", "--quiet") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "history.csv", "metrics.json"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("log_likelihood", "elbo", "iwae", "n_rows", "n_features", "fit_seconds", "model", "guide", "elbo_name"):
+        assert key in metrics
+    assert metrics["n_rows"] == 120 and metrics["n_features"] == 5 and metrics["guide"] == "exact"
+    assert metrics["elbo"] == pytest.approx(metrics["log_likelihood"])
+    capsys.readouterr()
+    assert run_cli("evaluate", out, "--data", csv, "--iwae-samples", 5) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["log_likelihood"] == pytest.approx(metrics["log_likelihood"])
+    assert run_cli("sample", out, "-n", 7, "--out", tmp_path / "s.npz") == 0
+    assert np.load(tmp_path / "s.npz")["data"].shape == (7, 5)
+    assert run_cli("sample", out, "-n", 3, "--out", tmp_path / "s.csv") == 0
+    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "a,b,c,d,e"
+
+
+def test_amortized_fit_writes_bounds_in_order(tmp_path, csv):
+    out = tmp_path / "run"
+    assert run_cli("fit", "ppca", "--data", csv, "--latent-dim", 2, "--out", out, "--guide", "amortized",
+                   "--epochs", 20, "--batch-size", 40, "--iwae-samples", 20, "--quiet") == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["elbo"] <= m["iwae"] <= m["log_likelihood"] + 1e-6
+
+
+def bad_inputs(tmp_path, csv):
+    """(name, argv) pairs that must each fail with one line on stderr."""
+    lines = csv.read_text().splitlines()
+    cases = {}
+
+    def write(name, text):
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    cases["nan without mask"] = write("nan.csv", "\n".join(lines[:3] + [lines[3].rsplit(",", 1)[0] + ",nan"] + lines[4:]))
+    cases["inf"] = write("inf.csv", "\n".join(lines[:3] + [lines[3].rsplit(",", 1)[0] + ",inf"] + lines[4:]))
+    cases["text column"] = write("text.csv", "a,b,label\n1,2,x\n3,4,y\n5,6,z\n")
+    cases["one row"] = write("one.csv", "\n".join(lines[:2]))
+    cases["header only"] = write("header.csv", lines[0] + "\n")
+    cases["empty file"] = write("empty.csv", "")
+    cases["missing file"] = tmp_path / "nope.csv"
+    cases["directory"] = tmp_path
+    argv = {k: ["fit", "fa", "--data", v, "--latent-dim", 2, "--out", tmp_path / f"out-{i}"]
+            for i, (k, v) in enumerate(cases.items())}
+    argv["latent too large"] = ["fit", "fa", "--data", csv, "--latent-dim", 9, "--out", tmp_path / "o1"]
+    argv["latent zero"] = ["fit", "fa", "--data", csv, "--latent-dim", 0, "--out", tmp_path / "o2"]
+    argv["unknown model"] = ["fit", "nope", "--data", csv, "--out", tmp_path / "o3"]
+    argv["unknown elbo"] = ["fit", "fa", "--data", csv, "--elbo", "bogus", "--out", tmp_path / "o4"]
+    argv["unknown guide"] = ["fit", "fa", "--data", csv, "--guide", "bogus", "--out", tmp_path / "o5"]
+    return argv
+
+
+def test_bad_inputs_give_one_line_and_leave_nothing(tmp_path, csv, capsys):
+    for name, argv in bad_inputs(tmp_path, csv).items():
+        before = set(tmp_path.iterdir())
+        code = run_cli(*argv)
+        err = capsys.readouterr().err.strip()
+        assert code != 0, name
+        assert err.startswith("dlvm: error: ") and len(err.splitlines()) == 1, (name, err)
+        assert set(tmp_path.iterdir()) == before, name  # no partial run folder
+
+
+def test_checkpoint_problems(tmp_path, csv, capsys):
+    fa, ppca = tmp_path / "fa", tmp_path / "ppca"
+    run_cli("fit", "fa", "--data", csv, "--latent-dim", 2, "--out", fa, "--optimizer", "lbfgs", "--quiet")
+    run_cli("fit", "ppca", "--data", csv, "--latent-dim", 2, "--out", ppca, "--optimizer", "lbfgs", "--quiet")
+    capsys.readouterr()
+    # a checkpoint of another model
+    (fa / "checkpoint.pt").write_bytes((ppca / "checkpoint.pt").read_bytes())
+    assert run_cli("evaluate", fa, "--data", csv) != 0
+    assert "written for model 'ppca', not 'fa'" in capsys.readouterr().err
+    # a pickle that would run code when unpickled
+    (fa / "checkpoint.pt").write_bytes(pickle.dumps(print))
+    assert run_cli("evaluate", fa, "--data", csv) != 0
+    assert "not a readable dlvm checkpoint" in capsys.readouterr().err
+    # a truncated checkpoint
+    (fa / "checkpoint.pt").write_bytes((ppca / "checkpoint.pt").read_bytes()[:100])
+    assert run_cli("sample", fa, "-n", 2, "--out", tmp_path / "s.npz") != 0
+    assert "dlvm: error:" in capsys.readouterr().err and not (tmp_path / "s.npz").exists()
+    # not a run folder
+    assert run_cli("evaluate", tmp_path / "nothing", "--data", csv) != 0
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_existing_run_is_refused_unless_overwrite(tmp_path, csv, capsys):
+    out = tmp_path / "run"
+    args = ["fit", "fa", "--data", csv, "--latent-dim", 2, "--out", out, "--optimizer", "lbfgs", "--quiet"]
+    assert run_cli(*args) == 0
+    stamp = (out / "metrics.json").read_text()
+    assert run_cli(*args) != 0
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == stamp
+    assert run_cli(*args, "--overwrite") == 0
+
+
+def test_missing_values_with_mask(tmp_path, csv):
+    lines = csv.read_text().splitlines()
+    lines[5] = ",".join(lines[5].split(",")[:-1] + [""])
+    path = tmp_path / "holes.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    assert run_cli("fit", "fa", "--data", path, "--latent-dim", 2, "--out", out, "--missing", "mask",
+                   "--optimizer", "lbfgs", "--quiet") == 0
+    assert json.loads((out / "metrics.json").read_text())["log_likelihood"] < 0
+
+
+def test_console_script_and_list():
+    done = subprocess.run([sys.executable, "-m", "dlvm.experiments.cli", "list"], capture_output=True, text=True)
+    assert done.returncode == 0
+    for word in ("fa", "ppca", "exact", "amortized", "trace", "tracegraph", "sp500"):
+        assert word in done.stdout
+    done = subprocess.run([sys.executable, "-m", "dlvm.experiments.cli", "fit", "fa", "--data", "/nonexistent.csv",
+                           "--out", "/tmp/never"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -1,0 +1,157 @@
+"""The SVI engine: unbiased minibatches, checkpoints, resume, failures, options."""
+import math
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro.nn import PyroModule, PyroParam
+
+from dlvm.guides import ExactGuide, pair
+from dlvm.inference import (
+    CheckpointError, NonFiniteLossError, fit, load_checkpoint, make_elbo, save_checkpoint,
+)
+from dlvm.models import FactorAnalysis, Marginalized
+
+
+def data(n=200, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2)) @ rng.normal(size=(2, d)) + rng.normal(size=(n, d))
+
+
+def test_minibatch_loss_is_an_unbiased_estimate_of_the_full_data_loss():
+    x = torch.as_tensor(data())
+    model = Marginalized(FactorAnalysis(6, 2).double())
+    model.initialize(x)
+    elbo = make_elbo("trace")
+    full = elbo.loss(model, ExactGuide(), x)
+    generator = torch.Generator().manual_seed(0)
+    estimates = []
+    for _ in range(400):
+        index = torch.randperm(200, generator=generator)[:20]
+        estimates.append(elbo.loss(model, ExactGuide(), x[index], None, size=200))
+    estimates = np.array(estimates)
+    stderr = estimates.std() / math.sqrt(len(estimates))
+    assert abs(estimates.mean() - full) < 4 * stderr
+    assert estimates.std() > 0  # the estimate really is random
+
+
+def test_history_and_result():
+    model = FactorAnalysis(6, 2).double()
+    trained, guide = pair(model, "amortized", (6,))
+    guide.double()
+    result = fit(trained, guide, data(), val_data=data(50, seed=1), epochs=4, batch_size=64, progress=False)
+    assert list(result.history.columns) == ["epoch", "elbo", "val_elbo", "seconds"]
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4]
+    assert result.history["val_elbo"].notna().all()
+    assert result.history["seconds"].is_monotonic_increasing
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = FactorAnalysis(6, 2)
+    save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "epoch": 3})
+    state = load_checkpoint(tmp_path / "c.pt")
+    other = FactorAnalysis(6, 2)
+    other.load_state_dict(state["model"])
+    assert torch.equal(other.loadings, model.loadings) and state["epoch"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left
+
+
+def test_loading_a_pickle_that_is_not_a_checkpoint_fails_cleanly(tmp_path):
+    import pickle
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"a": object()}))
+    with pytest.raises(CheckpointError, match="not a readable dlvm checkpoint"):
+        load_checkpoint(path)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not a dlvm checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "plain.pt").read_bytes()[:50])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
+def _amortized_fit(tmp_path, epochs, resume=False):
+    torch.manual_seed(0)
+    model = FactorAnalysis(6, 2).double()
+    trained, guide = pair(model, "amortized", (6,))
+    guide.double()
+    return fit(trained, guide, data(), epochs=epochs, batch_size=50, seed=7, checkpoint_dir=tmp_path, lr_decay=0.9,
+               checkpoint_every=0, resume=resume, progress=False)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    straight = _amortized_fit(tmp_path / "a", 6)
+    _amortized_fit(tmp_path / "b", 3)  # "killed" after epoch 3
+    resumed = _amortized_fit(tmp_path / "b", 6, resume=True)
+    assert resumed.history["elbo"].tolist() == straight.history["elbo"].tolist()
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+class ExplodingModel(PyroModule):
+    """A model whose log-density turns NaN after a few calls."""
+
+    max_plate_nesting = 1
+
+    def __init__(self, after):
+        super().__init__()
+        self.w = PyroParam(torch.zeros(()))
+        self.calls = 0
+        self.after = after
+
+    def forward(self, x, mask=None, size=None):
+        self.calls += 1
+        bad = torch.tensor(math.nan) if self.calls > self.after else torch.tensor(0.0)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", pyro.distributions.Normal(self.w + bad, 1.0).expand([x.shape[1]]).to_event(1), obs=x)
+
+
+def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_checkpoint(tmp_path):
+    x = torch.randn(40, 3)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, step 2.*last good checkpoint"):
+        # 1 probe call, then 4 steps per epoch: call 11 is epoch 3, step 2
+        fit(ExplodingModel(after=10), ExactGuide(), x, epochs=5, batch_size=10, checkpoint_dir=tmp_path,
+            checkpoint_every=0, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
+
+
+def test_lbfgs_refuses_a_sampling_guide():
+    model = FactorAnalysis(6, 2).double()
+    trained, guide = pair(model, "amortized", (6,))
+    with pytest.raises(ValueError, match="L-BFGS needs a deterministic loss.*samples z"):
+        fit(trained, guide.double(), data(), optimizer="lbfgs", progress=False)
+
+
+def test_early_stopping_restores_the_best_parameters():
+    model = FactorAnalysis(6, 2).double()
+    trained, guide = pair(model, "amortized", (6,))
+    guide.double()
+    result = fit(trained, guide, data(), val_data=data(60, seed=2), epochs=200, lr=0.2, batch_size=200,
+                 early_stopping=3, progress=False)
+    assert result.stopped_early
+    assert result.best_epoch == result.history["val_elbo"].idxmax() + 1
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(elbo="nope"), "unknown ELBO 'nope'; choose one of: trace, tracegraph"),
+    (dict(optimizer="sgd"), "unknown optimizer 'sgd'"),
+    (dict(epochs=0), "epochs must be at least 1"),
+    (dict(batch_size=0), "batch size must be at least 1"),
+    (dict(device="tpu"), "device"),
+    (dict(num_particles=0), "num_particles"),
+])
+def test_bad_options_are_clear_errors(kwargs, message):
+    model = FactorAnalysis(6, 2).double()
+    with pytest.raises(ValueError, match=message):
+        fit(Marginalized(model), ExactGuide(), data(), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["trace", "tracegraph", "meanfield", "renyi"])
+def test_every_continuous_estimator_trains_fa(name):
+    model = FactorAnalysis(6, 2).double()
+    trained, guide = pair(model, "amortized", (6,), encoder="linear")
+    guide.double()
+    result = fit(trained, guide, data(), elbo=name, alpha=0.5, epochs=30, batch_size=100, lr=0.02, progress=False)
+    assert result.history["elbo"].iloc[-5:].mean() > result.history["elbo"].iloc[:5].mean()
