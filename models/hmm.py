@@ -188,6 +188,15 @@ class GaussianHMM(LatentVariableModel):
         with torch.no_grad():
             return viterbi_path(*self._pieces(x, mask))
 
+    def covariances(self) -> torch.Tensor:
+        """Emission covariances Sigma_k, shape (K, D, D)."""
+        return self.gaussians.covariances()
+
+    @property
+    def means(self) -> torch.Tensor:
+        """Emission means mu_k, shape (K, D)."""
+        return self.gaussians.current()[0]
+
     def expected_durations(self) -> torch.Tensor:
         """Expected stay in each state, 1 / (1 - A_kk) time steps, shape (K,)."""
         with torch.no_grad():
