@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyro.poutine as poutine
 from pyro.infer.autoguide import AutoNormal
 from pyro.infer.autoguide.initialization import init_to_median
-from pyro.nn import PyroModule
+from torch import nn
 
 from dlvm.models.base import has_global_latents
 
@@ -35,8 +35,11 @@ def _start_from_model(model):
     return init
 
 
-class GlobalLocalGuide(PyroModule):
-    """q(theta) q(z | x, theta-free): the global guide runs first, then the local one (if any)."""
+class GlobalLocalGuide(nn.Module):
+    """q(theta) q(z | x): the global guide runs first, then the local one (if any).
+
+    A plain ``nn.Module``: each part stays a top-level PyroModule with its own site names.
+    """
 
     def __init__(self, global_guide, local_guide=None):
         super().__init__()

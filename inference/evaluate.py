@@ -3,6 +3,7 @@ log-likelihood with the gap log p(x) - ELBO = KL(q(z|x) || p(z|x)) where it is t
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -103,7 +104,7 @@ def evaluate(model, guide, data, mask=None, *, num_samples: int = 100, batch_siz
     """
     if num_samples < 1:
         raise ValueError(f"the number of importance samples must be at least 1, got {num_samples}")
-    param = next(iter(model.parameters()), None)
+    param = next(itertools.chain(model.parameters(), model.buffers()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.get_default_dtype()
     x, mask = as_observations(data, mask, dtype=dtype, device=device)

@@ -16,6 +16,8 @@ integrated out, trained by :class:`Marginalized`).
 """
 from __future__ import annotations
 
+import itertools
+
 import pyro
 import torch
 from pyro.nn import PyroModule
@@ -75,11 +77,11 @@ class LatentVariableModel(PyroModule):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return next(itertools.chain(self.parameters(), self.buffers())).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        return next(itertools.chain(self.parameters(), self.buffers())).dtype
 
     def num_parameters(self) -> int:
         """Number of free scalar parameters of the generative model."""

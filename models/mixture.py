@@ -25,7 +25,7 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule, PyroParam, PyroSample
+from pyro.nn import PyroModule, PyroParam, PyroSample, pyro_method
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
@@ -192,6 +192,7 @@ class GaussianComponents(PyroModule):
         floor = spread.new_full(spread.shape[:-1], VARIANCE_FLOOR)
         return linear_gaussian_log_prob(xk, means, spread, floor, mk)
 
+    @pyro_method
     def covariances(self) -> torch.Tensor:
         """Sigma_k, shape (K, D, D)."""
         _, spread = self.current()
@@ -200,6 +201,7 @@ class GaussianComponents(PyroModule):
         eye = torch.eye(self.num_features, dtype=spread.dtype, device=spread.device)
         return spread @ spread.mT + VARIANCE_FLOOR * eye
 
+    @pyro_method
     def sample(self, index: torch.Tensor) -> torch.Tensor:
         """One draw from component ``index[i]`` for every entry: index (...) -> (..., D)."""
         means, spread = self.current()
@@ -287,18 +289,22 @@ class _Mixture(LatentVariableModel):
             pyro.factor("x", table.logsumexp(-1))
 
     # -- exact quantities
+    @pyro_method
     def log_marginal(self, x, mask=None) -> torch.Tensor:
         """Exact log p(x_i) per row (eq. 6.3), shape (B,)."""
         return self._joint_table(x, mask).logsumexp(-1)
 
+    @pyro_method
     def posterior(self, x, mask=None) -> torch.Tensor:
         """Responsibilities p(z_i = k | x_i) (eq. 6.4), shape (B, K)."""
         return self._joint_table(x, mask).softmax(-1)
 
+    @pyro_method
     def predict(self, x, mask=None) -> torch.Tensor:
         """Most probable component per row, shape (B,)."""
         return self._joint_table(x, mask).argmax(-1)
 
+    @pyro_method
     @torch.no_grad()
     def sample(self, n: int, return_components: bool = False):
         """n rows from the model (n, D) (and their components (n,) with ``return_components``)."""
@@ -374,6 +380,7 @@ class GaussianMixture(_Mixture):
     def means(self) -> torch.Tensor:
         return self.gaussians.current()[0]
 
+    @pyro_method
     def covariances(self) -> torch.Tensor:
         """Sigma_k, shape (K, D, D)."""
         return self.gaussians.covariances()
@@ -430,6 +437,7 @@ class MixtureOfPPCA(_Mixture):
             x.unsqueeze(-2), self.loc, self.loadings, self.psi, None if mask is None else mask.unsqueeze(-2)
         )
 
+    @pyro_method
     def covariances(self) -> torch.Tensor:
         """W_k W_k^T + Psi_k, shape (K, D, D)."""
         return self.loadings @ self.loadings.mT + torch.diag_embed(self.psi)
