@@ -16,7 +16,9 @@ class ModelSpec:
 
     ``build(event_shape, options)`` returns the model; ``guides`` names the guides it pairs with
     (the first is the default); ``dtype`` is the default floating type (classical models use
-    float64 so that they match their references to many digits).
+    float64 so that they match their references to many digits). ``prepare(table)`` turns the
+    loaded table (N rows, D columns) into the model's data, whose rows' shape is then the
+    ``event_shape`` (the HMM reads the table as one series: (1, T, D), event shape (T, D)).
     """
 
     name: str
