@@ -17,6 +17,7 @@ integrated out, trained by :class:`Marginalized`).
 from __future__ import annotations
 
 import itertools
+import math
 
 import pyro
 import torch
@@ -86,6 +87,23 @@ class LatentVariableModel(PyroModule):
     def num_parameters(self) -> int:
         """Number of free scalar parameters of the generative model."""
         return sum(p.numel() for p in self.parameters())
+
+    def bic(self, x, mask=None) -> float:
+        """Bayesian information criterion -2 log L + p log n (lower is better), n = observations
+        (rows, or time steps of a sequence model); needs an exact ``log_marginal``."""
+        total, count = self._total_log_likelihood(x, mask)
+        return -2 * total + self.num_parameters() * math.log(count)
+
+    def aic(self, x, mask=None) -> float:
+        """Akaike information criterion -2 log L + 2 p (lower is better)."""
+        total, _ = self._total_log_likelihood(x, mask)
+        return -2 * total + 2 * self.num_parameters()
+
+    def _total_log_likelihood(self, x, mask):
+        if not hasattr(self, "log_marginal"):
+            raise ValueError(f"{type(self).__name__} has no exact log-likelihood for information criteria")
+        with torch.no_grad():
+            return float(self.log_marginal(x, mask).sum()), float(self.observations_per_row(x, mask).sum())
 
     def observations_per_row(self, x, mask=None) -> torch.Tensor:
         """How many observations each row of ``x`` holds, shape (B,): 1 for a table row.

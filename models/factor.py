@@ -26,6 +26,17 @@ LOG_2PI = math.log(2 * math.pi)
 NOISE_FLOOR = 1e-6  # lower bound on every noise variance (avoids Heywood collapse to zero)
 
 
+def check_factor_options(num_features: int, latent_dim: int, noise: str) -> None:
+    """Clear errors for a bad noise model or number of factors (1 <= K < D)."""
+    if noise not in ("diagonal", "isotropic"):
+        raise ValueError(f"noise must be 'diagonal' or 'isotropic', not {noise!r}")
+    if not 1 <= latent_dim < num_features:
+        raise ValueError(
+            f"latent dimension must be between 1 and {num_features - 1} "
+            f"(the number of features less one), got {latent_dim}"
+        )
+
+
 def woodbury_terms(x, loc, loadings, psi, mask=None):
     """Shared pieces of the linear-Gaussian marginal N(loc, Lambda Lambda^T + Psi) and posterior.
 
@@ -109,13 +120,7 @@ class FactorAnalysis(LatentVariableModel):
     """
 
     def __init__(self, num_features: int, latent_dim: int, noise: str = "diagonal"):
-        if noise not in ("diagonal", "isotropic"):
-            raise ValueError(f"noise must be 'diagonal' or 'isotropic', not {noise!r}")
-        if not 1 <= latent_dim < num_features:
-            raise ValueError(
-                f"latent dimension must be between 1 and {num_features - 1} "
-                f"(the number of features less one), got {latent_dim}"
-            )
+        check_factor_options(num_features, latent_dim, noise)
         super().__init__()
         self.num_features = num_features
         self.latent_dim = latent_dim

@@ -22,7 +22,6 @@ with ``bayesian=True`` Dirichlet(1) on pi and on every row of A plus the emissio
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pyro
@@ -234,19 +233,6 @@ class GaussianHMM(LatentVariableModel):
     def num_parameters(self) -> int:
         k = self.states
         return (k - 1) + k * (k - 1) + self.gaussians.num_parameters()
-
-    def bic(self, x, mask=None) -> float:
-        """-2 log L + p log(number of observed time steps)."""
-        with torch.no_grad():
-            total = float(self.log_marginal(x, mask).sum())
-            steps = float(self.observations_per_row(x, mask).sum())
-        return -2 * total + self.num_parameters() * math.log(steps)
-
-    def aic(self, x, mask=None) -> float:
-        """-2 log L + 2 p."""
-        with torch.no_grad():
-            total = float(self.log_marginal(x, mask).sum())
-        return -2 * total + 2 * self.num_parameters()
 
     # -- initialisation
     @torch.no_grad()

@@ -30,7 +30,7 @@ from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
 from .base import LatentVariableModel, fill_missing
-from .factor import NOISE_FLOOR, linear_gaussian_log_prob, principal_components_start
+from .factor import NOISE_FLOOR, check_factor_options, linear_gaussian_log_prob, principal_components_start
 
 #: added to every component variance (as scikit-learn's reg_covar): constant data or a component
 #: that collapses on one point gives a finite, large density instead of NaN
@@ -315,18 +315,6 @@ class _Mixture(LatentVariableModel):
     def num_parameters(self) -> int:
         return self.components - 1 + self._component_parameters()
 
-    def bic(self, x, mask=None) -> float:
-        """Bayesian information criterion -2 log L + p log N (lower is better)."""
-        with torch.no_grad():
-            total = float(self.log_marginal(x, mask).sum())
-        return -2 * total + self.num_parameters() * math.log(x.shape[0])
-
-    def aic(self, x, mask=None) -> float:
-        """Akaike information criterion -2 log L + 2 p (lower is better)."""
-        with torch.no_grad():
-            total = float(self.log_marginal(x, mask).sum())
-        return -2 * total + 2 * self.num_parameters()
-
     # -- initialisation
     @torch.no_grad()
     def initialize(self, x, mask=None) -> None:
@@ -411,13 +399,7 @@ class MixtureOfPPCA(_Mixture):
 
     def __init__(self, num_features: int, components: int, latent_dim: int = 2,
                  noise: str = "isotropic", restarts: int = 5):
-        if noise not in ("diagonal", "isotropic"):
-            raise ValueError(f"noise must be 'diagonal' or 'isotropic', not {noise!r}")
-        if not 1 <= latent_dim < num_features:
-            raise ValueError(
-                f"latent dimension must be between 1 and {num_features - 1} "
-                f"(the number of features less one), got {latent_dim}"
-            )
+        check_factor_options(num_features, latent_dim, noise)
         super().__init__(num_features, components, False, restarts)
         self.latent_dim = latent_dim
         self.noise = noise
