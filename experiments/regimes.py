@@ -155,7 +155,7 @@ def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress:
         figure = regime_figure(
             series.index, series.to_numpy(), labels_table["regime"].to_numpy(),
             out / "figures" / f"regimes_{name}.png",
-            f"S&P 500 daily returns and the most probable regime: {name.upper()} with {k} regimes",
+            f"S&P 500 daily returns and the most probable regime: {kind.upper()} with {k} regimes",
             names, labels_table[f"p_{k - 1}"].to_numpy(),
         )
         files.append(str(figure.relative_to(out)))
