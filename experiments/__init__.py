@@ -13,6 +13,7 @@ from importlib import import_module
 EXPERIMENTS: dict[str, tuple[str, str]] = {}
 EXPERIMENTS["vae-digits"] = ("vae_digits", "VAE on scikit-learn digits: test ELBO/IWAE-500, latent manifold (§6.5)")
 EXPERIMENTS["vrae-ecg"] = ("vrae_ecg", "VRAE on ECG5000 heartbeats and 20-stock return windows: ELBO, k-means ARI (§6.6.1.1)")
+EXPERIMENTS["regimes"] = ("regimes", "S&P 500 volatility regimes: GMM and Gaussian HMMs vs scikit-learn and hmmlearn (Figure 6.5)")
 
 
 def get_experiment(name: str):

@@ -8,6 +8,7 @@ optimizer over the parameters that live in the two modules.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -184,7 +185,8 @@ def fit(
     model.to(device)
     guide.to(device)
     if dtype is None:
-        dtype = next(iter(model.parameters()), torch.empty(0)).dtype
+        # a Bayesian model may hold buffers only (its globals are latent)
+        dtype = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).dtype
     x, mask = as_observations(data, mask, dtype=dtype, device=device)
     n = x.shape[0]
     if val_data is not None:

@@ -9,6 +9,8 @@ from .decoders import LIKELIHOODS, DecoderModel, Emission
 from .factor import FactorAnalysis
 from .vae import VAE
 from .vrae import VRAE
+from .hmm import GaussianHMM
+from .mixture import GaussianMixture, MixtureOfPPCA
 
 
 @dataclass(frozen=True)
@@ -17,9 +19,11 @@ class ModelSpec:
 
     ``build(event_shape, options)`` returns the model; ``guides`` names the guides it pairs with
     (the first is the default); ``dtype`` is the default floating type (classical models use
-    float64 so that they match their references to many digits). ``example_shape`` and
-    ``example_options`` describe a tiny valid problem (rows of that shape, values in [0, 1]) on
-    which the shared test battery runs every model x guide pair.
+    float64 so that they match their references to many digits). ``prepare(table)`` turns the
+    loaded table (N rows, D columns) into the model's data, whose rows' shape is then the
+    ``event_shape`` (the HMM reads the table as one series: (1, T, D), event shape (T, D)).
+    ``example_shape`` and ``example_options`` describe a tiny valid problem (rows of that shape,
+    values in [0, 1]) on which the shared test battery runs every model x guide pair.
     """
 
     name: str
@@ -29,6 +33,8 @@ class ModelSpec:
     dtype: str = "float32"
     example_shape: tuple = (6,)
     example_options: dict = field(default_factory=lambda: {"latent_dim": 2})
+    #: turns the loaded table (N rows, D columns) into the model's data; None = the table itself
+    prepare: Callable | None = None
 
 
 def _table_width(event_shape: tuple, name: str) -> int:
@@ -61,6 +67,17 @@ def _vrae(shape, o):
     )
 
 
+def _sequence_width(event_shape: tuple, name: str) -> int:
+    if len(event_shape) != 2:
+        raise ValueError(f"{name} needs sequences (N, T, D), got rows of shape {event_shape}")
+    return event_shape[1]
+
+
+def _one_series(table):
+    """The rows of a (T, D) table, in order, as one time series: shape (1, T, D)."""
+    return table[None]
+
+
 MODELS: dict[str, ModelSpec] = {
     "fa": ModelSpec(
         "fa", "Factor Analysis, diagonal noise (§6.3.1)",
@@ -79,6 +96,34 @@ MODELS: dict[str, ModelSpec] = {
     # feed_latent (z also the decoder's input at every step; default True)
     "vrae": ModelSpec("vrae", "variational recurrent autoencoder for (N, T, D) sequences (§6.6.1.1)", _vrae,
                       ("amortized",), example_shape=(5, 2), example_options={"latent_dim": 2, "hidden": [8]}),
+    "gmm": ModelSpec(
+        "gmm", "Gaussian mixture, full or diagonal covariances (§6.3.3); options: components, "
+        "covariance, bayesian, restarts",
+        lambda shape, o: GaussianMixture(
+            _table_width(shape, "gmm"), o.get("components", 2), o.get("covariance", "full"),
+            o.get("bayesian", False), o.get("restarts", 5),
+        ),
+        ("enum", "exact", "amortized"), "float64", example_options={"components": 2},
+    ),
+    "mppca": ModelSpec(
+        "mppca", "mixture of probabilistic PCA models (§6.3.2.2); options: components, latent_dim, "
+        "noise (isotropic/diagonal), restarts",
+        lambda shape, o: MixtureOfPPCA(
+            _table_width(shape, "mppca"), o.get("components", 2), o.get("latent_dim", 2),
+            o.get("noise", "isotropic"), o.get("restarts", 5),
+        ),
+        ("enum", "exact", "amortized"), "float64", example_options={"components": 2, "latent_dim": 2},
+    ),
+    "hmm": ModelSpec(
+        "hmm", "Gaussian hidden Markov model; the table's rows are one time series in order; "
+        "options: states, covariance, bayesian, restarts",
+        lambda shape, o: GaussianHMM(
+            _sequence_width(shape, "hmm"), o.get("states", 2), o.get("covariance", "full"),
+            o.get("bayesian", False), o.get("restarts", 5),
+        ),
+        ("exact", "enum", "amortized"), "float64", prepare=_one_series,
+        example_shape=(6, 2), example_options={"states": 2},
+    ),
 }
 
 
@@ -90,6 +135,7 @@ def build_model(name: str, event_shape: tuple, options: dict) -> LatentVariableM
 
 
 __all__ = [
-    "DecoderModel", "Emission", "FactorAnalysis", "LIKELIHOODS", "LatentVariableModel", "MODELS",
-    "Marginalized", "ModelSpec", "VAE", "VRAE", "build_model", "data_plate",
+    "DecoderModel", "Emission", "FactorAnalysis", "GaussianHMM", "GaussianMixture", "LIKELIHOODS",
+    "LatentVariableModel", "MODELS", "Marginalized", "MixtureOfPPCA", "ModelSpec", "VAE", "VRAE",
+    "build_model", "data_plate",
 ]

@@ -16,6 +16,8 @@ integrated out, trained by :class:`Marginalized`).
 """
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 
 import pyro
@@ -59,6 +61,22 @@ class ExactMarginal(TorchDistribution):
     def log_prob(self, value):
         observed, log_density = self._observed
         return log_density if value is observed else self.log_prob_fn(value)
+def fill_missing(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """x with missing entries (``mask`` False) replaced by their column's observed mean.
+
+    Columns are the last dim; means run over every other dim. For data-dependent starts only.
+    """
+    if mask is None:
+        return x
+    m = mask.to(x.dtype)
+    dims = tuple(range(x.ndim - 1))
+    loc = (torch.where(mask, x, 0.0).sum(dims) / m.sum(dims).clamp(min=1))
+    return torch.where(mask, x, loc)
+
+
+def has_global_latents(model) -> bool:
+    """Whether ``model`` (or one of its submodules) samples global latents (``PyroSample`` priors)."""
+    return any(getattr(m, "_pyro_samples", None) for m in model.modules())
 
 
 class LatentVariableModel(PyroModule):
@@ -83,15 +101,40 @@ class LatentVariableModel(PyroModule):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return next(itertools.chain(self.parameters(), self.buffers())).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        return next(itertools.chain(self.parameters(), self.buffers())).dtype
 
     def num_parameters(self) -> int:
         """Number of free scalar parameters of the generative model."""
         return sum(p.numel() for p in self.parameters())
+
+    def bic(self, x, mask=None) -> float:
+        """Bayesian information criterion -2 log L + p log n (lower is better), n = observations
+        (rows, or time steps of a sequence model); needs an exact ``log_marginal``."""
+        total, count = self._total_log_likelihood(x, mask)
+        return -2 * total + self.num_parameters() * math.log(count)
+
+    def aic(self, x, mask=None) -> float:
+        """Akaike information criterion -2 log L + 2 p (lower is better)."""
+        total, _ = self._total_log_likelihood(x, mask)
+        return -2 * total + 2 * self.num_parameters()
+
+    def _total_log_likelihood(self, x, mask):
+        if not hasattr(self, "log_marginal"):
+            raise ValueError(f"{type(self).__name__} has no exact log-likelihood for information criteria")
+        with torch.no_grad():
+            return float(self.log_marginal(x, mask).sum()), float(self.observations_per_row(x, mask).sum())
+
+    def observations_per_row(self, x, mask=None) -> torch.Tensor:
+        """How many observations each row of ``x`` holds, shape (B,): 1 for a table row.
+
+        Per-observation metrics divide summed log-likelihoods by the sum of this (a sequence
+        model counts its observed time steps, so its ``log_likelihood`` is per time step).
+        """
+        return x.new_ones(x.shape[0])
 
 
 class Marginalized(PyroModule):

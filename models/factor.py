@@ -20,10 +20,126 @@ import torch
 from pyro.nn import PyroParam
 from torch.distributions import constraints
 
-from .base import ExactMarginal, LatentVariableModel
+from .base import ExactMarginal, LatentVariableModel, fill_missing
 
 LOG_2PI = math.log(2 * math.pi)
 NOISE_FLOOR = 1e-6  # lower bound on every noise variance (avoids Heywood collapse to zero)
+
+
+def check_factor_options(num_features: int, latent_dim: int, noise: str) -> None:
+    """Clear errors for a bad noise model or number of factors (1 <= K < D)."""
+    if noise not in ("diagonal", "isotropic"):
+        raise ValueError(f"noise must be 'diagonal' or 'isotropic', not {noise!r}")
+    if not 1 <= latent_dim < num_features:
+        raise ValueError(
+            f"latent dimension must be between 1 and {num_features - 1} "
+            f"(the number of features less one), got {latent_dim}"
+        )
+
+
+def woodbury_terms(x, loc, loadings, psi, mask=None):
+    """Shared pieces of the linear-Gaussian marginal N(loc, Lambda Lambda^T + Psi) and posterior.
+
+    Shapes broadcast: ``x`` (..., D), ``loc`` (..., D), ``loadings`` (..., D, K), ``psi`` (..., D)
+    (several components at once, e.g. x (B, 1, D) against parameters (C, D)); ``mask`` has x's shape.
+    Returns the Cholesky factor of M = I + Lambda^T Psi_o^-1 Lambda (..., K, K), the projection
+    b = Lambda^T Psi_o^-1 (x - mu) (..., K), the residual term r^T Psi_o^-1 r (...,), log|Psi_o|
+    (...,) and the number of observed coordinates (...,), where _o restricts to the observed
+    coordinates of each row.
+    """
+    latent_dim = loadings.shape[-1]
+    resid = x - loc
+    prec = 1.0 / psi
+    eye = torch.eye(latent_dim, dtype=x.dtype, device=x.device)
+    if mask is None:
+        weighted = loadings * prec.unsqueeze(-1)  # Psi^-1 Lambda, (..., D, K)
+        chol = torch.linalg.cholesky(eye + loadings.mT @ weighted)
+        proj = (resid.unsqueeze(-2) @ weighted).squeeze(-2)
+        quad = (resid.pow(2) * prec).sum(-1)
+        logdet_psi = psi.log().sum(-1)
+        n_obs = torch.full_like(quad, float(x.shape[-1]))
+    else:
+        m = mask.to(x.dtype)
+        resid = torch.where(mask, resid, 0.0)
+        prec = m * prec  # zero where missing
+        gram = torch.einsum("...dk,...d,...dl->...kl", loadings, prec, loadings)
+        chol = torch.linalg.cholesky(eye + gram)
+        proj = ((resid * prec).unsqueeze(-2) @ loadings).squeeze(-2)
+        quad = (resid.pow(2) * prec).sum(-1)
+        logdet_psi = (m * psi.log()).sum(-1)
+        n_obs = m.sum(-1)
+    shape = quad.shape
+    return chol, proj, quad, logdet_psi.expand(shape), n_obs.expand(shape)
+
+
+def linear_gaussian_log_prob(x, loc, loadings, psi, mask=None) -> torch.Tensor:
+    """log N(x_o; mu_o, (Lambda Lambda^T + Psi)_oo) over the observed coordinates, in O(D K^2).
+
+    Broadcasts like :func:`woodbury_terms`; returns the broadcast batch shape (e.g. (B,) or (B, C)).
+    """
+    chol, proj, quad, logdet_psi, n_obs = woodbury_terms(x, loc, loadings, psi, mask)
+    if chol.dim() == 2:  # one M for all rows: solve L w = b^T for every row at once
+        quad = quad - torch.linalg.solve_triangular(chol, proj.T, upper=False).pow(2).sum(0)
+    else:
+        solved = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
+        quad = quad - (proj * solved).sum(-1)
+    logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+    return -0.5 * (n_obs * LOG_2PI + logdet + quad)
+
+
+
+def sample_moments(x):
+    """Column means (D,) and the maximum-likelihood covariance (D, D) of complete rows x (N, D)."""
+    loc = x.mean(0)
+    centred = x - loc
+    return loc, centred.T @ centred / x.shape[0]
+
+
+def ppca_start(cov, latent_dim: int):
+    """PPCA maximum-likelihood loadings and noise variance given the sample covariance S
+    (Tipping and Bishop): Lambda = U_K (L_K - s^2 I)^1/2 from the top K eigenpairs of S, s^2 the
+    mean of the D - K others. Returns (Lambda (D, K), s^2 ())."""
+    d = cov.shape[-1]
+    eig, vecs = torch.linalg.eigh(cov)  # ascending
+    sigma2 = eig[: d - latent_dim].mean().clamp(min=NOISE_FLOOR * 10)
+    return (vecs[:, d - latent_dim:] * (eig[d - latent_dim:] - sigma2).clamp(min=0).sqrt()).contiguous(), sigma2
+
+
+def factor_analysis_start(cov, latent_dim: int, max_iter: int = 500, tol: float = 1e-10):
+    """FA maximum-likelihood loadings and noise variances given the sample covariance S.
+
+    Given Psi, the likelihood is maximised by Lambda = Psi^1/2 U_K (L_K - I)_+^1/2 with (U_K, L_K)
+    the top K eigenpairs of Psi^-1/2 S Psi^-1/2; this alternates with Psi = diag(S - Lambda
+    Lambda^T) until the log-likelihood per row gains less than ``tol`` (at most ``max_iter``
+    times). Each step costs O(D^3), independent of N. Returns (Lambda (D, K), Psi (D,)).
+    """
+    d, k = cov.shape[-1], latent_dim
+    variance = cov.diagonal()
+    noise = variance.clamp(min=NOISE_FLOOR * 10)
+    previous = -math.inf
+    for _ in range(max_iter):
+        root = noise.sqrt()
+        eig, vecs = torch.linalg.eigh(cov / root.unsqueeze(-1) / root)
+        top = eig[d - k:]
+        loadings = root.unsqueeze(-1) * vecs[:, d - k:] * (top - 1).clamp(min=0).sqrt()
+        # log-likelihood per row at (loadings, noise), up to -D log(2 pi) / 2
+        kept = top.clamp(min=1)
+        value = -0.5 * (noise.log().sum() + kept.log().sum() + (top / kept).sum() + eig[: d - k].sum())
+        noise = (variance - loadings.pow(2).sum(-1)).clamp(min=NOISE_FLOOR * 10)
+        if value - previous < tol * (1 + abs(value)):
+            break
+        previous = value
+    return loadings.contiguous(), noise
+
+
+def principal_components_start(x, latent_dim: int, noise: str = "isotropic"):
+    """The PPCA estimate of complete rows x (N, D): (mu (D,), Lambda (D, K), noise variance: ()
+    isotropic, or (D,) diagonal = the variance the factors leave unexplained per coordinate)."""
+    loc, cov = sample_moments(x)
+    loadings, sigma2 = ppca_start(cov, latent_dim)
+    if noise == "diagonal":
+        sigma2 = (cov.diagonal() - loadings.pow(2).sum(-1)).clamp(min=NOISE_FLOOR * 10)
+    return loc, loadings, sigma2.to(x.dtype)
 
 
 class FactorAnalysis(LatentVariableModel):
@@ -36,13 +152,7 @@ class FactorAnalysis(LatentVariableModel):
     """
 
     def __init__(self, num_features: int, latent_dim: int, noise: str = "diagonal"):
-        if noise not in ("diagonal", "isotropic"):
-            raise ValueError(f"noise must be 'diagonal' or 'isotropic', not {noise!r}")
-        if not 1 <= latent_dim < num_features:
-            raise ValueError(
-                f"latent dimension must be between 1 and {num_features - 1} "
-                f"(the number of features less one), got {latent_dim}"
-            )
+        check_factor_options(num_features, latent_dim, noise)
         super().__init__()
         self.num_features = num_features
         self.latent_dim = latent_dim
@@ -83,51 +193,13 @@ class FactorAnalysis(LatentVariableModel):
             return pyro.sample("x", ExactMarginal(lambda v: self.log_marginal(v, mask), x), obs=x)
 
     # ------------------------------------------------------------------ exact quantities
-    def _woodbury(self, x, mask):
-        """Shared pieces of the exact marginal and posterior for a batch x (B, D).
-
-        Returns the Cholesky factor of M = I + Lambda^T Psi_o^-1 Lambda (B, K, K) or (K, K), the
-        projection b = Lambda^T Psi_o^-1 (x - mu) (B, K), the residual term r^T Psi_o^-1 r (B,),
-        log|Psi_o| (B,) and the number of observed coordinates (B,), where _o restricts to the
-        observed coordinates of each row.
-        """
-        resid = x - self.loc
-        prec = 1.0 / self.psi
-        eye = torch.eye(self.latent_dim, dtype=x.dtype, device=x.device)
-        if mask is None:
-            weighted = self.loadings * prec.unsqueeze(-1)  # Psi^-1 Lambda, (D, K)
-            chol = torch.linalg.cholesky(eye + self.loadings.T @ weighted)
-            proj = resid @ weighted
-            quad = (resid.pow(2) * prec).sum(-1)
-            logdet_psi = self.psi.log().sum().expand(x.shape[0])
-            n_obs = x.new_full((x.shape[0],), float(self.num_features))
-        else:
-            m = mask.to(x.dtype)
-            resid = torch.where(mask, resid, 0.0)
-            prec = m * prec  # (B, D), zero where missing
-            gram = torch.einsum("dk,bd,dl->bkl", self.loadings, prec, self.loadings)
-            chol = torch.linalg.cholesky(eye + gram)
-            proj = (resid * prec) @ self.loadings
-            quad = (resid.pow(2) * prec).sum(-1)
-            logdet_psi = (m * self.psi.log()).sum(-1)
-            n_obs = m.sum(-1)
-        return chol, proj, quad, logdet_psi, n_obs
-
     def log_marginal(self, x, mask=None):
         """Exact log p(x_i) per row, shape (B,), by the Woodbury identity in O(B D K^2)."""
-        chol, proj, quad, logdet_psi, n_obs = self._woodbury(x, mask)
-        if chol.dim() == 2:  # one M for all rows: solve L w = b^T for every row at once
-            white = torch.linalg.solve_triangular(chol, proj.T, upper=False)
-            quad = quad - white.pow(2).sum(0)
-        else:
-            solved = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
-            quad = quad - (proj * solved).sum(-1)
-        logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
-        return -0.5 * (n_obs * LOG_2PI + logdet + quad)
+        return linear_gaussian_log_prob(x, self.loc, self.loadings, self.psi, mask)
 
     def posterior(self, x, mask=None) -> dist.MultivariateNormal:
         """Exact p(z_i | x_i) = N(M^-1 b_i, M^-1) as a batch of B multivariate normals."""
-        chol, proj, _, _, _ = self._woodbury(x, mask)
+        chol, proj, _, _, _ = woodbury_terms(x, self.loc, self.loadings, self.psi, mask)
         mean = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
         precision_tril = chol.expand(x.shape[0], self.latent_dim, self.latent_dim)
         return dist.MultivariateNormal(mean, precision_matrix=precision_tril @ precision_tril.mT)
@@ -150,46 +222,15 @@ class FactorAnalysis(LatentVariableModel):
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
-    def initialize(self, x, mask=None, max_iter: int = 500, tol: float = 1e-10) -> None:
-        """Start at (or next to) the maximum-likelihood estimate, from the sample covariance S.
-
-        mu is the (observed) column mean; missing entries are filled by it for S. Given the noise
-        Psi, the likelihood is maximised by Lambda = Psi^1/2 U_K (L_K - I)_+^1/2 with (U_K, L_K)
-        the top K eigenpairs of Psi^-1/2 S Psi^-1/2. PPCA (Psi = s^2 I) is then closed form
-        (Tipping and Bishop: s^2 the mean of the D - K smallest eigenvalues of S); FA alternates
-        this with Psi = diag(S - Lambda Lambda^T) until the log-likelihood per row gains less
-        than ``tol`` (at most ``max_iter`` times). Each step costs O(D^3), independent of N.
-        """
-        if mask is not None:
-            counts = mask.sum(0).clamp(min=1)
-            loc = torch.where(mask, x, 0.0).sum(0) / counts
-            x = torch.where(mask, x, loc)
-        else:
-            loc = x.mean(0)
-        centred = x - loc
-        cov = centred.T @ centred / x.shape[0]
-        k, d = self.latent_dim, self.num_features
-        floor = NOISE_FLOOR * 10
+    def initialize(self, x, mask=None) -> None:
+        """Start at (or next to) the maximum-likelihood estimate, from the sample covariance of
+        the rows (missing entries filled by their column mean): closed form for PPCA
+        (:func:`ppca_start`), the alternating fixed point of :func:`factor_analysis_start` for FA."""
+        loc, cov = sample_moments(fill_missing(x, mask))
         if self.noise == "isotropic":
-            eig, vecs = torch.linalg.eigh(cov)  # ascending
-            noise = eig[: d - k].mean().clamp(min=floor)
-            loadings = vecs[:, d - k:] * (eig[d - k:] - noise).clamp(min=0).sqrt()
+            loadings, noise = ppca_start(cov, self.latent_dim)
         else:
-            variance = cov.diagonal()
-            noise = variance.clamp(min=floor)
-            previous = -math.inf
-            for _ in range(max_iter):
-                root = noise.sqrt()
-                eig, vecs = torch.linalg.eigh(cov / root.unsqueeze(-1) / root)
-                top = eig[d - k:]
-                loadings = root.unsqueeze(-1) * vecs[:, d - k:] * (top - 1).clamp(min=0).sqrt()
-                # log-likelihood per row at (loadings, noise), up to -D log(2 pi) / 2
-                kept = top.clamp(min=1)
-                value = -0.5 * (noise.log().sum() + kept.log().sum() + (top / kept).sum() + eig[: d - k].sum())
-                noise = (variance - loadings.pow(2).sum(-1)).clamp(min=floor)
-                if value - previous < tol * (1 + abs(value)):
-                    break
-                previous = value
+            loadings, noise = factor_analysis_start(cov, self.latent_dim)
         self.loc = loc
-        self.loadings = loadings.contiguous()
+        self.loadings = loadings
         self.noise_variance = noise.to(x.dtype)
