@@ -11,6 +11,7 @@ from importlib import import_module
 
 #: experiment name -> (module under dlvm.experiments, one-line description)
 EXPERIMENTS: dict[str, tuple[str, str]] = {}
+EXPERIMENTS["regimes"] = ("regimes", "S&P 500 volatility regimes: GMM and Gaussian HMMs vs scikit-learn and hmmlearn (Figure 6.5)")
 
 
 def get_experiment(name: str):

@@ -11,12 +11,17 @@ from math import prod
 
 from dlvm.models.base import Marginalized
 
+from .categorical import BASELINES, AmortizedCategoricalGuide
 from .encoders import FlattenEncoder, MLPEncoder
+from .globals import with_globals
+from .markov import AmortizedMarkovGuide
 from .normal import AmortizedNormalGuide, ExactGuide
 
 GUIDES: dict[str, str] = {
     "exact": "no latent in the guide: z integrated out exactly (linear-Gaussian models)",
-    "amortized": "encoder network -> q(z|x) (Normal, diagonal or full covariance, for continuous z)",
+    "amortized": "encoder network -> q(z|x): Normal (continuous z), categorical (mixtures), "
+                 "bidirectional GRU -> q(z_t | z_t-1, x) (HMMs)",
+    "enum": "no discrete latent in the guide: summed out exactly by the traceenum ELBO",
 }
 
 #: encoder name -> builder(event_shape, hidden, extra_inputs) -> nn.Module with .output_dim
@@ -34,7 +39,33 @@ def make_encoder(name: str, event_shape: tuple, hidden=(64,), extra_inputs: int 
 
 
 def _exact(model, event_shape, options):
-    return Marginalized(model), ExactGuide()
+    collapsed = Marginalized(model)
+    return collapsed, with_globals(collapsed, ExactGuide())
+
+
+def _enumerated(model, event_shape, options):
+    return model, with_globals(model)
+
+
+def _amortized_categorical(model, event_shape, options):
+    mask_input = options.get("mask_input", False)
+    width = prod(event_shape) * (2 if mask_input else 1)
+    net = make_encoder(options.get("encoder", "mlp"), event_shape, options.get("hidden", (64,)),
+                       prod(event_shape) if mask_input else 0)
+    guide = AmortizedCategoricalGuide(
+        net, model.components, width, options.get("baseline", "neural"), mask_input=mask_input
+    )
+    return model, with_globals(model, guide)
+
+
+def _amortized_markov(model, event_shape, options):
+    mask_input = options.get("mask_input", False)
+    hidden = options.get("hidden", (32,))
+    guide = AmortizedMarkovGuide(
+        event_shape[-1] * (2 if mask_input else 1), model.states, hidden[0] if hidden else 32,
+        options.get("baseline", "neural"), mask_input, options.get("cell", "gru"),
+    )
+    return model, with_globals(model, guide)
 
 
 def _amortized_normal(model, event_shape, options):
@@ -54,6 +85,12 @@ def _amortized_normal(model, event_shape, options):
 GUIDE_BUILDERS: dict[tuple[str, str], Callable] = {
     ("exact", "continuous"): _exact,
     ("amortized", "continuous"): _amortized_normal,
+    ("exact", "categorical"): _exact,
+    ("enum", "categorical"): _enumerated,
+    ("amortized", "categorical"): _amortized_categorical,
+    ("exact", "markov"): _exact,
+    ("enum", "markov"): _enumerated,
+    ("amortized", "markov"): _amortized_markov,
 }
 
 
@@ -70,7 +107,10 @@ def pair(model, guide: str, event_shape: tuple, **options):
     """Pair ``model`` with the guide called ``guide``: returns ``(model_to_train, guide)``.
 
     Options (each used where it applies): ``encoder`` (see :data:`ENCODERS`), ``hidden`` (layer
-    sizes), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``, ``reparameterized``.
+    sizes), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``, ``reparameterized``,
+    ``baseline`` ("decaying", "neural" or "none": the score-function baseline of discrete
+    amortized guides under ``tracegraph``), ``cell`` ("gru" or "lstm", Markov guides).
+    A Bayesian model's global latents get an AutoNormal guide in front (:func:`with_globals`).
     The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out).
     """
     if guide not in GUIDES:

@@ -11,6 +11,15 @@ import torch
 from torch import nn
 
 
+def encoder_input(x: torch.Tensor, mask: torch.Tensor | None, mask_input: bool) -> torch.Tensor:
+    """What an amortized guide feeds its encoder: x, or [x with missing entries at 0, mask]
+    (last dim doubled) when ``mask_input`` is set, so the guide sees which entries are missing."""
+    if not mask_input:
+        return x
+    mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+    return torch.cat([torch.where(mask, x, 0.0), mask.to(x.dtype)], dim=-1)
+
+
 class FlattenEncoder(nn.Module):
     """The identity on flattened rows: heads on top of it make q(z|x) linear in x.
 

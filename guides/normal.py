@@ -15,6 +15,8 @@ from torch.nn.functional import softplus
 
 from dlvm.models.base import data_plate
 
+from .encoders import encoder_input
+
 MIN_SCALE = 1e-4
 
 
@@ -63,10 +65,7 @@ class AmortizedNormalGuide(PyroModule):
             nn.init.zeros_(self.tril_head.bias)
 
     def features(self, x, mask=None):
-        if self.mask_input:
-            mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
-            x = torch.cat([torch.where(mask, x, 0.0), mask.to(x.dtype)], dim=-1)
-        return self.encoder(x)
+        return self.encoder(encoder_input(x, mask, self.mask_input))
 
     def distribution(self, x, mask=None) -> dist.TorchDistribution:
         """q(z | x) for a batch: batch shape (B,), event shape (latent_dim,)."""

@@ -33,7 +33,11 @@ def as_observations(x, mask=None, *, dtype=torch.float32, device="cpu"):
     0 before any model sees them, because a NaN that is masked out still poisons gradients.
     A mask that observes everything is returned as None (the two fits are identical).
     """
-    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
+    if not torch.is_tensor(x):
+        x = np.asarray(x)
+        if not x.flags.writeable:  # e.g. a pandas view: torch warns on read-only memory
+            x = x.copy()
+    x = torch.as_tensor(x)
     if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64, torch.uint8, torch.bool)):
         raise ValueError(f"data must be numeric, got {x.dtype}")
     x = x.to(device=device, dtype=dtype)

@@ -52,7 +52,27 @@ def log_weights(model, guide, x, mask=None) -> torch.Tensor:
     observed_in_guide = [n for n, s in guide_trace.nodes.items() if s["type"] == "sample" and s["is_observed"]]
     p_local, p_global = _site_terms(model_trace, rows)
     q_local, q_global = _site_terms(guide_trace, rows, skip=observed_in_guide)
+    summed = enumerated_sites(model_trace, guide_trace)
+    if summed:
+        # the ELBO sums these discrete latents out exactly; replaying would have drawn them from
+        # the prior instead. Their exact sum is the model's local marginal given the guide's globals.
+        if not hasattr(model, "log_marginal"):
+            raise ValueError(
+                f"the guide leaves {', '.join(summed)} to enumeration, but {type(model).__name__} "
+                "has no exact log_marginal to evaluate the enumerated ELBO with"
+            )
+        p_local = poutine.replay(model.log_marginal, trace=guide_trace)(x, mask)
     return p_local - q_local + (p_global - q_global) / rows
+
+
+def enumerated_sites(model_trace, guide_trace) -> list[str]:
+    """Latent sites of the model marked for parallel enumeration that the guide does not sample:
+    under ``traceenum`` they are summed out, not sampled."""
+    return [
+        name for name, site in model_trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and name not in guide_trace.nodes
+        and site["infer"].get("enumerate") == "parallel"
+    ]
 
 
 @dataclass
@@ -97,7 +117,8 @@ def evaluate(model, guide, data, mask=None, *, num_samples: int = 100, batch_siz
         elbos.append(draws.mean(0))
         iwaes.append(torch.logsumexp(draws, 0) - math.log(num_samples))
         if hasattr(model, "log_marginal"):
-            exact.append(model.log_marginal(xb, mb))
+            # a Bayesian model's globals are taken from one draw of the guide
+            exact.append(poutine.replay(model.log_marginal, trace=poutine.trace(guide).get_trace(xb, mb))(xb, mb))
     return Evaluation(
         elbo=torch.cat(elbos).cpu(), iwae=torch.cat(iwaes).cpu(),
         log_likelihood=torch.cat(exact).cpu() if exact else None, num_samples=num_samples,

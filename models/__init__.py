@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from .base import LatentVariableModel, Marginalized, data_plate
 from .factor import FactorAnalysis
+from .hmm import GaussianHMM
+from .mixture import GaussianMixture, MixtureOfPPCA
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,25 @@ class ModelSpec:
     dtype: str = "float32"
     example_shape: tuple = (6,)
     example_options: dict = field(default_factory=lambda: {"latent_dim": 2})
+    #: turns the loaded table (N rows, D columns) into the model's data; None = the table itself
+    prepare: Callable | None = None
 
 
 def _table_width(event_shape: tuple, name: str) -> int:
     if len(event_shape) != 1:
         raise ValueError(f"{name} needs a table of rows (N, D), got rows of shape {event_shape}")
     return event_shape[0]
+
+
+def _sequence_width(event_shape: tuple, name: str) -> int:
+    if len(event_shape) != 2:
+        raise ValueError(f"{name} needs sequences (N, T, D), got rows of shape {event_shape}")
+    return event_shape[1]
+
+
+def _one_series(table):
+    """The rows of a (T, D) table, in order, as one time series: shape (1, T, D)."""
+    return table[None]
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -45,6 +60,33 @@ MODELS: dict[str, ModelSpec] = {
         lambda shape, o: FactorAnalysis(_table_width(shape, "ppca"), o.get("latent_dim", 2), "isotropic"),
         ("exact", "amortized"), "float64",
     ),
+    "gmm": ModelSpec(
+        "gmm", "Gaussian mixture, full or diagonal covariances (§6.3.3); options: components, "
+        "covariance, bayesian, restarts",
+        lambda shape, o: GaussianMixture(
+            _table_width(shape, "gmm"), o.get("components", 2), o.get("covariance", "full"),
+            o.get("bayesian", False), o.get("restarts", 5),
+        ),
+        ("enum", "exact", "amortized"), "float64",
+    ),
+    "mppca": ModelSpec(
+        "mppca", "mixture of probabilistic PCA models (§6.3.2.2); options: components, latent_dim, "
+        "noise (isotropic/diagonal), restarts",
+        lambda shape, o: MixtureOfPPCA(
+            _table_width(shape, "mppca"), o.get("components", 2), o.get("latent_dim", 2),
+            o.get("noise", "isotropic"), o.get("restarts", 5),
+        ),
+        ("enum", "exact", "amortized"), "float64",
+    ),
+    "hmm": ModelSpec(
+        "hmm", "Gaussian hidden Markov model; the table's rows are one time series in order; "
+        "options: states, covariance, bayesian, restarts",
+        lambda shape, o: GaussianHMM(
+            _sequence_width(shape, "hmm"), o.get("states", 2), o.get("covariance", "full"),
+            o.get("bayesian", False), o.get("restarts", 5),
+        ),
+        ("exact", "enum", "amortized"), "float64", prepare=_one_series,
+    ),
 }
 
 
@@ -56,6 +98,6 @@ def build_model(name: str, event_shape: tuple, options: dict) -> LatentVariableM
 
 
 __all__ = [
-    "FactorAnalysis", "LatentVariableModel", "MODELS", "Marginalized", "ModelSpec", "build_model",
+    "FactorAnalysis", "GaussianHMM", "GaussianMixture", "MixtureOfPPCA", "LatentVariableModel", "MODELS", "Marginalized", "ModelSpec", "build_model",
     "data_plate",
 ]

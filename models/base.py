@@ -35,6 +35,24 @@ def data_plate(x: torch.Tensor, size: int | None = None) -> pyro.plate:
     return pyro.plate("data", size, subsample=torch.arange(batch, device=x.device))
 
 
+def fill_missing(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """x with missing entries (``mask`` False) replaced by their column's observed mean.
+
+    Columns are the last dim; means run over every other dim. For data-dependent starts only.
+    """
+    if mask is None:
+        return x
+    m = mask.to(x.dtype)
+    dims = tuple(range(x.ndim - 1))
+    loc = (torch.where(mask, x, 0.0).sum(dims) / m.sum(dims).clamp(min=1))
+    return torch.where(mask, x, loc)
+
+
+def has_global_latents(model) -> bool:
+    """Whether ``model`` (or one of its submodules) samples global latents (``PyroSample`` priors)."""
+    return any(getattr(m, "_pyro_samples", None) for m in model.modules())
+
+
 class LatentVariableModel(PyroModule):
     """Base class: holds the contract, the data plate and the parameter count."""
 
@@ -66,6 +84,14 @@ class LatentVariableModel(PyroModule):
     def num_parameters(self) -> int:
         """Number of free scalar parameters of the generative model."""
         return sum(p.numel() for p in self.parameters())
+
+    def observations_per_row(self, x, mask=None) -> torch.Tensor:
+        """How many observations each row of ``x`` holds, shape (B,): 1 for a table row.
+
+        Per-observation metrics divide summed log-likelihoods by the sum of this (a sequence
+        model counts its observed time steps, so its ``log_likelihood`` is per time step).
+        """
+        return x.new_ones(x.shape[0])
 
 
 class Marginalized(PyroModule):

@@ -20,10 +20,83 @@ import torch
 from pyro.nn import PyroParam
 from torch.distributions import constraints
 
-from .base import LatentVariableModel
+from .base import LatentVariableModel, fill_missing
 
 LOG_2PI = math.log(2 * math.pi)
 NOISE_FLOOR = 1e-6  # lower bound on every noise variance (avoids Heywood collapse to zero)
+
+
+def woodbury_terms(x, loc, loadings, psi, mask=None):
+    """Shared pieces of the linear-Gaussian marginal N(loc, Lambda Lambda^T + Psi) and posterior.
+
+    Shapes broadcast: ``x`` (..., D), ``loc`` (..., D), ``loadings`` (..., D, K), ``psi`` (..., D)
+    (several components at once, e.g. x (B, 1, D) against parameters (C, D)); ``mask`` has x's shape.
+    Returns the Cholesky factor of M = I + Lambda^T Psi_o^-1 Lambda (..., K, K), the projection
+    b = Lambda^T Psi_o^-1 (x - mu) (..., K), the residual term r^T Psi_o^-1 r (...,), log|Psi_o|
+    (...,) and the number of observed coordinates (...,), where _o restricts to the observed
+    coordinates of each row.
+    """
+    latent_dim = loadings.shape[-1]
+    resid = x - loc
+    prec = 1.0 / psi
+    eye = torch.eye(latent_dim, dtype=x.dtype, device=x.device)
+    if mask is None:
+        weighted = loadings * prec.unsqueeze(-1)  # Psi^-1 Lambda, (..., D, K)
+        chol = torch.linalg.cholesky(eye + loadings.mT @ weighted)
+        proj = (resid.unsqueeze(-2) @ weighted).squeeze(-2)
+        quad = (resid.pow(2) * prec).sum(-1)
+        logdet_psi = psi.log().sum(-1)
+        n_obs = torch.full_like(quad, float(x.shape[-1]))
+    else:
+        m = mask.to(x.dtype)
+        resid = torch.where(mask, resid, 0.0)
+        prec = m * prec  # zero where missing
+        gram = torch.einsum("...dk,...d,...dl->...kl", loadings, prec, loadings)
+        chol = torch.linalg.cholesky(eye + gram)
+        proj = ((resid * prec).unsqueeze(-2) @ loadings).squeeze(-2)
+        quad = (resid.pow(2) * prec).sum(-1)
+        logdet_psi = (m * psi.log()).sum(-1)
+        n_obs = m.sum(-1)
+    shape = quad.shape
+    return chol, proj, quad, logdet_psi.expand(shape), n_obs.expand(shape)
+
+
+def linear_gaussian_log_prob(x, loc, loadings, psi, mask=None) -> torch.Tensor:
+    """log N(x_o; mu_o, (Lambda Lambda^T + Psi)_oo) over the observed coordinates, in O(D K^2).
+
+    Broadcasts like :func:`woodbury_terms`; returns the broadcast batch shape (e.g. (B,) or (B, C)).
+    """
+    chol, proj, quad, logdet_psi, n_obs = woodbury_terms(x, loc, loadings, psi, mask)
+    solved = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
+    quad = quad - (proj * solved).sum(-1)
+    logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+    return -0.5 * (n_obs * LOG_2PI + logdet + quad)
+
+
+
+def principal_components_start(x, latent_dim: int, noise: str = "isotropic"):
+    """PPCA maximum-likelihood estimate from the top principal components (Tipping and Bishop).
+
+    For complete rows x (N, D): mu is the column mean, Lambda = U_K (L_K - s^2 I)^1/2 from the top
+    K eigenpairs (U_K, L_K) of the sample covariance, s^2 the mean of the remaining eigenvalues;
+    ``noise="diagonal"`` gives each coordinate the variance the factors leave unexplained.
+    Returns (mu (D,), Lambda (D, K), noise variance: () isotropic or (D,) diagonal).
+    """
+    num_features = x.shape[-1]
+    loc = x.mean(0)
+    centred = x - loc
+    _, svals, vt = torch.linalg.svd(centred, full_matrices=False)
+    eig = svals.pow(2) / x.shape[0]
+    rest = eig[latent_dim:]
+    sigma2 = (rest.sum() / (num_features - latent_dim)).clamp(min=NOISE_FLOOR * 10)
+    top = eig[:latent_dim]
+    if top.shape[0] < latent_dim:  # fewer rows than factors
+        top = torch.cat([top, top.new_zeros(latent_dim - top.shape[0])])
+        vt = torch.cat([vt, vt.new_zeros(latent_dim - vt.shape[0], num_features)])
+    loadings = vt[:latent_dim].T * (top - sigma2).clamp(min=0).sqrt()
+    if noise == "diagonal":
+        sigma2 = (centred.pow(2).mean(0) - loadings.pow(2).sum(-1)).clamp(min=NOISE_FLOOR * 10)
+    return loc, loadings, sigma2.to(x.dtype)
 
 
 class FactorAnalysis(LatentVariableModel):
@@ -88,47 +161,13 @@ class FactorAnalysis(LatentVariableModel):
             pyro.factor("unobserved", 0.5 * LOG_2PI * (1 - m).sum(-1))
 
     # ------------------------------------------------------------------ exact quantities
-    def _woodbury(self, x, mask):
-        """Shared pieces of the exact marginal and posterior for a batch x (B, D).
-
-        Returns the Cholesky factor of M = I + Lambda^T Psi_o^-1 Lambda (B, K, K) or (K, K), the
-        projection b = Lambda^T Psi_o^-1 (x - mu) (B, K), the residual term r^T Psi_o^-1 r (B,),
-        log|Psi_o| (B,) and the number of observed coordinates (B,), where _o restricts to the
-        observed coordinates of each row.
-        """
-        resid = x - self.loc
-        prec = 1.0 / self.psi
-        eye = torch.eye(self.latent_dim, dtype=x.dtype, device=x.device)
-        if mask is None:
-            weighted = self.loadings * prec.unsqueeze(-1)  # Psi^-1 Lambda, (D, K)
-            chol = torch.linalg.cholesky(eye + self.loadings.T @ weighted)
-            proj = resid @ weighted
-            quad = (resid.pow(2) * prec).sum(-1)
-            logdet_psi = self.psi.log().sum().expand(x.shape[0])
-            n_obs = x.new_full((x.shape[0],), float(self.num_features))
-        else:
-            m = mask.to(x.dtype)
-            resid = torch.where(mask, resid, 0.0)
-            prec = m * prec  # (B, D), zero where missing
-            gram = torch.einsum("dk,bd,dl->bkl", self.loadings, prec, self.loadings)
-            chol = torch.linalg.cholesky(eye + gram)
-            proj = (resid * prec) @ self.loadings
-            quad = (resid.pow(2) * prec).sum(-1)
-            logdet_psi = (m * self.psi.log()).sum(-1)
-            n_obs = m.sum(-1)
-        return chol, proj, quad, logdet_psi, n_obs
-
     def log_marginal(self, x, mask=None):
         """Exact log p(x_i) per row, shape (B,), by the Woodbury identity in O(B D K^2)."""
-        chol, proj, quad, logdet_psi, n_obs = self._woodbury(x, mask)
-        solved = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
-        quad = quad - (proj * solved).sum(-1)
-        logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
-        return -0.5 * (n_obs * LOG_2PI + logdet + quad)
+        return linear_gaussian_log_prob(x, self.loc, self.loadings, self.psi, mask)
 
     def posterior(self, x, mask=None) -> dist.MultivariateNormal:
         """Exact p(z_i | x_i) = N(M^-1 b_i, M^-1) as a batch of B multivariate normals."""
-        chol, proj, _, _, _ = self._woodbury(x, mask)
+        chol, proj, _, _, _ = woodbury_terms(x, self.loc, self.loadings, self.psi, mask)
         mean = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
         precision_tril = chol.expand(x.shape[0], self.latent_dim, self.latent_dim)
         return dist.MultivariateNormal(mean, precision_matrix=precision_tril @ precision_tril.mT)
@@ -152,30 +191,8 @@ class FactorAnalysis(LatentVariableModel):
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
     def initialize(self, x, mask=None) -> None:
-        """Start from principal components: for PPCA this is the Tipping-Bishop MLE.
-
-        mu is the (observed) column mean, Lambda = U_K (L_K - s^2 I)^1/2 from the top K
-        eigenpairs (U_K, L_K) of the sample covariance (missing entries filled by the mean), and
-        the noise is the variance the factors leave unexplained.
-        """
-        if mask is not None:
-            counts = mask.sum(0).clamp(min=1)
-            loc = torch.where(mask, x, 0.0).sum(0) / counts
-            x = torch.where(mask, x, loc)
-        else:
-            loc = x.mean(0)
-        centred = x - loc
-        _, svals, vt = torch.linalg.svd(centred, full_matrices=False)
-        eig = svals.pow(2) / x.shape[0]
-        rest = eig[self.latent_dim:]
-        sigma2 = rest.sum() / (self.num_features - self.latent_dim)
-        sigma2 = sigma2.clamp(min=NOISE_FLOOR * 10)
-        scale = (eig[: self.latent_dim] - sigma2).clamp(min=0).sqrt()
-        loadings = vt[: self.latent_dim].T * scale
-        if self.noise == "diagonal":
-            noise = (centred.pow(2).mean(0) - loadings.pow(2).sum(-1)).clamp(min=NOISE_FLOOR * 10)
-        else:
-            noise = sigma2
+        """Start from principal components (:func:`principal_components_start`)."""
+        loc, loadings, noise = principal_components_start(fill_missing(x, mask), self.latent_dim, self.noise)
         self.loc = loc
         self.loadings = loadings
-        self.noise_variance = noise.to(x.dtype)
+        self.noise_variance = noise

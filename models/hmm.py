@@ -1,0 +1,276 @@
+"""Gaussian hidden Markov model: a Gaussian mixture whose component follows a Markov chain (§6.3.3).
+
+For a sequence x_1..x_T in R^D and hidden states z_t in {1..K}::
+
+    z_1 ~ Categorical(pi),   z_t | z_{t-1} ~ Categorical(A[z_{t-1}]),   x_t | z_t = k ~ N(mu_k, Sigma_k)
+
+Data are sequences, shape (N, T, D): one long series is (1, T, D), a batch of windows or assets
+(N, T, D). The ``"data"`` plate runs over sequences. Missing coordinates (``mask`` False) are
+marginalised out of the emission densities; a step with nothing observed contributes only its
+transition, so sequences of different lengths can be padded at the end with a False mask.
+
+Everything is exact: log p(x_{1:T}) by the forward algorithm (as a log-space product of the T
+transition-emission matrices, reduced pairwise in O(log T) sequential steps), the posterior state
+marginals p(z_t | x_{1:T}) (forward-backward, obtained as the gradient of log p(x) with respect to
+the emission log-densities), the most probable path (Viterbi), expected durations 1 / (1 - A_kk).
+
+``model`` writes the chain explicitly (sites ``z_0..z_{T-1}`` under ``pyro.markov``, enumerable, and
+observation factors ``x_0..x_{T-1}``) for the enumeration and amortized guides; ``marginal_model``
+observes log p(x) directly (fast, exact: the ``exact`` guide). Globals are maximum likelihood, or
+with ``bayesian=True`` Dirichlet(1) on pi and on every row of A plus the emission priors of
+:class:`~dlvm.models.mixture.GaussianComponents`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroParam, PyroSample
+from pyro.ops.indexing import Vindex
+from torch.distributions import constraints
+
+from .base import LatentVariableModel, fill_missing
+from .mixture import GaussianComponents, best_of_restarts, check_components, kmeans_start, weighted_moments
+
+
+def log_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Matrix product in log space: log(exp(a) @ exp(b)), (..., I, J) x (..., J, L) -> (..., I, L)."""
+    return (a.unsqueeze(-1) + b.unsqueeze(-3)).logsumexp(-2)
+
+
+def log_chain_product(mats: torch.Tensor) -> torch.Tensor:
+    """log(exp(M_1) @ exp(M_2) @ ... @ exp(M_T)) for mats (..., T, K, K) -> (..., K, K).
+
+    Neighbouring pairs are multiplied in parallel, halving T at each of log2(T) rounds.
+    """
+    while mats.shape[-3] > 1:
+        t = mats.shape[-3]
+        even = t - t % 2
+        paired = log_matmul(mats[..., 0:even:2, :, :], mats[..., 1:even:2, :, :])
+        if t % 2:
+            paired = torch.cat([paired, mats[..., -1:, :, :]], dim=-3)
+        mats = paired
+    return mats[..., 0, :, :]
+
+
+def forward_log_likelihood(log_initial, log_transition, emission) -> torch.Tensor:
+    """log p(x_{1:T}) by the forward algorithm.
+
+    Args:
+        log_initial: log pi, shape (K,).
+        log_transition: log A (rows: from-state), shape (K, K).
+        emission: log p(x_t | z_t = k), shape (N, T, K).
+    Returns: (N,).
+    """
+    first = log_initial + emission[:, 0]  # (N, K): log alpha_1
+    if emission.shape[1] == 1:
+        return first.logsumexp(-1)
+    steps = log_transition + emission[:, 1:].unsqueeze(-2)  # (N, T-1, K, K): log A_ij + log p(x_t | j)
+    total = log_chain_product(steps)  # (N, K, K)
+    return (first.unsqueeze(-1) + total).logsumexp((-2, -1))
+
+
+def viterbi_path(log_initial, log_transition, emission) -> torch.Tensor:
+    """Most probable state sequence argmax_z p(z_{1:T} | x_{1:T}): emission (N, T, K) -> (N, T)."""
+    e = emission.detach().cpu().double().numpy()
+    log_a = log_transition.detach().cpu().double().numpy()
+    n, t_len, k = e.shape
+    delta = log_initial.detach().cpu().double().numpy() + e[:, 0]
+    back = np.zeros((n, t_len, k), dtype=np.int64)
+    for t in range(1, t_len):
+        scores = delta[:, :, None] + log_a  # (N, from, to)
+        back[:, t] = scores.argmax(1)
+        delta = np.take_along_axis(scores, back[:, t][:, None, :], 1)[:, 0] + e[:, t]
+    path = np.zeros((n, t_len), dtype=np.int64)
+    path[:, -1] = delta.argmax(-1)
+    for t in range(t_len - 1, 0, -1):
+        path[:, t - 1] = back[np.arange(n), t, path[:, t]]
+    return torch.as_tensor(path, device=emission.device)
+
+
+def check_sequences(x: torch.Tensor) -> None:
+    if x.ndim != 3:
+        raise ValueError(
+            f"HMM data must be sequences of shape (N, T, D), got {tuple(x.shape)}; "
+            "one series of T rows is x[None]"
+        )
+
+
+class GaussianHMM(LatentVariableModel):
+    """Gaussian HMM with K hidden states.
+
+    Args:
+        num_features: D.
+        states: K.
+        covariance: ``"full"`` or ``"diag"`` emission covariances.
+        bayesian: Dirichlet(1) priors on pi and the rows of A, priors on the emissions.
+        restarts: k-means++ starts tried by :meth:`initialize` (best exact log-likelihood kept).
+    """
+
+    latent_kind = "markov"
+    max_plate_nesting = 1
+
+    def __init__(self, num_features: int, states: int, covariance: str = "full",
+                 bayesian: bool = False, restarts: int = 5):
+        check_components(states, what="states")
+        super().__init__()
+        self.num_features = num_features
+        self.states = states
+        self.bayesian = bayesian
+        self.restarts = restarts
+        self.initial_globals: dict = {}
+        self.gaussians = GaussianComponents(num_features, states, covariance, bayesian)
+        self.register_buffer("concentration", torch.ones(states))
+        if bayesian:
+            self.initial = PyroSample(lambda s: dist.Dirichlet(s.concentration))
+            self.transition = PyroSample(
+                lambda s: dist.Dirichlet(s.concentration.expand(s.states, s.states)).to_event(1)
+            )
+        else:
+            eye = torch.eye(states)
+            self.initial = PyroParam(torch.full((states,), 1.0 / states), constraint=constraints.simplex)
+            self.transition = PyroParam(0.9 * eye + 0.1 / states, constraint=constraints.simplex)
+
+    @property
+    def latent_sites(self) -> tuple[str, ...]:  # z_0 .. z_{T-1}: named per step
+        return ("z_t",)
+
+    # -- generative model
+    def _pieces(self, x, mask):
+        """log pi (K,), log A (K, K), emission log-densities (N, T, K); every global read once."""
+        check_sequences(x)
+        return self.initial.log(), self.transition.log(), self.gaussians.log_prob(x, mask)
+
+    def model(self, x, mask=None, size=None):
+        """The chain written step by step: ``z_t`` enumerable, ``x_t`` observed as log p(x_t | z_t)."""
+        check_sequences(x)
+        initial, transition = self.initial, self.transition
+        emission = self.gaussians.log_prob(x, mask)
+        with self.data_plate(x, size):
+            z = None
+            for t in pyro.markov(range(x.shape[1])):
+                probs = initial if z is None else Vindex(transition)[..., z, :]
+                z = pyro.sample(f"z_{t}", dist.Categorical(probs), infer={"enumerate": "parallel"})
+                pyro.factor(f"x_{t}", Vindex(emission[:, t])[..., z])
+
+    def marginal_model(self, x, mask=None, size=None):
+        """The collapsed model: log p(x_{1:T}) of each sequence by the forward algorithm."""
+        log_pi, log_a, emission = self._pieces(x, mask)
+        with self.data_plate(x, size):
+            pyro.factor("x", forward_log_likelihood(log_pi, log_a, emission))
+
+    # -- exact quantities
+    def log_marginal(self, x, mask=None) -> torch.Tensor:
+        """Exact log p(x_{1:T}) per sequence, shape (N,)."""
+        return forward_log_likelihood(*self._pieces(x, mask))
+
+    def observations_per_row(self, x, mask=None) -> torch.Tensor:
+        """Observed time steps per sequence (N,): ``log_likelihood`` metrics are per time step."""
+        check_sequences(x)
+        if mask is None:
+            return x.new_full((x.shape[0],), float(x.shape[1]))
+        return mask.any(-1).sum(-1).to(x.dtype)
+
+    def posterior(self, x, mask=None) -> torch.Tensor:
+        """Smoothed state marginals p(z_t = k | x_{1:T}) (forward-backward), shape (N, T, K)."""
+        log_pi, log_a, emission = self._pieces(x, mask)
+        with torch.enable_grad():
+            emission = emission.detach().requires_grad_(True)
+            total = forward_log_likelihood(log_pi.detach(), log_a.detach(), emission).sum()
+            (marginals,) = torch.autograd.grad(total, emission)
+        return marginals
+
+    def viterbi(self, x, mask=None) -> torch.Tensor:
+        """Most probable state path per sequence, shape (N, T)."""
+        with torch.no_grad():
+            return viterbi_path(*self._pieces(x, mask))
+
+    def covariances(self) -> torch.Tensor:
+        """Emission covariances Sigma_k, shape (K, D, D)."""
+        return self.gaussians.covariances()
+
+    @property
+    def means(self) -> torch.Tensor:
+        """Emission means mu_k, shape (K, D)."""
+        return self.gaussians.current()[0]
+
+    def expected_durations(self) -> torch.Tensor:
+        """Expected stay in each state, 1 / (1 - A_kk) time steps, shape (K,)."""
+        with torch.no_grad():
+            return 1.0 / (1.0 - torch.diagonal(self.transition)).clamp(min=1e-12)
+
+    def stationary_distribution(self) -> torch.Tensor:
+        """The stationary distribution of the chain (left eigenvector of A for eigenvalue 1), (K,)."""
+        with torch.no_grad():
+            a = self.transition
+            k = a.shape[0]
+            system = torch.cat([(a.T - torch.eye(k, dtype=a.dtype, device=a.device)), a.new_ones(1, k)])
+            rhs = torch.cat([a.new_zeros(k), a.new_ones(1)])
+            return torch.linalg.lstsq(system, rhs.unsqueeze(-1)).solution.squeeze(-1)
+
+    @torch.no_grad()
+    def sample(self, length: int, n: int = 1, return_states: bool = False):
+        """n sequences of ``length`` steps (n, T, D) (and their states (n, T) with ``return_states``)."""
+        if length < 1 or n < 1:
+            raise ValueError(f"sample length and count must be positive, got {length} and {n}")
+        initial, transition = self.initial, self.transition
+        states = [torch.multinomial(initial, n, replacement=True)]
+        for _ in range(1, length):
+            states.append(torch.multinomial(transition[states[-1]], 1).squeeze(-1))
+        z = torch.stack(states, dim=1)
+        x = self.gaussians.sample(z)
+        return (x, z) if return_states else x
+
+    def num_parameters(self) -> int:
+        k = self.states
+        return (k - 1) + k * (k - 1) + self.gaussians.num_parameters()
+
+    def bic(self, x, mask=None) -> float:
+        """-2 log L + p log(number of observed time steps)."""
+        with torch.no_grad():
+            total = float(self.log_marginal(x, mask).sum())
+            steps = float(self.observations_per_row(x, mask).sum())
+        return -2 * total + self.num_parameters() * math.log(steps)
+
+    def aic(self, x, mask=None) -> float:
+        """-2 log L + 2 p."""
+        with torch.no_grad():
+            total = float(self.log_marginal(x, mask).sum())
+        return -2 * total + 2 * self.num_parameters()
+
+    # -- initialisation
+    @torch.no_grad()
+    def initialize(self, x, mask=None) -> None:
+        """Emissions from a k-means++ clustering of all time steps, pi and A from the counted
+        starts and transitions of the cluster labels (plus one); best of ``restarts`` by exact
+        log-likelihood (Bayesian: the start is handed to the guide on globals)."""
+        check_sequences(x)
+        steps = x.shape[0] * x.shape[1]
+        check_components(self.states, steps, "states")
+        filled = fill_missing(x, mask)
+        flat = filled.reshape(-1, self.num_features)
+
+        def start(generator):
+            resp = kmeans_start(flat, self.states, generator)
+            labels = resp.argmax(-1).reshape(x.shape[0], x.shape[1])
+            k = self.states
+            counts = torch.ones(k, k, dtype=x.dtype, device=x.device)
+            counts.index_put_((labels[:, :-1].reshape(-1), labels[:, 1:].reshape(-1)),
+                              x.new_ones(labels[:, 1:].numel()), accumulate=True)
+            first = torch.bincount(labels[:, 0], minlength=k).to(x.dtype) + 1.0
+            _, means, cov = weighted_moments(flat, resp, self.gaussians.full)
+            values = {"initial": first / first.sum(), "transition": counts / counts.sum(-1, keepdim=True)}
+            emissions = self.gaussians.set_moments(means, cov)
+            if self.bayesian:
+                return {**values, **{f"gaussians.{name}": v for name, v in emissions.items()}}
+            self.initial, self.transition = values["initial"], values["transition"]
+            return {}
+
+        if self.bayesian:
+            self.gaussians.set_prior(filled)
+            self.initial_globals = start(None)
+            return
+        best_of_restarts(self, x, mask, self.restarts, start)

@@ -1,0 +1,463 @@
+"""Gaussian mixtures (§6.3.3) and mixtures of probabilistic PCA (§6.3.2.2).
+
+Generative model (eq. 6.3), for rows x_i in R^D and a discrete component z_i in {1..K}::
+
+    z_i ~ Categorical(pi),    x_i | z_i = k ~ N(mu_k, Sigma_k)
+
+so p(x) = sum_k pi_k N(x; mu_k, Sigma_k) and p(z = k | x) is eq. 6.4. The Gaussian mixture has
+full or diagonal Sigma_k; the mixture of PPCA has Sigma_k = W_k W_k^T + sigma_k^2 I, the factors of
+each local PPCA model integrated out in closed form. Globals are maximum likelihood
+(``PyroParam``) or, with ``bayesian=True``, latent with priors (Dirichlet weights, Normal means,
+log-normal scales, LKJ correlations) for a guide on globals to approximate.
+
+The z site carries ``infer={"enumerate": "parallel"}``: a guide without z trained with
+``traceenum`` sums it out exactly; an amortized categorical guide samples it instead. Missing
+coordinates (``mask`` False) are marginalised out of every component density.
+
+:class:`GaussianComponents` (K Gaussian densities) and :func:`kmeans_plus_plus` are shared with
+the Gaussian HMM (models/hmm.py).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule, PyroParam, PyroSample
+from pyro.ops.indexing import Vindex
+from torch.distributions import constraints
+
+from .base import LatentVariableModel, fill_missing
+from .factor import NOISE_FLOOR, linear_gaussian_log_prob, principal_components_start
+
+#: added to every component variance (as scikit-learn's reg_covar): constant data or a component
+#: that collapses on one point gives a finite, large density instead of NaN
+VARIANCE_FLOOR = 1e-6
+INIT_SUBSAMPLE = 2000  # rows used by k-means++ and Lloyd iterations in the start
+
+
+def check_components(k: int, rows: int | None = None, what: str = "components") -> None:
+    """Clear errors for a bad number of components / states."""
+    if int(k) != k or k < 1:
+        raise ValueError(f"the number of {what} must be a positive integer, got {k}")
+    if rows is not None and k > rows:
+        raise ValueError(f"{k} {what} but only {rows} rows of data: use at most {rows}")
+
+
+# ---------------------------------------------------------------------- initialisation helpers
+def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """k-means++ seeding (Arthur and Vassilvitskii, 2007): k centres (k, D) from the rows of x (N, D).
+
+    Each new centre is a row drawn with probability proportional to its squared distance to the
+    nearest centre so far (uniformly when every row sits on a centre, e.g. constant data).
+    """
+    n = x.shape[0]
+    first = torch.randint(n, (1,), generator=generator).item()
+    centres = [x[first]]
+    nearest = (x - x[first]).pow(2).sum(-1)
+    for _ in range(1, k):
+        total = nearest.sum()
+        probs = nearest / total if total > 0 else torch.full_like(nearest, 1.0 / n)
+        pick = torch.multinomial(probs.cpu().float(), 1, generator=generator).item()
+        centres.append(x[pick])
+        nearest = torch.minimum(nearest, (x - x[pick]).pow(2).sum(-1))
+    return torch.stack(centres)
+
+
+def nearest_centre(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Index (N,) of the closest of ``centres`` (K, D) to each row of x (N, D)."""
+    return torch.cdist(x, centres).argmin(-1)
+
+
+def lloyd(x: torch.Tensor, centres: torch.Tensor, iterations: int = 10) -> torch.Tensor:
+    """A few Lloyd (k-means) iterations from ``centres``; empty clusters keep their centre."""
+    for _ in range(iterations):
+        labels = nearest_centre(x, centres)
+        one_hot = torch.nn.functional.one_hot(labels, centres.shape[0]).to(x.dtype)
+        counts = one_hot.sum(0)
+        sums = one_hot.T @ x
+        updated = torch.where(counts.unsqueeze(-1) > 0, sums / counts.clamp(min=1).unsqueeze(-1), centres)
+        if torch.equal(updated, centres):
+            break
+        centres = updated
+    return centres
+
+
+def kmeans_start(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hard responsibilities (N, K) from k-means++ and Lloyd iterations on a subsample of x."""
+    sub = x
+    if x.shape[0] > INIT_SUBSAMPLE:
+        sub = x[torch.randperm(x.shape[0], generator=generator)[:INIT_SUBSAMPLE].to(x.device)]
+    centres = lloyd(sub, kmeans_plus_plus(sub, k, generator))
+    return torch.nn.functional.one_hot(nearest_centre(x, centres), k).to(x.dtype)
+
+
+def best_of_restarts(model, x, mask, restarts: int, start) -> None:
+    """Run ``start(generator)`` (which sets the model's parameters) ``restarts`` times and keep the
+    state with the highest exact log-likelihood ``model.log_marginal(x, mask).sum()``."""
+    generator = torch.Generator().manual_seed(int(torch.randint(2**31 - 1, ()).item()))
+    best_value, best_state = -math.inf, None
+    for _ in range(restarts):
+        start(generator)
+        value = float(model.log_marginal(x, mask).sum())
+        if best_state is None or value > best_value:
+            best_value, best_state = value, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+
+
+def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool):
+    """Soft counts (K,), means (K, D) and covariances (K, D, D) or variances (K, D) of x (..., D)
+    under responsibilities resp (..., K) (the M-step of EM), each with the variance floor."""
+    x = x.reshape(-1, x.shape[-1])
+    resp = resp.reshape(-1, resp.shape[-1])
+    counts = resp.sum(0)
+    means = (resp.T @ x) / counts.clamp(min=1e-10).unsqueeze(-1)
+    centred = x.unsqueeze(-2) - means  # (N, K, D)
+    if full:
+        cov = torch.einsum("nk,nkd,nke->kde", resp, centred, centred) / counts.clamp(min=1e-10)[:, None, None]
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        return counts, means, cov + VARIANCE_FLOOR * eye
+    var = torch.einsum("nk,nkd->kd", resp, centred.pow(2)) / counts.clamp(min=1e-10).unsqueeze(-1)
+    return counts, means, var.clamp(min=0) + VARIANCE_FLOOR
+
+
+# ---------------------------------------------------------------------- Gaussian components
+class GaussianComponents(PyroModule):
+    """K Gaussian densities N(mu_k, Sigma_k) in R^D: the emission part of mixtures and HMMs.
+
+    Args:
+        num_features: D.
+        num_components: K.
+        covariance: ``"full"`` (Sigma_k = L_k L_k^T + floor I, L_k lower triangular) or
+            ``"diag"`` (Sigma_k = diag(v_k), v_k >= floor).
+        bayesian: means ~ N(m0, s0^2), variances ~ LogNormal (diag) or scales ~ LogNormal and
+            correlations ~ LKJ(1) (full); m0, s0 are the data's mean and scale, set by
+            :meth:`set_prior`.
+    """
+
+    def __init__(self, num_features: int, num_components: int, covariance: str = "full", bayesian: bool = False):
+        if covariance not in ("full", "diag"):
+            raise ValueError(f"covariance must be 'full' or 'diag', not {covariance!r}")
+        super().__init__()
+        d, k = num_features, num_components
+        self.num_features, self.num_components = d, k
+        self.covariance = covariance
+        self.full = covariance == "full" and d > 1  # one feature: full and diag coincide
+        self.bayesian = bayesian
+        self.register_buffer("prior_loc", torch.zeros(d))
+        self.register_buffer("prior_scale", torch.ones(d))
+        if bayesian:
+            self.means = PyroSample(lambda s: dist.Normal(s.prior_loc, s.prior_scale).expand([k, d]).to_event(2))
+            if self.full:
+                self.stds = PyroSample(lambda s: dist.LogNormal(s.prior_scale.log(), 1.0).expand([k, d]).to_event(2))
+                self.correlation = PyroSample(dist.LKJCholesky(d, 1.0).expand([k]).to_event(1))
+            else:
+                self.variances = PyroSample(
+                    lambda s: dist.LogNormal(2 * s.prior_scale.log(), 2.0).expand([k, d]).to_event(2)
+                )
+        else:
+            self.means = PyroParam(torch.zeros(k, d))
+            if self.full:
+                self.scale_tril = PyroParam(torch.eye(d).expand(k, d, d).clone(), constraint=constraints.lower_cholesky)
+            else:
+                self.variances = PyroParam(torch.ones(k, d), constraint=constraints.greater_than(VARIANCE_FLOOR))
+
+    def current(self):
+        """(means (K, D), spread): spread is the Cholesky factor of Sigma (K, D, D) for ``full``,
+        the variances (K, D) for ``diag``. Reads each (possibly sampled) global once."""
+        means = self.means
+        if self.full:
+            tril = self.stds.unsqueeze(-1) * self.correlation if self.bayesian else self.scale_tril
+            return means, tril
+        variances = self.variances
+        return means, variances + VARIANCE_FLOOR if self.bayesian else variances
+
+    def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None = None, params=None) -> torch.Tensor:
+        """log N(x_o; mu_k, Sigma_k,oo) for every component: x (..., D) -> (..., K).
+
+        Missing coordinates are marginalised out (only the observed block of Sigma_k is used).
+        """
+        means, spread = self.current() if params is None else params
+        xk = x.unsqueeze(-2)
+        mk = None if mask is None else mask.unsqueeze(-2)
+        if not self.full:
+            terms = dist.Normal(means, spread.sqrt()).log_prob(xk)
+            return (terms if mk is None else torch.where(mk, terms, 0.0)).sum(-1)
+        eye = torch.eye(self.num_features, dtype=x.dtype, device=x.device)
+        if mk is None:
+            chol = torch.linalg.cholesky(spread @ spread.mT + VARIANCE_FLOOR * eye)
+            return dist.MultivariateNormal(means, scale_tril=chol).log_prob(xk)
+        floor = spread.new_full(spread.shape[:-1], VARIANCE_FLOOR)
+        return linear_gaussian_log_prob(xk, means, spread, floor, mk)
+
+    def covariances(self) -> torch.Tensor:
+        """Sigma_k, shape (K, D, D)."""
+        _, spread = self.current()
+        if not self.full:
+            return torch.diag_embed(spread)
+        eye = torch.eye(self.num_features, dtype=spread.dtype, device=spread.device)
+        return spread @ spread.mT + VARIANCE_FLOOR * eye
+
+    def sample(self, index: torch.Tensor) -> torch.Tensor:
+        """One draw from component ``index[i]`` for every entry: index (...) -> (..., D)."""
+        means, spread = self.current()
+        noise = torch.randn(*index.shape, self.num_features, dtype=means.dtype, device=means.device)
+        if self.full:
+            chol = torch.linalg.cholesky(self.covariances())
+            return means[index] + (chol[index] @ noise.unsqueeze(-1)).squeeze(-1)
+        return means[index] + spread[index].sqrt() * noise
+
+    def num_parameters(self) -> int:
+        d = self.num_features
+        per = d * (d + 1) // 2 if self.covariance == "full" else d
+        return self.num_components * (d + per)
+
+    @torch.no_grad()
+    def set_prior(self, x: torch.Tensor) -> None:
+        """Centre the Bayesian priors on the data: m0 = column means, s0 = column std (floored)."""
+        flat = x.reshape(-1, x.shape[-1])
+        self.prior_loc = flat.mean(0)
+        self.prior_scale = flat.std(0).nan_to_num(1.0).clamp(min=math.sqrt(VARIANCE_FLOOR))
+
+    @torch.no_grad()
+    def set_moments(self, means: torch.Tensor, cov: torch.Tensor) -> dict:
+        """Set the maximum-likelihood parameters from means and covariances (full) / variances
+        (diag); in Bayesian mode return them as starting values for a guide instead."""
+        if self.full:
+            tril = torch.linalg.cholesky(cov)
+            if self.bayesian:
+                stds = torch.diagonal(tril, dim1=-2, dim2=-1)
+                return {"means": means, "stds": stds, "correlation": tril / stds.unsqueeze(-1)}
+            self.means, self.scale_tril = means, tril
+            return {}
+        if cov.ndim == 3:
+            cov = torch.diagonal(cov, dim1=-2, dim2=-1)
+        if self.bayesian:
+            return {"means": means, "variances": (cov - VARIANCE_FLOOR).clamp(min=VARIANCE_FLOOR)}
+        self.means, self.variances = means, cov.clamp(min=VARIANCE_FLOOR * 1.01)
+        return {}
+
+
+# ---------------------------------------------------------------------- mixtures
+class _Mixture(LatentVariableModel):
+    """Shared machinery of a finite mixture: weights, the model with an enumerable z, the exact
+    marginal (eq. 6.3), responsibilities (eq. 6.4), information criteria and the k-means++ start.
+
+    Subclasses give ``component_log_prob(x, mask) -> (B, K)``, ``_sample_components(z)`` and
+    ``_start_from(x, resp)`` (set parameters from responsibilities).
+    """
+
+    latent_kind = "categorical"
+    max_plate_nesting = 1
+
+    def __init__(self, num_features: int, components: int, bayesian: bool = False, restarts: int = 5):
+        check_components(components)
+        super().__init__()
+        self.num_features = num_features
+        self.components = components
+        self.bayesian = bayesian
+        self.restarts = restarts
+        self.initial_globals: dict = {}
+        self.register_buffer("weight_concentration", torch.ones(components))
+        if bayesian:
+            self.weights = PyroSample(lambda s: dist.Dirichlet(s.weight_concentration))
+        else:
+            self.weights = PyroParam(torch.full((components,), 1.0 / components), constraint=constraints.simplex)
+
+    # -- generative model
+    def _joint_table(self, x, mask):
+        """log pi_k + log p(x_i | z_i = k), shape (B, K); every global read once."""
+        return self.weights.log() + self.component_log_prob(x, mask)
+
+    def model(self, x, mask=None, size=None):
+        """Eq. 6.3 with z explicit: ``z`` (B,) enumerable, ``x`` observed through log p(x_i | z_i)."""
+        weights = self.weights
+        table = self.component_log_prob(x, mask)
+        with self.data_plate(x, size):
+            z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
+            pyro.factor("x", Vindex(table)[..., z])
+            return z
+
+    def marginal_model(self, x, mask=None, size=None):
+        """The collapsed model: log p(x_i) = logsumexp_k (log pi_k + log N(x_i; mu_k, Sigma_k))."""
+        table = self._joint_table(x, mask)
+        with self.data_plate(x, size):
+            pyro.factor("x", table.logsumexp(-1))
+
+    # -- exact quantities
+    def log_marginal(self, x, mask=None) -> torch.Tensor:
+        """Exact log p(x_i) per row (eq. 6.3), shape (B,)."""
+        return self._joint_table(x, mask).logsumexp(-1)
+
+    def posterior(self, x, mask=None) -> torch.Tensor:
+        """Responsibilities p(z_i = k | x_i) (eq. 6.4), shape (B, K)."""
+        return self._joint_table(x, mask).softmax(-1)
+
+    def predict(self, x, mask=None) -> torch.Tensor:
+        """Most probable component per row, shape (B,)."""
+        return self._joint_table(x, mask).argmax(-1)
+
+    @torch.no_grad()
+    def sample(self, n: int, return_components: bool = False):
+        """n rows from the model (n, D) (and their components (n,) with ``return_components``)."""
+        z = torch.multinomial(self.weights, n, replacement=True)
+        x = self._sample_components(z)
+        return (x, z) if return_components else x
+
+    def num_parameters(self) -> int:
+        return self.components - 1 + self._component_parameters()
+
+    def bic(self, x, mask=None) -> float:
+        """Bayesian information criterion -2 log L + p log N (lower is better)."""
+        with torch.no_grad():
+            total = float(self.log_marginal(x, mask).sum())
+        return -2 * total + self.num_parameters() * math.log(x.shape[0])
+
+    def aic(self, x, mask=None) -> float:
+        """Akaike information criterion -2 log L + 2 p (lower is better)."""
+        with torch.no_grad():
+            total = float(self.log_marginal(x, mask).sum())
+        return -2 * total + 2 * self.num_parameters()
+
+    # -- initialisation
+    @torch.no_grad()
+    def initialize(self, x, mask=None) -> None:
+        """k-means++ on a subsample, Lloyd iterations, moments of the hard clusters; the best of
+        ``restarts`` starts by exact log-likelihood is kept (Bayesian: used as guide start)."""
+        check_components(self.components, x.shape[0])
+        filled = fill_missing(x, mask)
+        if self.bayesian:
+            self._set_prior(filled)
+            resp = kmeans_start(filled, self.components)
+            self.initial_globals = {"weights": self._weights_from(resp), **self._start_from(filled, resp)}
+            return
+
+        def start(generator):
+            resp = kmeans_start(filled, self.components, generator)
+            self.weights = self._weights_from(resp)
+            self._start_from(filled, resp)
+
+        best_of_restarts(self, x, mask, self.restarts, start)
+
+    @staticmethod
+    def _weights_from(resp):
+        counts = resp.sum(0) + 1e-3
+        return counts / counts.sum()
+
+
+class GaussianMixture(_Mixture):
+    """Gaussian mixture model (§6.3.3): z ~ Cat(pi), x | z = k ~ N(mu_k, Sigma_k).
+
+    Args:
+        num_features: D.
+        components: K.
+        covariance: ``"full"`` or ``"diag"`` Sigma_k.
+        bayesian: Dirichlet(1) prior on pi and the priors of :class:`GaussianComponents`.
+        restarts: k-means++ starts tried by :meth:`initialize`.
+    """
+
+    def __init__(self, num_features: int, components: int, covariance: str = "full",
+                 bayesian: bool = False, restarts: int = 5):
+        super().__init__(num_features, components, bayesian, restarts)
+        self.gaussians = GaussianComponents(num_features, components, covariance, bayesian)
+
+    @property
+    def covariance_type(self) -> str:
+        return self.gaussians.covariance
+
+    def component_log_prob(self, x, mask=None):
+        return self.gaussians.log_prob(x, mask)
+
+    @property
+    def means(self) -> torch.Tensor:
+        return self.gaussians.current()[0]
+
+    def covariances(self) -> torch.Tensor:
+        """Sigma_k, shape (K, D, D)."""
+        return self.gaussians.covariances()
+
+    def _sample_components(self, z):
+        return self.gaussians.sample(z)
+
+    def _component_parameters(self):
+        return self.gaussians.num_parameters()
+
+    def _set_prior(self, x):
+        self.gaussians.set_prior(x)
+
+    def _start_from(self, x, resp):
+        _, means, cov = weighted_moments(x, resp, self.gaussians.full)
+        start = self.gaussians.set_moments(means, cov)
+        return {f"gaussians.{name}": value for name, value in start.items()}
+
+
+class MixtureOfPPCA(_Mixture):
+    """Mixture of probabilistic PCA models (§6.3.2.2; Tipping and Bishop, 1999).
+
+    Component k is a PPCA model x = mu_k + W_k f + e, f ~ N(0, I_L), e ~ N(0, sigma_k^2 I), with its
+    factors integrated out: x | z = k ~ N(mu_k, W_k W_k^T + sigma_k^2 I), evaluated in O(D L^2)
+    (the linear-Gaussian density of models/factor.py). ``noise="diagonal"`` gives a mixture of
+    factor analysers.
+    """
+
+    def __init__(self, num_features: int, components: int, latent_dim: int = 2,
+                 noise: str = "isotropic", restarts: int = 5):
+        if noise not in ("diagonal", "isotropic"):
+            raise ValueError(f"noise must be 'diagonal' or 'isotropic', not {noise!r}")
+        if not 1 <= latent_dim < num_features:
+            raise ValueError(
+                f"latent dimension must be between 1 and {num_features - 1} "
+                f"(the number of features less one), got {latent_dim}"
+            )
+        super().__init__(num_features, components, False, restarts)
+        self.latent_dim = latent_dim
+        self.noise = noise
+        k, d = components, num_features
+        self.loc = PyroParam(torch.zeros(k, d))
+        self.loadings = PyroParam(0.1 * torch.randn(k, d, latent_dim))
+        shape = (k, d) if noise == "diagonal" else (k, 1)
+        self.noise_variance = PyroParam(torch.ones(shape), constraint=constraints.greater_than(NOISE_FLOOR))
+
+    @property
+    def psi(self) -> torch.Tensor:
+        """Noise variances, shape (K, D)."""
+        return self.noise_variance.expand(self.components, self.num_features)
+
+    def component_log_prob(self, x, mask=None):
+        return linear_gaussian_log_prob(
+            x.unsqueeze(-2), self.loc, self.loadings, self.psi, None if mask is None else mask.unsqueeze(-2)
+        )
+
+    def covariances(self) -> torch.Tensor:
+        """W_k W_k^T + Psi_k, shape (K, D, D)."""
+        return self.loadings @ self.loadings.mT + torch.diag_embed(self.psi)
+
+    def _sample_components(self, z):
+        f = torch.randn(z.shape[0], self.latent_dim, dtype=self.dtype, device=self.device)
+        noise = torch.randn(z.shape[0], self.num_features, dtype=self.dtype, device=self.device)
+        return self.loc[z] + (self.loadings[z] @ f.unsqueeze(-1)).squeeze(-1) + noise * self.psi[z].sqrt()
+
+    def _component_parameters(self):
+        d, q = self.num_features, self.latent_dim
+        noise = d if self.noise == "diagonal" else 1
+        # loadings are identified up to a rotation: D L - L (L - 1) / 2 free values each
+        return self.components * (d + d * q - q * (q - 1) // 2 + noise)
+
+    def _start_from(self, x, resp):
+        """Per cluster the PPCA estimate of its rows (clusters smaller than L + 1 borrow all rows)."""
+        labels = resp.argmax(-1)
+        locs, loadings, noises = [], [], []
+        for k in range(self.components):
+            rows = x[labels == k]
+            if rows.shape[0] <= self.latent_dim:
+                rows = x
+            loc, load, noise = principal_components_start(rows, self.latent_dim, self.noise)
+            locs.append(loc)
+            loadings.append(load)
+            noises.append(noise.reshape(-1))
+        self.loc = torch.stack(locs)
+        self.loadings = torch.stack(loadings)
+        self.noise_variance = torch.stack(noises)
+        return {}
