@@ -12,6 +12,7 @@ alone is alpha = 0). Baselines and reparameterisation belong to the guide
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -115,12 +116,12 @@ def _auxiliary_parameters(model, guide) -> list[torch.nn.Parameter]:
     return [p for m in (model, guide) for n, p in m.named_parameters() if AUXILIARY in n and p.requires_grad]
 
 
-def _observations(model, data, mask):
+def model_observations(model, data, mask):
     """(x, mask) as tensors in the model's dtype and on its device."""
-    param = next(iter(model.parameters()), None)
-    if param is None:
+    ref = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if ref is None:
         return as_observations(data, mask, dtype=torch.get_default_dtype())
-    return as_observations(data, mask, dtype=param.dtype, device=param.device)
+    return as_observations(data, mask, dtype=ref.dtype, device=ref.device)
 
 
 def _as_pair(model, entry):
@@ -218,7 +219,7 @@ def compare_estimators(
     unknown = sorted({g for g, _ in pairs} - set(guides))
     if unknown:
         raise ValueError(f"unknown guide label(s) {', '.join(unknown)}; the guides are {', '.join(guides)}")
-    x, mask = _observations(model, data, mask)
+    x, mask = model_observations(model, data, mask)
     n = x.shape[0]
     batch = n if batch_size is None else min(int(batch_size), n)
     xb, mb = x[:batch], None if mask is None else mask[:batch]
@@ -264,7 +265,7 @@ def training_curves(
     if steps < 1 or eval_every < 1:
         raise ValueError(f"steps and eval_every must be positive, got {steps} and {eval_every}")
     pyro.set_rng_seed(seed)
-    x, mask = _observations(model, data, mask)
+    x, mask = model_observations(model, data, mask)
     n = x.shape[0]
     batch = n if batch_size is None else min(int(batch_size), n)
     if initialize and hasattr(model, "initialize"):

@@ -16,6 +16,8 @@ integrated out, trained by :class:`Marginalized`).
 """
 from __future__ import annotations
 
+import itertools
+
 import pyro
 import torch
 from pyro.nn import PyroModule
@@ -53,6 +55,17 @@ def has_global_latents(model) -> bool:
     return any(getattr(m, "_pyro_samples", None) for m in model.modules())
 
 
+def call_in_context(module: PyroModule, method, *args, **kwargs):
+    """Run ``method`` (e.g. ``model.log_marginal``) inside ``module``'s Pyro context.
+
+    Called directly, a method that reads ``PyroSample`` globals would draw them from the prior
+    without any sample site; inside the context they are named sample sites, so
+    ``poutine.condition`` / ``replay`` can set them (Bayesian models).
+    """
+    with module._pyro_context:
+        return method(*args, **kwargs)
+
+
 class LatentVariableModel(PyroModule):
     """Base class: holds the contract, the data plate and the parameter count."""
 
@@ -75,11 +88,15 @@ class LatentVariableModel(PyroModule):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self._first_tensor().device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        return self._first_tensor().dtype
+
+    def _first_tensor(self) -> torch.Tensor:
+        # a Bayesian model may hold no parameters, only the buffers of its priors
+        return next(itertools.chain(self.parameters(), self.buffers()))
 
     def num_parameters(self) -> int:
         """Number of free scalar parameters of the generative model."""

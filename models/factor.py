@@ -17,7 +17,7 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroParam
+from pyro.nn import PyroParam, PyroSample
 from torch.distributions import constraints
 
 from .base import LatentVariableModel, fill_missing
@@ -100,15 +100,20 @@ def principal_components_start(x, latent_dim: int, noise: str = "isotropic"):
 
 
 class FactorAnalysis(LatentVariableModel):
-    """FA / PPCA with maximum-likelihood globals.
+    """FA / PPCA with maximum-likelihood globals, or Bayesian globals with priors.
 
     Args:
         num_features: D, the width of a row.
         latent_dim: K, the number of factors (1 <= K < D).
         noise: ``"diagonal"`` (Factor Analysis) or ``"isotropic"`` (PPCA).
+        bayesian: give the globals priors (``PyroSample`` sites ``loc``, ``loadings``,
+            ``noise_variance``), for standardised data: mu ~ N(0, 1), Lambda_dk ~ N(0, 1),
+            psi_d ~ LogNormal(-1, 1). The likelihood and every exact formula are unchanged; a
+            guide on globals (or NUTS) then infers them. The loadings are identified only up to
+            a rotation (a sign for K = 1): compare rotation-free summaries such as ||Lambda||.
     """
 
-    def __init__(self, num_features: int, latent_dim: int, noise: str = "diagonal"):
+    def __init__(self, num_features: int, latent_dim: int, noise: str = "diagonal", bayesian: bool = False):
         if noise not in ("diagonal", "isotropic"):
             raise ValueError(f"noise must be 'diagonal' or 'isotropic', not {noise!r}")
         if not 1 <= latent_dim < num_features:
@@ -120,9 +125,21 @@ class FactorAnalysis(LatentVariableModel):
         self.num_features = num_features
         self.latent_dim = latent_dim
         self.noise = noise
+        self.bayesian = bayesian
+        self.initial_globals: dict = {}
+        shape = (num_features,) if noise == "diagonal" else ()
+        if bayesian:
+            self.register_buffer("prior_scale", torch.ones(()))
+            self.loc = PyroSample(lambda s: dist.Normal(0.0 * s.prior_scale, s.prior_scale).expand([s.num_features]).to_event(1))
+            self.loadings = PyroSample(
+                lambda s: dist.Normal(0.0 * s.prior_scale, s.prior_scale).expand([s.num_features, s.latent_dim]).to_event(2)
+            )
+            self.noise_variance = PyroSample(
+                lambda s: dist.LogNormal(-s.prior_scale, s.prior_scale).expand(shape).to_event(len(shape))
+            )
+            return
         self.loc = PyroParam(torch.zeros(num_features))
         self.loadings = PyroParam(0.1 * torch.randn(num_features, latent_dim))
-        shape = (num_features,) if noise == "diagonal" else ()
         self.noise_variance = PyroParam(
             torch.ones(shape), constraint=constraints.greater_than(NOISE_FLOOR)
         )
@@ -133,31 +150,38 @@ class FactorAnalysis(LatentVariableModel):
         """Noise variances, shape (D,)."""
         return self.noise_variance.expand(self.num_features)
 
+    def globals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu (D,), Lambda (D, K), psi (D,)), read once, outside the ``"data"`` plate (so that a
+        Bayesian model samples them as global sites)."""
+        return self.loc, self.loadings, self.psi
+
     def model(self, x, mask=None, size=None):
         """Eq. 6.2 with z sampled: sites ``z`` (B, K) and ``x`` (B, D) in plate ``data``."""
+        loc, loadings, psi = self.globals()
         with self.data_plate(x, size):
             z = pyro.sample(
                 "z", dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1)
             )
-            likelihood = dist.Normal(self.loc + z @ self.loadings.T, self.psi.sqrt())
+            likelihood = dist.Normal(loc + z @ loadings.T, psi.sqrt())
             if mask is not None:
                 likelihood = likelihood.mask(mask)
             return pyro.sample("x", likelihood.to_event(1), obs=x)
 
     def marginal_model(self, x, mask=None, size=None):
         """The collapsed model: x ~ N(mu, Lambda Lambda^T + Psi) over the observed coordinates."""
+        loc, loadings, psi = self.globals()
         with self.data_plate(x, size):
             if mask is None:
-                marginal = dist.LowRankMultivariateNormal(self.loc, self.loadings, self.psi)
+                marginal = dist.LowRankMultivariateNormal(loc, loadings, psi)
                 return pyro.sample("x", marginal, obs=x)
             # Missing coordinates get a unit, uncorrelated Gaussian at x = mu (log density
             # -log(2 pi)/2 each), which the factor below removes again: the result is the exact
             # marginal of the observed coordinates of every row.
             m = mask.to(x.dtype)
             marginal = dist.LowRankMultivariateNormal(
-                self.loc, self.loadings * m.unsqueeze(-1), torch.where(mask, self.psi, 1.0)
+                loc, loadings * m.unsqueeze(-1), torch.where(mask, psi, 1.0)
             )
-            pyro.sample("x", marginal, obs=torch.where(mask, x, self.loc))
+            pyro.sample("x", marginal, obs=torch.where(mask, x, loc))
             pyro.factor("unobserved", 0.5 * LOG_2PI * (1 - m).sum(-1))
 
     # ------------------------------------------------------------------ exact quantities
@@ -184,7 +208,7 @@ class FactorAnalysis(LatentVariableModel):
         return self.loc + z @ self.loadings.T + noise * self.psi.sqrt()
 
     def num_parameters(self) -> int:
-        """D (means) + D K (loadings) + D (FA) or 1 (PPCA) noise variances."""
+        """D (means) + D K (loadings) + D (FA) or 1 (PPCA) noise variances (latent if Bayesian)."""
         noise = self.num_features if self.noise == "diagonal" else 1
         return self.num_features * (self.latent_dim + 1) + noise
 
@@ -193,6 +217,9 @@ class FactorAnalysis(LatentVariableModel):
     def initialize(self, x, mask=None) -> None:
         """Start from principal components (:func:`principal_components_start`)."""
         loc, loadings, noise = principal_components_start(fill_missing(x, mask), self.latent_dim, self.noise)
+        if self.bayesian:  # the start of the guide on globals (and of NUTS)
+            self.initial_globals = {"loc": loc, "loadings": loadings, "noise_variance": noise}
+            return
         self.loc = loc
         self.loadings = loadings
         self.noise_variance = noise
