@@ -12,6 +12,7 @@ from importlib import import_module
 #: experiment name -> (module under dlvm.experiments, one-line description)
 EXPERIMENTS: dict[str, tuple[str, str]] = {}
 EXPERIMENTS["regimes"] = ("regimes", "S&P 500 volatility regimes: GMM and Gaussian HMMs vs scikit-learn and hmmlearn (Figure 6.5)")
+EXPERIMENTS["estimators"] = ("estimators", "ELBO gradient estimators: variance, SNR and cost per guide; ELBO vs exact log p(x) and the gap (§6.4.3-6.4.4)")
 
 
 def get_experiment(name: str):

@@ -196,7 +196,7 @@ def compare_estimators(
     """Gradient statistics of each (guide, estimator) pair on one fixed minibatch.
 
     Args:
-        model: a dlvm model.
+        model: a dlvm model (None when every entry of ``guides`` is a pair).
         guides: label -> guide (paired with ``model``) or label -> (model_to_train, guide), e.g.
             from :func:`dlvm.guides.pair`.
         data: rows (N, ...); the first ``batch_size`` rows (all by default) are the minibatch, and
@@ -219,7 +219,7 @@ def compare_estimators(
     unknown = sorted({g for g, _ in pairs} - set(guides))
     if unknown:
         raise ValueError(f"unknown guide label(s) {', '.join(unknown)}; the guides are {', '.join(guides)}")
-    x, mask = model_observations(model, data, mask)
+    x, mask = model_observations(_as_pair(model, guides[pairs[0][0]])[0], data, mask)
     n = x.shape[0]
     batch = n if batch_size is None else min(int(batch_size), n)
     xb, mb = x[:batch], None if mask is None else mask[:batch]
