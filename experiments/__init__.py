@@ -14,6 +14,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {}
 EXPERIMENTS["vae-digits"] = ("vae_digits", "VAE on scikit-learn digits: test ELBO/IWAE-500, latent manifold (§6.5)")
 EXPERIMENTS["vrae-ecg"] = ("vrae_ecg", "VRAE on ECG5000 heartbeats and 20-stock return windows: ELBO, k-means ARI (§6.6.1.1)")
 EXPERIMENTS["regimes"] = ("regimes", "S&P 500 volatility regimes: GMM and Gaussian HMMs vs scikit-learn and hmmlearn (Figure 6.5)")
+EXPERIMENTS["estimators"] = ("estimators", "ELBO gradient estimators: variance, SNR and cost per guide; ELBO vs exact log p(x) and the gap (§6.4.3-6.4.4)")
 
 
 def get_experiment(name: str):

@@ -48,16 +48,22 @@ def color(name: str) -> str | None:
     return COLORS.get(name)
 
 
-def save_figure(fig, out: str | Path, name: str) -> str:
-    """Save ``fig`` as ``out/figures/<name>.png`` (creating the folder), close it, and return
-    the path relative to ``out`` (for an experiment's list of files)."""
-    folder = Path(out) / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    relative = Path("figures") / f"{name}.png"
+def save_figure_at(fig, path: Path) -> Path:
+    """Lay out ``fig`` in the dlvm style, write it to ``path`` (creating the folder) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with plt.rc_context(STYLE):
         fig.tight_layout()
-        fig.savefig(Path(out) / relative)
+        fig.savefig(path)
     plt.close(fig)
+    return path
+
+
+def save_figure(fig, out: str | Path, name: str) -> str:
+    """Save ``fig`` as ``out/figures/<name>.png`` and return that path relative to ``out`` (for an
+    experiment's list of files)."""
+    relative = Path("figures") / f"{name}.png"
+    save_figure_at(fig, Path(out) / relative)
     return relative.as_posix()
 
 
@@ -117,8 +123,37 @@ def regime_figure(dates, returns, labels, path: Path, title: str, names=None, pr
         axes[1, 0].plot(dates, probability, color=REGIME_COLOURS[1], linewidth=0.6)
         axes[1, 0].set_ylabel(f"p({names[-1]})")
         axes[1, 0].set_ylim(-0.02, 1.02)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure_at(fig, path)
+
+
+def grouped_bars(values: dict, path: Path, ylabel: str, title: str, log: bool = False) -> Path:
+    """One panel per key of ``values`` ({panel: {bar label: value}}), bars on a log scale if asked."""
+    panels = list(values)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        labels = list(values[panel])
+        heights = [values[panel][k] for k in labels]
+        ax.bar(range(len(labels)), heights, color="#7fa7d9")
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(f"{title}: {panel}", fontsize=9)
+        ax.set_ylabel(ylabel)
+    return save_figure_at(fig, path)
+
+
+def curves(frames: dict, path: Path, x: str, ys: tuple[str, ...], title: str) -> Path:
+    """One panel per key of ``frames`` ({panel: {line label: DataFrame}}): columns ``ys`` against ``x``."""
+    panels = list(frames)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for i, (label, frame) in enumerate(frames[panel].items()):
+            colour = REGIME_COLOURS[i % len(REGIME_COLOURS)]
+            for y, style in zip(ys, ("-", "--", ":")):
+                if frame[y].notna().any():
+                    ax.plot(frame[x], frame[y], style, color=colour, label=f"{label} {y}")
+        ax.set_xlabel(x)
+        ax.set_ylabel("nats per row")
+        ax.set_title(f"{title}: {panel}", fontsize=9)
+        ax.legend(fontsize=6)
+    return save_figure_at(fig, path)

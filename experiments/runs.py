@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyro.poutine as poutine
 import torch
 
 from dlvm.guides import pair
@@ -129,6 +130,10 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
         )
     if not isinstance(state.get("model"), dict) or not isinstance(state.get("guide"), dict):
         raise CheckpointError(f"{path / CHECKPOINT_NAME} holds no model and guide state")
+    # guides on globals (AutoNormal) build their parameters on first use: run them once
+    probe = torch.zeros(2, *config["event_shape"], dtype=DTYPES[config["dtype"]])
+    with poutine.block(), torch.no_grad():
+        guide(probe)
     load_state(trained, state["model"], "model")
     load_state(guide, state["guide"], "guide")
     trained.to(device)

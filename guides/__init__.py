@@ -83,7 +83,7 @@ def _amortized_normal(model, event_shape, options):
         net, model.latent_dim, options.get("guide_covariance", "diagonal"),
         mask_input=mask_input, reparameterized=options.get("reparameterized", True),
     )
-    return model, guide
+    return model, with_globals(model, guide)
 
 
 #: (guide name, model.latent_kind) -> builder(model, event_shape, options) -> (model, guide)

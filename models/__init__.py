@@ -80,13 +80,17 @@ def _one_series(table):
 
 MODELS: dict[str, ModelSpec] = {
     "fa": ModelSpec(
-        "fa", "Factor Analysis, diagonal noise (§6.3.1)",
-        lambda shape, o: FactorAnalysis(_table_width(shape, "fa"), o.get("latent_dim", 2), "diagonal"),
+        "fa", "Factor Analysis, diagonal noise (§6.3.1); options: latent_dim, bayesian",
+        lambda shape, o: FactorAnalysis(
+            _table_width(shape, "fa"), o.get("latent_dim", 2), "diagonal", o.get("bayesian", False)
+        ),
         ("exact", "amortized"), "float64",
     ),
     "ppca": ModelSpec(
-        "ppca", "probabilistic PCA, isotropic noise (§6.3.2)",
-        lambda shape, o: FactorAnalysis(_table_width(shape, "ppca"), o.get("latent_dim", 2), "isotropic"),
+        "ppca", "probabilistic PCA, isotropic noise (§6.3.2); options: latent_dim, bayesian",
+        lambda shape, o: FactorAnalysis(
+            _table_width(shape, "ppca"), o.get("latent_dim", 2), "isotropic", o.get("bayesian", False)
+        ),
         ("exact", "amortized"), "float64",
     ),
     # options: latent_dim, hidden, likelihood (gaussian | gaussian-fixed | bernoulli), noise_scale

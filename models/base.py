@@ -47,20 +47,31 @@ class ExactMarginal(TorchDistribution):
     Lets a model observe ``x`` under its closed-form marginal (e.g. a Woodbury formula) inside
     the ``"data"`` plate without building a heavier distribution object. The density of ``x`` is
     computed when the distribution is built, i.e. inside the model, so that Pyro records the
-    parameters it reads. It has no sampler: models generate through their own ``sample(n)``.
+    parameters it reads. ``sampler(sample_shape)`` -> (*sample_shape, B, ...) draws new rows
+    (posterior predictive checks need it).
     """
 
     arg_constraints: dict = {}
     support = constraints.real_vector
 
-    def __init__(self, log_prob_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
+    def __init__(self, log_prob_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                 sampler: Callable[[torch.Size], torch.Tensor] | None = None):
         self.log_prob_fn = log_prob_fn
+        self.sampler = sampler
         self._observed = (x, log_prob_fn(x))
         super().__init__(x.shape[:1], x.shape[1:], validate_args=False)
 
     def log_prob(self, value):
         observed, log_density = self._observed
         return log_density if value is observed else self.log_prob_fn(value)
+
+    def sample(self, sample_shape=torch.Size()):
+        if self.sampler is None:
+            raise NotImplementedError("this exact marginal has no sampler")
+        with torch.no_grad():
+            return self.sampler(torch.Size(sample_shape))
+
+
 def fill_missing(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """x with missing entries (``mask`` False) replaced by their column's observed mean.
 
@@ -77,6 +88,17 @@ def fill_missing(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 def has_global_latents(model) -> bool:
     """Whether ``model`` (or one of its submodules) samples global latents (``PyroSample`` priors)."""
     return any(getattr(m, "_pyro_samples", None) for m in model.modules())
+
+
+def call_in_context(module: PyroModule, method, *args, **kwargs):
+    """Run ``method`` (e.g. ``model.log_marginal``) inside ``module``'s Pyro context.
+
+    Called directly, a method that reads ``PyroSample`` globals would draw them from the prior
+    without any sample site; inside the context they are named sample sites, so
+    ``poutine.condition`` / ``replay`` can set them (Bayesian models).
+    """
+    with module._pyro_context:
+        return method(*args, **kwargs)
 
 
 class LatentVariableModel(PyroModule):
@@ -101,11 +123,15 @@ class LatentVariableModel(PyroModule):
 
     @property
     def device(self) -> torch.device:
-        return next(itertools.chain(self.parameters(), self.buffers())).device
+        return self._first_tensor().device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(itertools.chain(self.parameters(), self.buffers())).dtype
+        return self._first_tensor().dtype
+
+    def _first_tensor(self) -> torch.Tensor:
+        # a Bayesian model may hold no parameters, only the buffers of its priors
+        return next(itertools.chain(self.parameters(), self.buffers()))
 
     def num_parameters(self) -> int:
         """Number of free scalar parameters of the generative model."""

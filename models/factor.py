@@ -17,7 +17,7 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroParam
+from pyro.nn import PyroParam, PyroSample
 from torch.distributions import constraints
 
 from .base import ExactMarginal, LatentVariableModel, fill_missing
@@ -143,23 +143,40 @@ def principal_components_start(x, latent_dim: int, noise: str = "isotropic"):
 
 
 class FactorAnalysis(LatentVariableModel):
-    """FA / PPCA with maximum-likelihood globals.
+    """FA / PPCA with maximum-likelihood globals, or Bayesian globals with priors.
 
     Args:
         num_features: D, the width of a row.
         latent_dim: K, the number of factors (1 <= K < D).
         noise: ``"diagonal"`` (Factor Analysis) or ``"isotropic"`` (PPCA).
+        bayesian: give the globals priors (``PyroSample`` sites ``loc``, ``loadings``,
+            ``noise_variance``), for standardised data: mu ~ N(0, 1), Lambda_dk ~ N(0, 1),
+            psi_d ~ LogNormal(-1, 1). The likelihood and every exact formula are unchanged; a
+            guide on globals (or NUTS) then infers them. The loadings are identified only up to
+            a rotation (a sign for K = 1): compare rotation-free summaries such as ||Lambda||.
     """
 
-    def __init__(self, num_features: int, latent_dim: int, noise: str = "diagonal"):
+    def __init__(self, num_features: int, latent_dim: int, noise: str = "diagonal", bayesian: bool = False):
         check_factor_options(num_features, latent_dim, noise)
         super().__init__()
         self.num_features = num_features
         self.latent_dim = latent_dim
         self.noise = noise
+        self.bayesian = bayesian
+        self.initial_globals: dict = {}
+        shape = (num_features,) if noise == "diagonal" else ()
+        if bayesian:
+            self.register_buffer("prior_scale", torch.ones(()))
+            self.loc = PyroSample(lambda s: dist.Normal(0.0 * s.prior_scale, s.prior_scale).expand([s.num_features]).to_event(1))
+            self.loadings = PyroSample(
+                lambda s: dist.Normal(0.0 * s.prior_scale, s.prior_scale).expand([s.num_features, s.latent_dim]).to_event(2)
+            )
+            self.noise_variance = PyroSample(
+                lambda s: dist.LogNormal(-s.prior_scale, s.prior_scale).expand(shape).to_event(len(shape))
+            )
+            return
         self.loc = PyroParam(torch.zeros(num_features))
         self.loadings = PyroParam(0.1 * torch.randn(num_features, latent_dim))
-        shape = (num_features,) if noise == "diagonal" else ()
         self.noise_variance = PyroParam(
             torch.ones(shape), constraint=constraints.greater_than(NOISE_FLOOR)
         )
@@ -170,13 +187,19 @@ class FactorAnalysis(LatentVariableModel):
         """Noise variances, shape (D,)."""
         return self.noise_variance.expand(self.num_features)
 
+    def globals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu (D,), Lambda (D, K), psi (D,)), read once, outside the ``"data"`` plate (so that a
+        Bayesian model samples them as global sites)."""
+        return self.loc, self.loadings, self.psi
+
     def model(self, x, mask=None, size=None):
         """Eq. 6.2 with z sampled: sites ``z`` (B, K) and ``x`` (B, D) in plate ``data``."""
+        loc, loadings, psi = self.globals()
         with self.data_plate(x, size):
             z = pyro.sample(
                 "z", dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1)
             )
-            likelihood = dist.Normal(self.loc + z @ self.loadings.T, self.psi.sqrt())
+            likelihood = dist.Normal(loc + z @ loadings.T, psi.sqrt())
             if mask is not None:
                 likelihood = likelihood.mask(mask)
             return pyro.sample("x", likelihood.to_event(1), obs=x)
@@ -184,13 +207,18 @@ class FactorAnalysis(LatentVariableModel):
     def marginal_model(self, x, mask=None, size=None):
         """The collapsed model: x ~ N(mu, Lambda Lambda^T + Psi) over the observed coordinates.
 
-        The observation's log-density is :meth:`log_marginal` (Woodbury, O(B D K)); missing
-        entries are set to 0 first so that no NaN reaches the gradient.
+        The observation's log-density is the Woodbury formula of :meth:`log_marginal`, O(B D K);
+        missing entries are set to 0 first so that no NaN reaches the gradient.
         """
+        loc, loadings, psi = self.globals()
         with self.data_plate(x, size):
             if mask is not None:
                 x = torch.where(mask, x, 0.0)
-            return pyro.sample("x", ExactMarginal(lambda v: self.log_marginal(v, mask), x), obs=x)
+            marginal = dist.LowRankMultivariateNormal(loc, loadings, psi).expand(x.shape[:1])
+            density = ExactMarginal(
+                lambda v: linear_gaussian_log_prob(v, loc, loadings, psi, mask), x, marginal.sample
+            )
+            return pyro.sample("x", density, obs=x)
 
     # ------------------------------------------------------------------ exact quantities
     def log_marginal(self, x, mask=None):
@@ -216,7 +244,7 @@ class FactorAnalysis(LatentVariableModel):
         return self.loc + z @ self.loadings.T + noise * self.psi.sqrt()
 
     def num_parameters(self) -> int:
-        """D (means) + D K (loadings) + D (FA) or 1 (PPCA) noise variances."""
+        """D (means) + D K (loadings) + D (FA) or 1 (PPCA) noise variances (latent if Bayesian)."""
         noise = self.num_features if self.noise == "diagonal" else 1
         return self.num_features * (self.latent_dim + 1) + noise
 
@@ -225,12 +253,17 @@ class FactorAnalysis(LatentVariableModel):
     def initialize(self, x, mask=None) -> None:
         """Start at (or next to) the maximum-likelihood estimate, from the sample covariance of
         the rows (missing entries filled by their column mean): closed form for PPCA
-        (:func:`ppca_start`), the alternating fixed point of :func:`factor_analysis_start` for FA."""
+        (:func:`ppca_start`), the alternating fixed point of :func:`factor_analysis_start` for FA.
+        A Bayesian model keeps it as the start of its guide on globals (and of NUTS)."""
         loc, cov = sample_moments(fill_missing(x, mask))
         if self.noise == "isotropic":
             loadings, noise = ppca_start(cov, self.latent_dim)
         else:
             loadings, noise = factor_analysis_start(cov, self.latent_dim)
+        noise = noise.to(x.dtype)
+        if self.bayesian:
+            self.initial_globals = {"loc": loc, "loadings": loadings, "noise_variance": noise}
+            return
         self.loc = loc
         self.loadings = loadings
-        self.noise_variance = noise.to(x.dtype)
+        self.noise_variance = noise

@@ -1,0 +1,110 @@
+"""``diagnose``: ArviZ diagnostics of a run folder (from SVI's guide, or from NUTS on the globals).
+
+Writes ``summary.csv`` (mean, sd, hdi; ess and r_hat for MCMC only), ``loo.json`` (elpd, se,
+p_loo, Pareto k counts), ``psis_khat.csv`` (the guide's importance-weight k-hat per row; the share
+of rows above 0.7 is where the amortized guide fails), ``figures/ppc.png`` (posterior predictive
+check) and, for MCMC, ``figures/trace.png`` and ``figures/forest.png``.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlvm.inference import arviz_adapter
+from dlvm.inference.diagnostics import psis_khat, run_nuts, to_arviz
+from dlvm.models import MODELS
+from dlvm.models.base import has_global_latents
+
+from .datasets import DATA_SOURCES
+from .io import load_table
+from .plots import plt, save_figure_at
+from .runs import load_run
+
+K_THRESHOLD = 0.7
+
+
+def _read(data, config: dict):
+    """(x, mask) from an array, a data-set name or a file path; None = the run's own data."""
+    source = config.get("data") if data is None else data
+    if source is None:
+        raise ValueError("the run folder does not name its data: pass --data FILE")
+    if isinstance(source, (str, Path)):
+        table = DATA_SOURCES[source]() if source in DATA_SOURCES else load_table(source, config.get("missing", "error"))
+        x, mask = table.x, table.mask
+    else:
+        x, mask = np.asarray(source, dtype=float), None
+    prepare = MODELS[config["model"]].prepare
+    if prepare is not None:
+        x = prepare(x)
+        mask = None if mask is None else prepare(mask)
+    if tuple(x.shape[1:]) != tuple(config["event_shape"]):
+        raise ValueError(f"data rows have shape {tuple(x.shape[1:])}, the model expects {tuple(config['event_shape'])}")
+    return x, mask
+
+
+def _arviz_plot(name: str, data, path: Path, **kwargs) -> Path | None:
+    """An ArviZ plot (arviz 0.23 API) saved to ``path``; None where this arviz lacks it."""
+    function = getattr(arviz_adapter.az, name, None)
+    if function is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = function(data, **kwargs)
+    fig = np.ravel(axes)[0].figure if not hasattr(axes, "figure") else axes.figure
+    return save_figure_at(fig, path)
+
+
+def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int = 500,
+             num_samples: int = 300, warmup: int = 300, chains: int = 2, khat_draws: int = 200,
+             seed: int = 0) -> dict:
+    """Diagnostics of the run in ``run_dir`` on ``data`` (default: the run's data), into ``out``
+    (default: ``run_dir/diagnostics``). With ``mcmc`` the globals of a Bayesian model are drawn
+    by NUTS on the collapsed model (or the model itself) instead of the guide. Returns a summary."""
+    run = load_run(run_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "diagnostics"
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    x, mask = _read(data, run.config)
+    if mcmc:
+        if not has_global_latents(run.trained):
+            raise ValueError(f"--mcmc needs a Bayesian model (global latents); {run.config['model']} "
+                             "was fitted with maximum-likelihood globals")
+        result = run_nuts(run.trained, x, mask, num_samples=num_samples, warmup=warmup, chains=chains, seed=seed)
+        idata = to_arviz(run.trained, x, mask, mcmc=result, seed=seed)
+    else:
+        idata = to_arviz(run.trained, x, mask, guide=run.guide, num_draws=num_draws, seed=seed)
+    files = []
+    if "posterior" in arviz_adapter.group_names(idata) and len(idata.posterior.data_vars):
+        arviz_adapter.summary(idata, mcmc=mcmc).to_csv(out / "summary.csv")
+        files.append("summary.csv")
+    loo = arviz_adapter.loo(idata)
+    loo_out = {k: v for k, v in loo.items() if k != "pareto_k"}
+    (out / "loo.json").write_text(json.dumps(loo_out, indent=2) + "\n")
+    files.append("loo.json")
+    khat = psis_khat(run.trained, run.guide, x, mask, num_draws=khat_draws, seed=seed)
+    pd.DataFrame({"row": np.arange(len(khat)), "khat": khat}).to_csv(out / "psis_khat.csv", index=False)
+    files.append("psis_khat.csv")
+    replicated = idata.posterior_predictive["x"].values.reshape(-1)
+    observed = idata.observed_data["x"].values.reshape(-1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.histogram_bin_edges(np.concatenate([observed[np.isfinite(observed)], replicated]), 40)
+    ax.hist(replicated, bins=bins, density=True, alpha=0.5, label="posterior predictive")
+    ax.hist(observed[np.isfinite(observed)], bins=bins, density=True, histtype="step", color="black", label="observed")
+    ax.set_title("posterior predictive check (all coordinates)")
+    ax.legend()
+    save_figure_at(fig, out / "figures" / "ppc.png")
+    files.append("figures/ppc.png")
+    if mcmc:
+        for name in ("trace", "forest"):
+            if _arviz_plot(f"plot_{name}", idata, out / "figures" / f"{name}.png") is not None:
+                files.append(f"figures/{name}.png")
+    summary = {
+        "elpd_loo": loo["elpd"], "p_loo": loo["p_loo"], "pareto_k_counts": loo["k_counts"],
+        "khat_share_above_0.7": float(np.mean(khat > K_THRESHOLD)), "khat_median": float(np.median(khat)),
+        "mcmc": mcmc, "files": files,
+    }
+    (out / "diagnostics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,202 @@
+"""Gradient estimators compared on every registered table model (§6.4.3) and the gap (§6.4.4).
+
+For each model in :data:`MODEL_NAMES` that the registry holds (FA: continuous z with an exact
+evidence; the GMM: discrete z; the VAE), every guide the model pairs with is built, and guides
+that sample z without reparameterisation get the score-function variants (no baseline, decaying
+average, neural baseline). :func:`compare` measures the gradient variance of each (guide,
+estimator) pair on one minibatch and trains each guide family, recording ELBO, IWAE-K and the exact
+log p(x) against steps and seconds.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyro.poutine as poutine
+import torch
+
+from dlvm.guides import default_elbo, pair
+from dlvm.guides.baselines import WithBaseline, needs_score_function
+from dlvm.inference.estimators import compare_estimators, training_curves
+from dlvm.models import MODELS, build_model
+
+from .plots import curves, grouped_bars
+
+#: registry names the experiment runs, where they exist
+MODEL_NAMES = ("fa", "gmm", "vae")
+REPARAMETERIZED_ELBOS = ("trace", "meanfield", "renyi:0", "renyi:0.5")
+SCORE_ELBOS = ("trace", "tracegraph")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def synthetic_table(n: int, width: int, seed: int = 0) -> np.ndarray:
+    """Rows in (0, 1): two clusters with a one-factor structure, squashed by a logistic.
+
+    One table suits every model here (Gaussian, mixture and Bernoulli/continuous decoders alike).
+    """
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, 2, size=n)
+    centres = rng.normal(0.0, 1.5, size=(2, width))
+    loading = rng.normal(0.0, 1.0, size=width)
+    factor = rng.normal(size=(n, 1))
+    x = centres[cluster] + factor * loading + 0.3 * rng.normal(size=(n, width))
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _samples_without_rsample(guide, x) -> bool:
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(guide).get_trace(x[:2])
+    return any(needs_score_function(site) for site in trace.nodes.values())
+
+
+def _samples_anything(guide, x) -> bool:
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(guide).get_trace(x[:2])
+    return any(s["type"] == "sample" and not s["is_observed"] and type(s["fn"]).__name__ != "_Subsample"
+               for s in trace.nodes.values())
+
+
+def build_guides(name: str, event_shape: tuple, options: dict, x: torch.Tensor, seed: int = 0):
+    """{label: (model_to_train, guide)} and the (label, estimator) pairs to compare for a model.
+
+    Each registered guide of the model is built with the model's defaults; a guide that samples
+    z without reparameterisation gets the three baseline variants under ``tracegraph``; a
+    continuous amortized guide also gets its score-function twin (``reparameterized=False``).
+    Returns (guides, pairs, families) where families maps each label to its training estimator.
+    """
+    spec = MODELS[name]
+    dtype = DTYPES[spec.dtype]
+    guides, pairs, families = {}, [], {}
+
+    def add(guide_name, **guide_options):
+        torch.manual_seed(seed)
+        model = build_model(name, event_shape, options).to(dtype)
+        trained, guide = pair(model, guide_name, event_shape, **guide_options)
+        if hasattr(trained, "initialize"):  # after pairing, as fit does: a wrapper adopts a fresh model
+            trained.initialize(x.to(dtype), None)
+        guide.to(dtype)
+        return trained, guide
+
+    # builders ignore the options that do not apply; the score-function Normal twin uses a full
+    # covariance because a diagonal Normal without rsample does not survive Pyro's plate broadcast
+    score_options = {"reparameterized": False, "baseline": "none", "guide_covariance": "full"}
+    for guide_name in spec.guides:
+        trained, guide = add(guide_name)
+        xd = x.to(dtype)
+        if not _samples_anything(guide, xd):  # exact or enumerated: a deterministic gradient
+            guides[guide_name] = (trained, guide)
+            pairs.append((guide_name, default_elbo(guide_name)))
+            families[guide_name] = default_elbo(guide_name)
+            continue
+        if not _samples_without_rsample(guide, xd):
+            guides[guide_name] = (trained, guide)
+            pairs += [(guide_name, e) for e in REPARAMETERIZED_ELBOS]
+            families[guide_name] = "trace"
+        label = f"{guide_name}-score"
+        guides[label] = add(guide_name, **score_options)
+        if not _samples_without_rsample(guides[label][1], xd):
+            del guides[label]  # this guide cannot hide its reparameterisation
+            continue
+        pairs += [(label, e) for e in SCORE_ELBOS]
+        for baseline in ("decaying", "neural"):
+            t, g = add(guide_name, **score_options)
+            guides[f"{label}+{baseline}"] = (t, WithBaseline(g, event_shape, baseline).to(dtype))
+            pairs.append((f"{label}+{baseline}", "tracegraph"))
+        families[f"{label}+neural"] = "tracegraph"
+    return guides, pairs, families
+
+
+def compare(model_name: str, data, elbos=None, out: Path | None = None, *, options: dict | None = None,
+            num_draws: int = 100, batch_size: int | None = 64, steps: int = 300, eval_every: int = 25,
+            num_particles: int = 1, seed: int = 0) -> dict:
+    """Estimator comparison for one registered model on ``data`` (N, ...).
+
+    ``elbos`` (e.g. ["trace", "tracegraph"]) keeps only those estimators (None: all that apply).
+    Writes ``gradients.csv``, ``curves.csv``, ``gap.csv`` and figures under ``out`` when given;
+    returns {"gradients": DataFrame, "curves": DataFrame, "gap": DataFrame}.
+    """
+    if model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; choose one of: {', '.join(MODELS)}")
+    x = torch.as_tensor(np.asarray(data, dtype=np.float64))
+    options = dict(MODELS[model_name].example_options if options is None else options)
+    guides, pairs, families = build_guides(model_name, tuple(x.shape[1:]), options, x, seed)
+    if elbos is not None:
+        pairs = [(g, e) for g, e in pairs if e in set(elbos) or e.split(":")[0] in set(elbos)]
+        families = {g: e for g, e in families.items() if e in set(elbos)}
+        if not pairs:
+            raise ValueError(f"none of the estimators {', '.join(elbos)} applies to {model_name}")
+    gradients = compare_estimators(None, guides, x, pairs=pairs, num_draws=num_draws, batch_size=batch_size,
+                                   num_particles=num_particles, seed=seed)
+    gradients.insert(0, "model", model_name)
+    frames, gaps = {}, []
+    for label, elbo in families.items():
+        trained, guide = guides[label]
+        frame = training_curves(trained, guide, x, elbo, steps=steps, eval_every=eval_every,
+                                batch_size=batch_size, seed=seed, num_samples=20)
+        frame.insert(0, "guide", label)
+        frame.insert(0, "model", model_name)
+        frames[label] = frame
+        last = frame.iloc[-1]
+        gaps.append({"model": model_name, "guide": label, "elbo": elbo, "exact": last.log_likelihood,
+                     "final_elbo": last.elbo, "iwae": last.iwae, "gap": last.gap})
+    result = {"gradients": gradients, "curves": pd.concat(frames.values(), ignore_index=True),
+              "gap": pd.DataFrame(gaps)}
+    if out is not None:
+        write_tables(result, Path(out))
+    return result
+
+
+def write_tables(result: dict, out: Path) -> list[str]:
+    """The three tables as CSV (array columns left out) and the three figures; relative paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    result["gradients"].drop(columns=["mean", "sem"]).to_csv(out / "gradients.csv", index=False)
+    result["curves"].to_csv(out / "curves.csv", index=False)
+    result["gap"].to_csv(out / "gap.csv", index=False)
+    grads = result["gradients"][result["gradients"].group == "all"]
+    variance = {m: {f"{g} / {e}": v for g, e, v in zip(f.guide, f.elbo, f.variance)} for m, f in grads.groupby("model")}
+    grouped_bars(variance, out / "figures" / "gradient_variance.png", "tr Cov(gradient)",
+                 "gradient variance", log=True)
+    panels = {m: {g: f for g, f in frame.groupby("guide")} for m, frame in result["curves"].groupby("model")}
+    curves(panels, out / "figures" / "curves.png", "step", ("elbo", "log_likelihood"), "training")
+    gap = result["gap"].dropna(subset=["gap"])
+    gap_values = {m: dict(zip(f.guide, f.gap.clip(lower=1e-6))) for m, f in gap.groupby("model")}
+    if gap_values:
+        grouped_bars(gap_values, out / "figures" / "gap.png", "log p(x) - ELBO (nats per row)",
+                     "final gap", log=True)
+    files = ["gradients.csv", "curves.csv", "gap.csv", "figures/gradient_variance.png", "figures/curves.png"]
+    return files + (["figures/gap.png"] if gap_values else [])
+
+
+def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
+    out = Path(out)
+    names = [n for n in MODEL_NAMES if n in MODELS]
+    results = []
+    for name in names:
+        width = MODELS[name].example_shape
+        rows = 96 if quick else 500
+        data = synthetic_table(rows, int(np.prod(width)), seed).reshape(rows, *width)
+        results.append(compare(
+            name, data, seed=seed, num_draws=20 if quick else 200, steps=20 if quick else 1000,
+            eval_every=10 if quick else 50, batch_size=32 if quick else 64,
+        ))
+    merged = {k: pd.concat([r[k] for r in results], ignore_index=True) for k in ("gradients", "curves", "gap")}
+    files = write_tables(merged, out)
+    grads = merged["gradients"][merged["gradients"].group == "all"]
+    summary = {
+        "models": names,
+        "gradient_variance": {f"{m}/{g}/{e}": float(v) for m, g, e, v in zip(grads.model, grads.guide, grads.elbo, grads.variance)},
+        "gap": {f"{m}/{g}": (None if not math.isfinite(v) else float(v)) for m, g, v in
+                zip(merged["gap"].model, merged["gap"].guide, merged["gap"].gap.astype(float))},
+        "files": files,
+        "caption": (
+            "Score-function gradients are orders of magnitude noisier than reparameterised or "
+            "enumerated ones, and Rao-Blackwellisation with a baseline recovers much of the gap. "
+            "The exact log-likelihood sits above every bound, and the final gap exact - ELBO shows "
+            "how far each guide family is from the true posterior (§6.4.4)."
+        ),
+    }
+    json.dumps(summary)  # must serialise
+    return summary

@@ -1,0 +1,60 @@
+"""The estimators experiment (quick) and diagnostics of a run folder."""
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dlvm.experiments import get_experiment
+from dlvm.experiments.diagnose import diagnose
+from dlvm.experiments.estimators import compare, synthetic_table
+from dlvm.experiments.runs import build_pair
+from dlvm.inference import fit
+
+
+def test_estimators_experiment_quick(tmp_path):
+    summary = get_experiment("estimators").run(tmp_path, quick=True)
+    json.dumps(summary)
+    for name in summary["files"]:
+        assert (tmp_path / name).exists()
+    assert "fa" in summary["models"]
+    variance = summary["gradient_variance"]
+    # exact guides give a deterministic gradient; score-function gradients are the noisiest
+    assert variance["fa/exact/trace"] < 1e-12 * variance["fa/amortized/trace"]
+    assert variance["fa/amortized/trace"] < variance["fa/amortized-score/trace"]
+    assert abs(summary["gap"]["fa/exact"]) < 1e-6 and summary["gap"]["fa/amortized"] > 0
+    gradients = pd.read_csv(tmp_path / "gradients.csv")
+    assert {"guide", "elbo", "group", "variance", "snr", "seconds_per_step"} <= set(gradients.columns)
+
+
+def test_compare_keeps_the_estimators_asked_for(tmp_path):
+    data = synthetic_table(40, 6)
+    result = compare("fa", data, ["trace", "tracegraph"], tmp_path, num_draws=5, steps=4, eval_every=2)
+    assert set(result["gradients"].elbo) <= {"trace", "tracegraph"}
+    assert (tmp_path / "figures" / "gradient_variance.png").exists()
+
+
+def _bayesian_fa_run(tmp_path, x):
+    config = {"model": "fa", "guide": "exact", "event_shape": [4], "dtype": "float64",
+              "model_options": {"latent_dim": 1, "bayesian": True}, "guide_options": {}}
+    _, trained, guide = build_pair(config)
+    run = tmp_path / "run"
+    fit(trained, guide, x, epochs=300, lr=0.03, progress=False, checkpoint_dir=run, config=config)
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def test_diagnose_svi_and_mcmc(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(25, 1, dtype=torch.float64) @ torch.tensor([[1.0, 0.8, 0.6, 0.0]], dtype=torch.float64)
+    x = (x + 0.5 * torch.randn(25, 4, dtype=torch.float64)).numpy()
+    run = _bayesian_fa_run(tmp_path, x)
+    svi = diagnose(run, x, mcmc=False, out=tmp_path / "svi", num_draws=100, khat_draws=50)
+    table = pd.read_csv(tmp_path / "svi" / "summary.csv", index_col=0)
+    assert list(table.columns) == ["mean", "sd", "hdi_low", "hdi_high"]
+    assert np.isfinite(svi["elpd_loo"]) and sum(svi["pareto_k_counts"].values()) == 25
+    assert (tmp_path / "svi" / "figures" / "ppc.png").exists()
+    mcmc = diagnose(run, x, mcmc=True, out=tmp_path / "mcmc", num_samples=60, warmup=60, chains=1, khat_draws=50)
+    table = pd.read_csv(tmp_path / "mcmc" / "summary.csv", index_col=0)
+    assert {"ess_bulk", "r_hat"} <= set(table.columns)
+    assert {"figures/trace.png", "figures/forest.png"} <= set(mcmc["files"])
