@@ -16,15 +16,13 @@ import torch
 
 from dlvm.guides import ENCODERS, GUIDES, default_elbo, pair
 from dlvm.inference import ELBO_NAMES, OPTIMIZERS, CheckpointError, NonFiniteLossError, evaluate, fit
-from dlvm.inference.data import resolve_device
+from dlvm.inference.data import as_observations, resolve_device
 from dlvm.models import MODELS, build_model
 
 from . import EXPERIMENTS
-from .datasets import DATA_SOURCES
-from .io import Table, load_table
-from .sequences import windows
+from .io import read_data
 from .report import run_experiments
-from .runs import DTYPES, load_run, staged_run, write_json
+from .runs import DTYPES, load_run, model_data, run_data, staged_run, write_json, write_text_atomic
 
 #: guides that sample nothing, so the loss is deterministic and L-BFGS applies
 DETERMINISTIC_GUIDES = ("exact", "enum")
@@ -41,18 +39,6 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"layer sizes must be positive integers, got {text!r}")
     return sizes
-
-
-def read_data(source: str, missing: str = "error", min_rows: int = 2, window: int | None = None,
-              stride: int | None = None) -> Table:
-    """A named data set (``dlvm list``) or a file path; ``window`` cuts a table of time steps into
-    sequences (N, window, D) for the sequence models."""
-    table = DATA_SOURCES[source]() if source in DATA_SOURCES else load_table(source, missing=missing, min_rows=min_rows)
-    if window is not None:
-        if table.mask is not None:
-            raise ValueError("--window does not take data with missing values")
-        table.x = windows(table.x, window, stride)
-    return table
 
 
 # ----------------------------------------------------------------------------- commands
@@ -78,17 +64,21 @@ def cmd_list(args) -> int:
 
 
 def _model_options(args) -> dict:
-    keys = ("latent_dim", "components", "states", "covariance", "likelihood", "cell", "noise_scale")
+    keys = ("latent_dim", "components", "states", "covariance", "likelihood", "cell", "noise_scale",
+            "noise", "restarts")
     options = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-    if args.no_feed_latent:
+    if getattr(args, "no_feed_latent", False):
         options["feed_latent"] = False
-    if args.hidden is not None:
+    if getattr(args, "bayesian", False):
+        options["bayesian"] = True
+    if getattr(args, "hidden", None) is not None:
         options["hidden"] = list(args.hidden)
     return options
 
 
 def _guide_options(args) -> dict:
-    options = {"guide_covariance": args.guide_covariance, "mask_input": args.missing == "mask"}
+    options = {"guide_covariance": args.guide_covariance, "mask_input": args.missing == "mask",
+               "baseline": args.baseline}
     if args.encoder is not None:
         options["encoder"] = args.encoder
     if args.hidden is not None:
@@ -112,8 +102,9 @@ def cmd_fit(args) -> int:
         raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
     elbo = args.elbo or default_elbo(guide_name)
     table = read_data(args.data, args.missing, window=args.window, stride=args.stride)
+    x, mask = model_data(args.model, table.x, table.mask)
     dtype = args.dtype or spec.dtype
-    event_shape = tuple(table.x.shape[1:])
+    event_shape = tuple(x.shape[1:])
     config = {
         "model": args.model, "model_options": _model_options(args), "guide": guide_name,
         "guide_options": _guide_options(args), "event_shape": list(event_shape), "dtype": dtype,
@@ -134,7 +125,7 @@ def cmd_fit(args) -> int:
         write_json(stage / "config.json", config)
         began = time.perf_counter()
         result = fit(
-            trained, guide, table.x, mask=table.mask, elbo=elbo, optimizer=args.optimizer,
+            trained, guide, x, mask=mask, elbo=elbo, optimizer=args.optimizer,
             lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
             num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
             clip_norm=args.clip_norm, early_stopping=args.early_stopping,
@@ -142,11 +133,9 @@ def cmd_fit(args) -> int:
         )
         seconds = time.perf_counter() - began
         result.history.to_csv(stage / "history.csv", index=False)
-        scores = evaluate(trained, guide, table.x, table.mask, num_samples=args.iwae_samples).summary()
+        scores = scores_per_observation(trained, guide, x, mask, args.iwae_samples)
         metrics = {
-            "log_likelihood": scores["log_likelihood"], "elbo": scores["elbo"], "iwae": scores["iwae"],
-            "iwae_samples": scores["iwae_samples"], "gap": scores["gap"],
-            "n_rows": int(table.x.shape[0]), "n_features": int(table.x.shape[-1]),
+            **scores, "n_rows": int(table.x.shape[0]), "n_features": int(table.x.shape[-1]),
             "fit_seconds": round(seconds, 3), "epochs_run": int(len(result.history)),
             "model": args.model, "guide": guide_name, "elbo_name": elbo,
             "num_parameters": int(model.num_parameters()), "device": str(device),
@@ -157,16 +146,79 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def scores_per_observation(trained, guide, x, mask, iwae_samples: int) -> dict:
+    """ELBO, IWAE-K, exact log-likelihood and gap in nats per observation: per row for a table,
+    per time step for a sequence model (``observations_per_row``)."""
+    result = evaluate(trained, guide, x, mask, num_samples=iwae_samples)
+    xt, mt = as_observations(x, mask, dtype=result.elbo.dtype)
+    count = float(trained.observations_per_row(xt, mt).sum())
+    scores = {"elbo": float(result.elbo.sum()) / count, "iwae": float(result.iwae.sum()) / count,
+              "iwae_samples": result.num_samples, "log_likelihood": None, "gap": None,
+              "n_observations": int(count)}
+    if result.log_likelihood is not None:
+        scores["log_likelihood"] = float(result.log_likelihood.sum()) / count
+        scores["gap"] = scores["log_likelihood"] - scores["elbo"]
+    return scores
+
+
 def cmd_evaluate(args) -> int:
     run = load_run(args.run, device=resolve_device(args.device))
-    table = read_data(args.data, args.missing, min_rows=1, window=run.config.get("window"),
-                      stride=run.config.get("stride"))
-    expected = tuple(run.config["event_shape"])
-    if tuple(table.x.shape[1:]) != expected:
-        raise ValueError(f"data rows have shape {tuple(table.x.shape[1:])}, the model expects {expected}")
-    scores = evaluate(run.trained, run.guide, table.x, table.mask, num_samples=args.iwae_samples).summary()
-    print(json.dumps({**scores, "n_rows": int(table.x.shape[0]), "model": run.config["model"],
+    if args.missing is not None:
+        run.config["missing"] = args.missing
+    x, mask = run_data(run.config, args.data)
+    scores = scores_per_observation(run.trained, run.guide, x, mask, args.iwae_samples)
+    print(json.dumps({**scores, "n_rows": int(x.shape[0]), "model": run.config["model"],
                       "guide": run.config["guide"]}, indent=2))
+    return 0
+
+
+def _write_csv(frame, out: Path, overwrite: bool) -> None:
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, frame.to_csv(index=frame.index.name is not None))
+
+
+def cmd_regimes(args) -> int:
+    from .regimes import regime_table
+
+    run = load_run(args.run)
+    if not hasattr(run.model, "posterior") or not hasattr(run.model, "covariances"):
+        raise ValueError(f"model {run.config['model']!r} has no regimes (use a gmm or hmm run)")
+    x, mask, index = run_data(run.config, args.data, with_index=True)
+    rows = x.shape[0] * (x.shape[1] if x.ndim == 3 else 1)  # a row per time step for an HMM
+    frame = regime_table(run.model, x, mask, index=index if index is not None and len(index) == rows else None)
+    _write_csv(frame, args.out, args.overwrite)
+    print(f"wrote {len(frame)} rows of regimes to {args.out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .estimators import compare
+
+    if args.model not in MODELS:
+        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    table = read_data(args.data, window=args.window)
+    x, _ = model_data(args.model, table.x, None)
+    elbos = [e.strip() for e in args.elbos.split(",") if e.strip()] if args.elbos else None
+    options = dict(MODELS[args.model].example_options)
+    options.update(_model_options(args))
+    with staged_run(Path(args.out), overwrite=args.overwrite) as stage:
+        compare(args.model, x, elbos, stage, options=options, steps=args.steps, num_draws=args.draws,
+                seed=args.seed)
+    print(f"wrote the estimator comparison to {args.out}")
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    from .diagnose import diagnose
+
+    out = Path(args.out) if args.out else Path(args.run) / "diagnostics"
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ValueError(f"{out} already holds diagnostics; pass --overwrite to replace them")
+    summary = diagnose(args.run, args.data, args.mcmc, out, seed=args.seed)
+    print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
@@ -240,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, help="steps between window starts (default: the window)")
     p.add_argument("--noise-scale", type=float, help="noise scale of a fixed-variance Gaussian decoder")
     p.add_argument("--no-feed-latent", action="store_true", help="VRAE: z sets the decoder's initial state only")
+    p.add_argument("--noise", choices=("isotropic", "diagonal"), help="noise of the mixture of PPCA")
+    p.add_argument("--restarts", type=int, help="random starts of a mixture/HMM initialisation")
+    p.add_argument("--bayesian", action="store_true", help="priors on the global parameters")
+    p.add_argument("--baseline", default="neural", choices=("neural", "decaying", "none"),
+                   help="score-function baseline of discrete amortized guides (tracegraph)")
     p.add_argument("--hidden", type=_sizes, help="hidden layer sizes, e.g. 64,64")
     p.add_argument("--guide", help="guide name (default: the model's first)")
     p.add_argument("--encoder", help=f"encoder of amortized guides ({', '.join(ENCODERS)}); default: the model's")
@@ -268,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="ELBO, IWAE-K and exact log-likelihood of a run on data")
     p.add_argument("run")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", help="file or data set (default: the run's data)")
     p.add_argument("--iwae-samples", type=int, default=100)
-    p.add_argument("--missing", choices=("error", "mask"), default="error")
+    p.add_argument("--missing", choices=("error", "mask"), help="default: as the run was fitted")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_evaluate)
 
@@ -282,6 +339,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("regimes", help="most probable regime and regime probabilities per row (gmm, hmm)")
+    p.add_argument("run")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--data", help="file or data set (default: the run's data)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_regimes)
+
+    p = sub.add_parser("compare", help="compare ELBOs and gradient estimators on a model")
+    p.add_argument("model")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--elbos", help="comma-separated estimators, e.g. trace,tracegraph,renyi:0.5")
+    p.add_argument("--latent-dim", type=int)
+    p.add_argument("--components", type=int)
+    p.add_argument("--states", type=int)
+    p.add_argument("--window", type=int)
+    p.add_argument("--steps", type=int, default=300, help="training steps of each curve")
+    p.add_argument("--draws", type=int, default=100, help="gradient draws per estimator")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("diagnose", help="ArviZ summary, LOO, PSIS k-hat and predictive checks of a run")
+    p.add_argument("run")
+    p.add_argument("--data", help="file or data set (default: the run's data)")
+    p.add_argument("--mcmc", action="store_true", help="draw the globals by NUTS (Bayesian models)")
+    p.add_argument("--out", help="folder (default: RUN/diagnostics)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("run", help="run an experiment (or all) and write its report")
     p.add_argument("name", help="experiment name or 'all'")

@@ -16,34 +16,22 @@ import pandas as pd
 
 from dlvm.inference import arviz_adapter
 from dlvm.inference.diagnostics import psis_khat, run_nuts, to_arviz
-from dlvm.models import MODELS
 from dlvm.models.base import has_global_latents
 
-from .datasets import DATA_SOURCES
-from .io import load_table
 from .plots import plt, save_figure_at
-from .runs import load_run
+from .runs import load_run, run_data
 
 K_THRESHOLD = 0.7
 
 
 def _read(data, config: dict):
-    """(x, mask) from an array, a data-set name or a file path; None = the run's own data."""
-    source = config.get("data") if data is None else data
-    if source is None:
-        raise ValueError("the run folder does not name its data: pass --data FILE")
-    if isinstance(source, (str, Path)):
-        table = DATA_SOURCES[source]() if source in DATA_SOURCES else load_table(source, config.get("missing", "error"))
-        x, mask = table.x, table.mask
-    else:
-        x, mask = np.asarray(source, dtype=float), None
-    prepare = MODELS[config["model"]].prepare
-    if prepare is not None:
-        x = prepare(x)
-        mask = None if mask is None else prepare(mask)
+    """(x, mask) from an array, or from a data-set name / file path / the run's own data (None)."""
+    if data is None or isinstance(data, (str, Path)):
+        return run_data(config, data)
+    x = np.asarray(data, dtype=float)
     if tuple(x.shape[1:]) != tuple(config["event_shape"]):
         raise ValueError(f"data rows have shape {tuple(x.shape[1:])}, the model expects {tuple(config['event_shape'])}")
-    return x, mask
+    return x, None
 
 
 def _arviz_plot(name: str, data, path: Path, **kwargs) -> Path | None:
@@ -66,12 +54,13 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
     by NUTS on the collapsed model (or the model itself) instead of the guide. Returns a summary."""
     run = load_run(run_dir)
     out = Path(out) if out is not None else Path(run_dir) / "diagnostics"
-    (out / "figures").mkdir(parents=True, exist_ok=True)
     x, mask = _read(data, run.config)
+    bayesian = has_global_latents(run.trained)
+    if mcmc and not bayesian:
+        raise ValueError(f"--mcmc needs a Bayesian model (global latents); {run.config['model']} "
+                         "was fitted with maximum-likelihood globals (fit with --bayesian)")
+    (out / "figures").mkdir(parents=True, exist_ok=True)
     if mcmc:
-        if not has_global_latents(run.trained):
-            raise ValueError(f"--mcmc needs a Bayesian model (global latents); {run.config['model']} "
-                             "was fitted with maximum-likelihood globals")
         result = run_nuts(run.trained, x, mask, num_samples=num_samples, warmup=warmup, chains=chains, seed=seed)
         idata = to_arviz(run.trained, x, mask, mcmc=result, seed=seed)
     else:
@@ -80,10 +69,12 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
     if "posterior" in arviz_adapter.group_names(idata) and len(idata.posterior.data_vars):
         arviz_adapter.summary(idata, mcmc=mcmc).to_csv(out / "summary.csv")
         files.append("summary.csv")
-    loo = arviz_adapter.loo(idata)
-    loo_out = {k: v for k, v in loo.items() if k != "pareto_k"}
-    (out / "loo.json").write_text(json.dumps(loo_out, indent=2) + "\n")
-    files.append("loo.json")
+    loo = {"elpd": None, "p_loo": None, "k_counts": None}
+    if bayesian:  # LOO needs posterior draws of the globals; ML globals have none
+        loo = arviz_adapter.loo(idata)
+        loo_out = {k: v for k, v in loo.items() if k != "pareto_k"}
+        (out / "loo.json").write_text(json.dumps(loo_out, indent=2) + "\n")
+        files.append("loo.json")
     khat = psis_khat(run.trained, run.guide, x, mask, num_draws=khat_draws, seed=seed)
     pd.DataFrame({"row": np.arange(len(khat)), "khat": khat}).to_csv(out / "psis_khat.csv", index=False)
     files.append("psis_khat.csv")

@@ -105,3 +105,22 @@ def load_table(path: str | Path, missing: str = "error", min_rows: int = 2) -> T
             )
         mask = ~nan
     return Table(x=x, mask=mask, columns=columns, index=index)
+
+
+def read_data(source, missing: str = "error", min_rows: int = 2, window: int | None = None,
+              stride: int | None = None) -> Table:
+    """A named data set (``dlvm list``) or a file path, read as a :class:`Table`.
+
+    ``window`` cuts a table of time steps into sequences (N, window, D) for the sequence models,
+    a window starting every ``stride`` steps (default: ``window``).
+    """
+    from .datasets import DATA_SOURCES
+    from .sequences import windows
+
+    source = str(source)
+    table = DATA_SOURCES[source]() if source in DATA_SOURCES else load_table(source, missing=missing, min_rows=min_rows)
+    if window is not None:
+        if table.mask is not None:
+            raise ValueError("--window does not take data with missing values")
+        table.x = windows(table.x, window, stride)
+    return table

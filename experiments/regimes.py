@@ -59,8 +59,8 @@ def regime_table(model, data, mask=None, index=None) -> pd.DataFrame:
     the most probable path, and a ``sequence`` column appears when N > 1). Regimes are numbered
     from the lowest to the highest volatility. Columns: [sequence,] regime, [viterbi,] p_0..p_{K-1}.
     """
-    x = torch.as_tensor(np.asarray(data), dtype=model.dtype, device=model.device)
-    m = None if mask is None else torch.as_tensor(np.asarray(mask), device=model.device).to(torch.bool)
+    x = torch.tensor(np.asarray(data), dtype=model.dtype, device=model.device)
+    m = None if mask is None else torch.tensor(np.asarray(mask), device=model.device).to(torch.bool)
     with torch.no_grad():
         probs = model.posterior(x, m).cpu().numpy()
         variances = torch.diagonal(model.covariances(), dim1=-2, dim2=-1).cpu().numpy()

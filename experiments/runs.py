@@ -21,7 +21,9 @@ import torch
 from dlvm.guides import pair
 from dlvm.inference.checkpoint import CheckpointError, load_checkpoint, load_state
 from dlvm.inference.engine import CHECKPOINT_NAME
-from dlvm.models import build_model
+from dlvm.models import MODELS, build_model
+
+from .io import read_data
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -139,3 +141,27 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     trained.to(device)
     guide.to(device)
     return Run(path=path, config=config, model=model, trained=trained, guide=guide)
+
+
+def model_data(model_name: str, x, mask=None):
+    """The registered model's view of a loaded table: its ``prepare`` applied (the HMM reads a
+    (T, D) table as one series (1, T, D)). Returns (x, mask)."""
+    prepare = MODELS[model_name].prepare
+    if prepare is None:
+        return x, mask
+    return prepare(x), None if mask is None else prepare(mask)
+
+
+def run_data(config: dict, source=None, min_rows: int = 1, with_index: bool = False):
+    """(x, mask) for a run: ``source`` (a file or data-set name; default the data the run was
+    fitted on), read as at fit time (missing values, windows) and checked against its shape.
+    ``with_index`` adds the table's row index (dates) as a third value, or None."""
+    source = config.get("data") if source is None else source
+    if source is None:
+        raise ValueError("the run folder does not name its data: pass --data FILE")
+    table = read_data(source, config.get("missing", "error"), min_rows, config.get("window"), config.get("stride"))
+    x, mask = model_data(config["model"], table.x, table.mask)
+    expected = tuple(config["event_shape"])
+    if tuple(x.shape[1:]) != expected:
+        raise ValueError(f"data rows have shape {tuple(x.shape[1:])}, the model expects {expected}")
+    return (x, mask, table.index) if with_index else (x, mask)

@@ -143,3 +143,50 @@ def test_console_script_and_list():
     done = subprocess.run([sys.executable, "-m", "dlvm.experiments.cli", "fit", "fa", "--data", "/nonexistent.csv",
                            "--out", "/tmp/never"], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_gmm_and_hmm_fit_then_regimes(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    calm, wild = rng.normal(0, 0.5, 150), rng.normal(0, 3.0, 50)
+    series = np.concatenate([calm[:75], wild, calm[75:]])
+    path = tmp_path / "r.csv"
+    with open(path, "w") as f:
+        f.write("Date,ret\n")
+        for day, value in zip(np.arange("2020-01-01", "2020-07-19", dtype="datetime64[D]"), series):
+            f.write(f"{day},{value:.6f}\n")
+    for model, flag in (("gmm", "--components"), ("hmm", "--states")):
+        out = tmp_path / model
+        assert run_cli("fit", model, "--data", path, flag, 2, "--optimizer", "lbfgs", "--out", out, "--quiet") == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["n_observations"] == 200 and metrics["log_likelihood"] < 0
+        assert run_cli("regimes", out, "--out", tmp_path / f"{model}.csv") == 0
+        import pandas as pd
+
+        table = pd.read_csv(tmp_path / f"{model}.csv", index_col="Date")
+        assert len(table) == 200 and {"regime", "p_0", "p_1"} <= set(table.columns)
+        # the wild stretch is the high-volatility regime: all of it for the HMM, most for the GMM,
+        # which classifies each day alone (a wild day near 0 looks calm)
+        assert table["regime"].iloc[80:120].mean() > (0.8 if model == "hmm" else 0.5)
+        assert table["regime"].iloc[:60].mean() < 0.2
+
+
+def test_regimes_of_a_model_without_regimes(tmp_path, csv, capsys):
+    out = tmp_path / "fa"
+    run_cli("fit", "fa", "--data", csv, "--latent-dim", 2, "--out", out, "--optimizer", "lbfgs", "--quiet")
+    assert run_cli("regimes", out, "--out", tmp_path / "r.csv") != 0
+    assert "has no regimes" in capsys.readouterr().err
+
+
+def test_compare_and_diagnose_commands(tmp_path, csv, capsys):
+    assert run_cli("compare", "fa", "--data", csv, "--out", tmp_path / "cmp", "--elbos", "trace,meanfield",
+                   "--steps", 10, "--draws", 5, "--latent-dim", 2) == 0
+    assert {"gradients.csv", "curves.csv", "gap.csv"} <= {p.name for p in (tmp_path / "cmp").iterdir()}
+    out = tmp_path / "run"
+    run_cli("fit", "fa", "--data", csv, "--latent-dim", 2, "--guide", "amortized", "--epochs", 5, "--out", out, "--quiet")
+    capsys.readouterr()
+    assert run_cli("diagnose", out) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert 0 <= summary["khat_share_above_0.7"] <= 1
+    assert (out / "diagnostics" / "psis_khat.csv").exists()
+    assert run_cli("diagnose", out, "--mcmc", "--overwrite") != 0  # ML globals: nothing to sample
+    assert "needs a Bayesian model" in capsys.readouterr().err
