@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from math import prod
 
+from torch import nn
+
 from dlvm.models.base import Marginalized
 
 from .encoders import ConvEncoder, FlattenEncoder, MLPEncoder, RNNEncoder, step_features
@@ -28,6 +30,8 @@ ENCODERS: dict[str, Callable] = {
     "bigru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru", True),
     "bilstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm", True),
     "conv": lambda shape, hidden, extra: ConvEncoder(step_features(shape, extra), hidden),
+    "conv-stride2": lambda shape, hidden, extra: ConvEncoder(
+        step_features(shape, extra), hidden, 3, nn.ReLU, stride=2, window=shape[0]),
 }
 
 
@@ -51,6 +55,7 @@ def _amortized_normal(model, event_shape, options):
     guide = AmortizedNormalGuide(
         net, model.latent_dim, options.get("guide_covariance", "diagonal"),
         mask_input=mask_input, reparameterized=options.get("reparameterized", True),
+        input_scaler=getattr(model, "input_scaler", None),
     )
     return model, guide
 
@@ -77,6 +82,8 @@ def pair(model, guide: str, event_shape: tuple, **options):
     Options (each used where it applies): ``encoder`` (see :data:`ENCODERS`; default the model's
     ``default_encoder`` attribute, else "mlp"), ``hidden`` (layer
     sizes), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``, ``reparameterized``.
+    A model with an ``input_scaler`` module (data scaling it learns in ``initialize``) shares it
+    with the amortized guide, whose encoder then reads the data on the scale the decoder models.
     The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out).
     """
     if guide not in GUIDES:

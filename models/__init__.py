@@ -8,6 +8,7 @@ from .base import LatentVariableModel, Marginalized, data_plate
 from .decoders import LIKELIHOODS, DecoderModel, Emission
 from .factor import FactorAnalysis
 from .vae import VAE
+from .timevae import TimeVAE
 from .vrae import VRAE
 
 
@@ -61,6 +62,15 @@ def _vrae(shape, o):
     )
 
 
+def _timevae(shape, o):
+    window, features = _sequence_shape(shape, "timevae")
+    return TimeVAE(
+        features, window, o.get("latent_dim", 8), o.get("hidden", (50, 100, 200)), o.get("trend_poly", 0),
+        o.get("seasonality", ()), None, o.get("residual", True), o.get("likelihood", "gaussian-fixed"),
+        o.get("recon_weight", 3.0), o.get("noise_scale"),
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     "fa": ModelSpec(
         "fa", "Factor Analysis, diagonal noise (§6.3.1)",
@@ -79,6 +89,13 @@ MODELS: dict[str, ModelSpec] = {
     # feed_latent (z also the decoder's input at every step; default True)
     "vrae": ModelSpec("vrae", "variational recurrent autoencoder for (N, T, D) sequences (§6.6.1.1)", _vrae,
                       ("amortized",), example_shape=(5, 2), example_options={"latent_dim": 2, "hidden": [8]}),
+    # options: latent_dim, hidden (conv channels), trend_poly (degree P), seasonality (["S:L", ...]),
+    # residual (default True), likelihood (gaussian-fixed | gaussian), recon_weight (default 3), noise_scale
+    "timevae": ModelSpec(
+        "timevae", "TimeVAE for (N, T, D) windows, base or interpretable (§6.6.1.2-6.6.1.3)", _timevae,
+        ("amortized",), example_shape=(8, 2),
+        example_options={"latent_dim": 2, "hidden": [4, 8], "trend_poly": 1, "seasonality": ["2:2"]},
+    ),
 }
 
 
@@ -91,5 +108,5 @@ def build_model(name: str, event_shape: tuple, options: dict) -> LatentVariableM
 
 __all__ = [
     "DecoderModel", "Emission", "FactorAnalysis", "LIKELIHOODS", "LatentVariableModel", "MODELS",
-    "Marginalized", "ModelSpec", "VAE", "VRAE", "build_model", "data_plate",
+    "Marginalized", "ModelSpec", "TimeVAE", "VAE", "VRAE", "build_model", "data_plate",
 ]
