@@ -20,3 +20,4 @@ def get_experiment(name: str):
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
     return import_module(f"dlvm.experiments.{EXPERIMENTS[name][0]}")
+EXPERIMENTS["timevae-stocks"] = ("timevae_stocks", "TimeVAE, VAE, VRAE on TimeGAN stocks, TimeVAE stockv sets, sines: TimeGAN scores (§6.6.1.2)")
