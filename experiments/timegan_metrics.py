@@ -162,6 +162,8 @@ def timegan_scores(real, synthetic, metrics=METRICS, *, repeats: int = 10, seed:
         raise ValueError(f"unknown metric {', '.join(unknown) or '(none)'}; choose from: {', '.join(METRICS)}")
     if int(repeats) != repeats or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats}")
+    if min(discriminative_steps, predictive_steps) < 1:
+        raise ValueError("the numbers of training steps must be positive integers")
     real, synthetic = scale_like(real, synthetic)
     scorers = {"discriminative": (discriminative_scores, discriminative_steps),
                "predictive": (predictive_scores, predictive_steps)}

@@ -50,7 +50,7 @@ def _amortized_normal(model, event_shape, options):
     mask_input = options.get("mask_input", False)
     encoder = options.get("encoder", getattr(model, "default_encoder", "mlp"))
     net = make_encoder(
-        encoder, event_shape, options.get("hidden", (64,)), prod(event_shape) if mask_input else 0
+        encoder, event_shape, options.get("hidden", getattr(model, "hidden", (64,))), prod(event_shape) if mask_input else 0
     )
     guide = AmortizedNormalGuide(
         net, model.latent_dim, options.get("guide_covariance", "diagonal"),
@@ -81,7 +81,7 @@ def pair(model, guide: str, event_shape: tuple, **options):
 
     Options (each used where it applies): ``encoder`` (see :data:`ENCODERS`; default the model's
     ``default_encoder`` attribute, else "mlp"), ``hidden`` (layer
-    sizes), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``, ``reparameterized``.
+    sizes; default the model's ``hidden`` attribute, else (64,)), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``, ``reparameterized``.
     A model with an ``input_scaler`` module (data scaling it learns in ``initialize``) shares it
     with the amortized guide, whose encoder then reads the data on the scale the decoder models.
     The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out).
