@@ -174,7 +174,9 @@ class TimeVAE(DecoderModel):
 
         blocks: dict[str, nn.Module] = {}
         seasonality = parse_seasonality(seasonality)
-        if level if level is not None else (trend_degree or seasonality):
+        if level is None:
+            level = bool(trend_degree or seasonality)
+        if level:
             blocks["level"] = Level(latent_dim, window, num_features)
         if trend_degree:
             blocks["trend"] = Trend(latent_dim, window, num_features, trend_degree)
