@@ -65,12 +65,16 @@ def cmd_list(args) -> int:
 
 def _model_options(args) -> dict:
     keys = ("latent_dim", "components", "states", "covariance", "likelihood", "cell", "noise_scale",
-            "noise", "restarts")
+            "noise", "restarts", "trend_poly", "recon_weight")
     options = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if getattr(args, "no_feed_latent", False):
         options["feed_latent"] = False
     if getattr(args, "bayesian", False):
         options["bayesian"] = True
+    if getattr(args, "no_residual", False):
+        options["residual"] = False
+    if getattr(args, "seasonality", None):
+        options["seasonality"] = list(args.seasonality)
     if getattr(args, "hidden", None) is not None:
         options["hidden"] = list(args.hidden)
     return options
@@ -254,6 +258,18 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from .sequences import load_npz_sequences
+    from .timegan_metrics import timegan_scores
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    scores = timegan_scores(load_npz_sequences(args.real), load_npz_sequences(args.synthetic), metrics,
+                            repeats=args.repeats, seed=args.seed, device=resolve_device(args.device),
+                            discriminative_steps=args.discriminative_steps, predictive_steps=args.predictive_steps)
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
 def cmd_run(args) -> int:
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in names:
@@ -297,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bayesian", action="store_true", help="priors on the global parameters")
     p.add_argument("--baseline", default="neural", choices=("neural", "decaying", "none"),
                    help="score-function baseline of discrete amortized guides (tracegraph)")
+    p.add_argument("--trend-poly", type=int, metavar="P", help="TimeVAE: polynomial trend block of degree P")
+    p.add_argument("--seasonality", nargs="+", metavar="S:L",
+                   help="TimeVAE: seasonal blocks of S seasons of L steps each")
+    p.add_argument("--no-residual", action="store_true", help="TimeVAE: leave out the convolutional residual decoder")
+    p.add_argument("--recon-weight", type=float, metavar="W",
+                   help="TimeVAE: reconstruction weight (fixed Gaussian scale (2W)^-1/2; default 3)")
     p.add_argument("--hidden", type=_sizes, help="hidden layer sizes, e.g. 64,64")
     p.add_argument("--guide", help="guide name (default: the model's first)")
     p.add_argument("--encoder", help=f"encoder of amortized guides ({', '.join(ENCODERS)}); default: the model's")
@@ -370,6 +392,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("score", help="TimeGAN's discriminative and predictive scores of synthetic vs real windows")
+    p.add_argument("--real", required=True, help=".npz of real windows (N, T, D), key 'data'")
+    p.add_argument("--synthetic", required=True, help=".npz of synthetic windows, e.g. from dlvm sample")
+    p.add_argument("--metrics", default="discriminative,predictive")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--discriminative-steps", type=int, default=2000, help="training steps of each classifier")
+    p.add_argument("--predictive-steps", type=int, default=5000, help="training steps of each predictor")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("run", help="run an experiment (or all) and write its report")
     p.add_argument("name", help="experiment name or 'all'")

@@ -157,3 +157,25 @@ def curves(frames: dict, path: Path, x: str, ys: tuple[str, ...], title: str) ->
         ax.set_title(f"{title}: {panel}", fontsize=9)
         ax.legend(fontsize=6)
     return save_figure_at(fig, path)
+
+
+def real_vs_synthetic(real, synthetic, title: str = "", seed: int = 0, size: int = 1000):
+    """PCA and t-SNE of real vs synthetic windows (N, T, D), as in TimeGAN's pictures.
+
+    Up to ``size`` windows of each set are drawn, each reduced to its per-step mean over features
+    (a point in R^T); PCA is fitted on the real points. Returns the figure (two panels).
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(seed)
+    pick = [np.asarray(a)[rng.permutation(len(a))[:size]].mean(-1) for a in (real, synthetic)]
+    labels = np.r_[np.zeros(len(pick[0]), int), np.ones(len(pick[1]), int)]
+    names = {0: "real", 1: "synthetic"}
+    pca = PCA(2).fit(pick[0])
+    both = np.concatenate(pick)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    scatter_by_label(axes[0], pca.transform(both), labels, f"PCA {title}", names, size=4)
+    tsne = TSNE(2, perplexity=min(40, len(both) - 1), init="pca", random_state=seed).fit_transform(both)
+    scatter_by_label(axes[1], tsne, labels, f"t-SNE {title}", names, size=4)
+    return fig

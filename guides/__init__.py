@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from math import prod
 
+from torch import nn
+
 from dlvm.models.base import Marginalized
 
 from .categorical import BASELINES, AmortizedCategoricalGuide
@@ -33,6 +35,8 @@ ENCODERS: dict[str, Callable] = {
     "bigru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru", True),
     "bilstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm", True),
     "conv": lambda shape, hidden, extra: ConvEncoder(step_features(shape, extra), hidden),
+    "conv-stride2": lambda shape, hidden, extra: ConvEncoder(
+        step_features(shape, extra), hidden, 3, nn.ReLU, stride=2, window=shape[0]),
 }
 
 
@@ -77,11 +81,12 @@ def _amortized_normal(model, event_shape, options):
     mask_input = options.get("mask_input", False)
     encoder = options.get("encoder", getattr(model, "default_encoder", "mlp"))
     net = make_encoder(
-        encoder, event_shape, options.get("hidden", (64,)), prod(event_shape) if mask_input else 0
+        encoder, event_shape, options.get("hidden", getattr(model, "hidden", (64,))), prod(event_shape) if mask_input else 0
     )
     guide = AmortizedNormalGuide(
         net, model.latent_dim, options.get("guide_covariance", "diagonal"),
         mask_input=mask_input, reparameterized=options.get("reparameterized", True),
+        input_scaler=getattr(model, "input_scaler", None),
     )
     return model, with_globals(model, guide)
 
@@ -112,11 +117,13 @@ def pair(model, guide: str, event_shape: tuple, **options):
     """Pair ``model`` with the guide called ``guide``: returns ``(model_to_train, guide)``.
 
     Options (each used where it applies): ``encoder`` (see :data:`ENCODERS`; default the model's
-    ``default_encoder`` attribute, else "mlp"), ``hidden`` (layer sizes), ``guide_covariance``
-    ("diagonal" or "full"), ``mask_input``, ``reparameterized``, ``baseline`` ("decaying",
-    "neural" or "none": the score-function baseline of discrete amortized guides under
-    ``tracegraph``), ``cell`` ("gru" or "lstm", Markov guides).
+    ``default_encoder`` attribute, else "mlp"), ``hidden`` (layer sizes; default the model's
+    ``hidden`` attribute, else (64,)), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``,
+    ``reparameterized``, ``baseline`` ("decaying", "neural" or "none": the score-function baseline
+    of discrete amortized guides under ``tracegraph``), ``cell`` ("gru" or "lstm", Markov guides).
     A Bayesian model's global latents get an AutoNormal guide in front (:func:`with_globals`).
+    A model with an ``input_scaler`` module (data scaling it learns in ``initialize``) shares it
+    with the amortized guide, whose encoder then reads the data on the scale the decoder models.
     The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out).
     """
     if guide not in GUIDES:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dlvm.models.decoders import check_conv_window, strided_length
+
 
 def encoder_input(x: torch.Tensor, mask: torch.Tensor | None, mask_input: bool) -> torch.Tensor:
     """What an amortized guide feeds its encoder: x, or [x with missing entries at 0, mask]
@@ -94,25 +96,39 @@ class RNNEncoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """1-D convolutions over time, then the average over time: (B, T, D) -> (B, hidden[-1]).
+    """1-D convolutions over time: (B, T, D) -> (B, output_dim).
 
-    Each layer is Conv1d(kernel 5, 'same' padding) + activation, so any length T works.
+    Each layer is Conv1d(kernel k, 'same' padding, stride s) + activation. With stride 1 (the
+    default) the feature is the average over time, so any length T works. With ``window`` T the
+    feature is the flattened last layer instead, (B, hidden[-1] * ceil(T / s^layers)): TimeVAE's
+    encoder (§6.6.1.2) is stride 2, kernel 3, ReLU, flattened; inputs must then have T steps.
     """
 
-    def __init__(self, input_size: int, hidden: Sequence[int] = (64,), kernel_size: int = 5, activation=nn.Softplus):
+    def __init__(self, input_size: int, hidden: Sequence[int] = (64,), kernel_size: int = 5,
+                 activation=nn.Softplus, stride: int = 1, window: int | None = None):
         super().__init__()
         if not hidden or min(hidden) < 1:
             raise ValueError(f"hidden channel sizes must be positive integers, got {list(hidden)}")
         layers: list[nn.Module] = []
         width = input_size
         for size in hidden:
-            layers += [nn.Conv1d(width, size, kernel_size, padding=kernel_size // 2), activation()]
+            layers += [nn.Conv1d(width, size, kernel_size, stride=stride, padding=kernel_size // 2), activation()]
             width = size
         self.net = nn.Sequential(*layers)
-        self.output_dim = width
+        self.window = window
+        if window is None:
+            self.output_dim = width
+        else:
+            check_conv_window(window, len(hidden), stride)
+            self.output_dim = width * strided_length(window, len(hidden), stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(_as_sequence(x).transpose(1, 2)).mean(-1)
+        x = _as_sequence(x)
+        if self.window is None:
+            return self.net(x.transpose(1, 2)).mean(-1)
+        if x.shape[1] != self.window:
+            raise ValueError(f"this encoder reads windows of {self.window} steps, got {x.shape[1]}")
+        return self.net(x.transpose(1, 2)).flatten(1)
 
 
 def step_features(event_shape: tuple, extra_inputs: int = 0) -> int:

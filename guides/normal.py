@@ -43,6 +43,8 @@ class AmortizedNormalGuide(PyroModule):
         reparameterized: False hides the reparameterisation (``has_rsample=False``), which makes
             Pyro's ELBOs fall back to the score-function (REINFORCE) gradient, §6.4.3.1.
         site: name of the latent sample site.
+        input_scaler: optional module applied to x before the encoder (a model's data scaling,
+            shared with the model so both see the same scale).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class AmortizedNormalGuide(PyroModule):
         mask_input: bool = False,
         reparameterized: bool = True,
         site: str = "z",
+        input_scaler: nn.Module | None = None,
     ):
         if covariance not in ("diagonal", "full"):
             raise ValueError(f"covariance must be 'diagonal' or 'full', not {covariance!r}")
@@ -63,6 +66,7 @@ class AmortizedNormalGuide(PyroModule):
         self.mask_input = mask_input
         self.reparameterized = reparameterized
         self.site = site
+        self.input_scaler = input_scaler
         width = encoder.output_dim
         self.loc_head = nn.Linear(width, latent_dim)
         self.scale_head = nn.Linear(width, latent_dim)
@@ -75,6 +79,8 @@ class AmortizedNormalGuide(PyroModule):
             nn.init.zeros_(self.tril_head.bias)
 
     def features(self, x, mask=None):
+        if self.input_scaler is not None:
+            x = self.input_scaler(x)
         return self.encoder(encoder_input(x, mask, self.mask_input))
 
     def distribution(self, x, mask=None) -> dist.TorchDistribution:

@@ -8,6 +8,7 @@ from .base import LatentVariableModel, Marginalized, data_plate
 from .decoders import LIKELIHOODS, DecoderModel, Emission
 from .factor import FactorAnalysis
 from .vae import VAE
+from .timevae import TimeVAE
 from .vrae import VRAE
 from .hmm import GaussianHMM
 from .mixture import GaussianMixture, MixtureOfPPCA
@@ -78,6 +79,15 @@ def _one_series(table):
     return table[None]
 
 
+def _timevae(shape, o):
+    window, features = _sequence_shape(shape, "timevae")
+    return TimeVAE(
+        features, window, o.get("latent_dim", 8), o.get("hidden", (50, 100, 200)), o.get("trend_poly", 0),
+        o.get("seasonality", ()), None, o.get("residual", True), o.get("likelihood", "gaussian-fixed"),
+        o.get("recon_weight", 3.0), o.get("noise_scale"),
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     "fa": ModelSpec(
         "fa", "Factor Analysis, diagonal noise (§6.3.1); options: latent_dim, bayesian",
@@ -128,6 +138,13 @@ MODELS: dict[str, ModelSpec] = {
         ("exact", "enum", "amortized"), "float64", prepare=_one_series,
         example_shape=(6, 2), example_options={"states": 2},
     ),
+    # options: latent_dim, hidden (conv channels), trend_poly (degree P), seasonality (["S:L", ...]),
+    # residual (default True), likelihood (gaussian-fixed | gaussian), recon_weight (default 3), noise_scale
+    "timevae": ModelSpec(
+        "timevae", "TimeVAE for (N, T, D) windows, base or interpretable (§6.6.1.2-6.6.1.3)", _timevae,
+        ("amortized",), example_shape=(8, 2),
+        example_options={"latent_dim": 2, "hidden": [4, 8], "trend_poly": 1, "seasonality": ["2:2"]},
+    ),
 }
 
 
@@ -140,6 +157,6 @@ def build_model(name: str, event_shape: tuple, options: dict) -> LatentVariableM
 
 __all__ = [
     "DecoderModel", "Emission", "FactorAnalysis", "GaussianHMM", "GaussianMixture", "LIKELIHOODS",
-    "LatentVariableModel", "MODELS", "Marginalized", "MixtureOfPPCA", "ModelSpec", "VAE", "VRAE",
-    "build_model", "data_plate",
+    "LatentVariableModel", "MODELS", "Marginalized", "MixtureOfPPCA", "ModelSpec", "TimeVAE", "VAE",
+    "VRAE", "build_model", "data_plate",
 ]

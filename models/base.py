@@ -25,6 +25,7 @@ import torch
 from pyro.distributions import TorchDistribution
 from pyro.nn import PyroModule
 from torch.distributions import constraints
+from torch import nn
 
 pyro.settings.set(module_local_params=True)
 
@@ -99,6 +100,34 @@ def call_in_context(module: PyroModule, method, *args, **kwargs):
     """
     with module._pyro_context:
         return method(*args, **kwargs)
+class FeatureScaler(nn.Module):
+    """Per-feature min-max scaling on the last axis: u = (x - low) / span, x = low + span u.
+
+    ``low`` and ``span`` (D,) are buffers, set from data by :meth:`fit` (span 1 for a constant
+    feature), so a model and its guide can share one scaler and it travels in their state.
+    """
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.register_buffer("low", torch.zeros(features))
+        self.register_buffer("span", torch.ones(features))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Set low = min and span = max - min of each feature over all rows and steps seen."""
+        flat = x.reshape(-1, x.shape[-1])
+        seen = torch.ones_like(flat, dtype=torch.bool) if mask is None else mask.reshape(flat.shape)
+        low = torch.where(seen, flat, torch.inf).amin(0)
+        high = torch.where(seen, flat, -torch.inf).amax(0)
+        span = high - low
+        self.low.copy_(torch.where(torch.isfinite(low), low, 0.0))
+        self.span.copy_(torch.where(torch.isfinite(span) & (span > 0), span, 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.low) / self.span
+
+    def inverse(self, u: torch.Tensor) -> torch.Tensor:
+        return self.low + self.span * u
 
 
 class LatentVariableModel(PyroModule):

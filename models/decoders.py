@@ -69,9 +69,15 @@ class Emission(nn.Module):
     def _shape(self, out: torch.Tensor) -> torch.Tensor:
         return out.reshape(out.shape[:-1] + self.out_shape)
 
-    def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
-        """p(x | z) as an elementwise distribution of batch shape (..., *out_shape)."""
+    def forward(self, h: torch.Tensor, offset: torch.Tensor | None = None) -> dist.TorchDistribution:
+        """p(x | z) as an elementwise distribution of batch shape (..., *out_shape).
+
+        ``offset`` (broadcastable to the mean) is added to the network's mean (or logits), for
+        decoders whose mean is a sum of parts (TimeVAE's interpretable blocks).
+        """
         loc = self._shape(self.loc(h))
+        if offset is not None:
+            loc = loc + offset
         if self.likelihood == "bernoulli":
             return dist.Bernoulli(logits=loc, validate_args=False)
         if self.likelihood == "gaussian":
@@ -79,11 +85,6 @@ class Emission(nn.Module):
         else:
             scale = self.noise_scale.expand(loc.shape)
         return dist.Normal(loc, scale)
-
-    def mean(self, h: torch.Tensor) -> torch.Tensor:
-        """E[x | z]: the Gaussian mean, or the Bernoulli probability, shape (..., *out_shape)."""
-        loc = self._shape(self.loc(h))
-        return torch.sigmoid(loc) if self.likelihood == "bernoulli" else loc
 
     def check(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """One-line ValueError for data the likelihood cannot score."""
@@ -120,6 +121,24 @@ class Emission(nn.Module):
             self.scale.bias.copy_(_inverse_softplus(sd - floor).flatten())
 
 
+def strided_length(window: int, layers: int, stride: int = 2) -> int:
+    """Steps left after ``layers`` convolutions of stride s with 'same' padding: ceil(T / s^layers)."""
+    for _ in range(layers):
+        window = -(-window // stride)
+    return window
+
+
+def check_conv_window(window: int, layers: int, stride: int = 2) -> None:
+    """One-line ValueError unless every one of ``layers`` stride-s layers has at least s steps to
+    downsample, i.e. T >= s^layers."""
+    need = stride ** layers
+    if window < need:
+        raise ValueError(
+            f"windows of {window} steps are too short for {layers} stride-{stride} convolution layers: "
+            f"need at least {need} steps (use fewer --hidden layers or longer windows)"
+        )
+
+
 class DecoderModel(LatentVariableModel):
     """z_i ~ N(0, I_K), x_i | z_i ~ p_theta(x | z_i) (eq. 6.1) with a neural decoder.
 
@@ -131,6 +150,8 @@ class DecoderModel(LatentVariableModel):
     latent_kind = "continuous"
     event_shape: tuple = ()
     latent_dim: int = 2
+    #: whether :meth:`sample` adds the observation noise by default (else it returns E[x | z])
+    sample_noise: bool = True
 
     def features(self, z: torch.Tensor, steps: int | None) -> torch.Tensor:
         raise NotImplementedError
@@ -171,13 +192,16 @@ class DecoderModel(LatentVariableModel):
     @torch.no_grad()
     def decode(self, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """E[x | z] for latents z (B, K): shape (B, *event_shape)."""
-        return self.emission.mean(self.features(z, steps))
+        return self.likelihood(z, steps).mean
 
     @torch.no_grad()
-    def sample(self, n: int, steps: int | None = None, noise: bool = True) -> torch.Tensor:
-        """n new rows x ~ p(x) (z from the prior, then x | z); ``noise=False`` returns E[x | z]."""
+    def sample(self, n: int, steps: int | None = None, noise: bool | None = None) -> torch.Tensor:
+        """n new rows x ~ p(x) (z from the prior, then x | z); ``noise=False`` returns E[x | z].
+
+        ``noise`` defaults to the class's :attr:`sample_noise`.
+        """
         z = torch.randn(n, self.latent_dim, device=self.device, dtype=self.dtype)
-        if not noise:
+        if not (self.sample_noise if noise is None else noise):
             return self.decode(z, steps)
         return self.likelihood(z, steps).sample()
 

@@ -37,3 +37,16 @@ def test_vrae_ecg_quick(vrae_summary):
 
 def test_registered():
     assert {"vae-digits", "vrae-ecg"} <= set(EXPERIMENTS)
+
+
+def test_timevae_stocks_quick(tmp_path):
+    summary = get_experiment("timevae-stocks").run(tmp_path, quick=True)
+    check_files(tmp_path, summary)
+    models = {(row["dataset"], row["model"]) for row in summary["scores"]}
+    for model in ("TimeVAE", "interpretable TimeVAE", "VAE", "VRAE", "real data (train on real)",
+                  "TimeGAN (published)"):
+        assert ("stocks", model) in models
+    assert ("stockv", "TimeVAE") in models and ("sines", "TimeVAE") in models
+    for row in summary["scores"]:
+        if row["discriminative"] is not None:
+            assert 0 <= row["discriminative"] <= 0.5

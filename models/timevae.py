@@ -1,0 +1,258 @@
+"""TimeVAE, base and interpretable (§6.6.1.2-6.6.1.3, Desai et al. 2021, arXiv 2111.08095).
+
+Generative model for windows x_i of shape (T, D) with a latent z_i in R^K::
+
+    z_i ~ N(0, I_K),    u_i = mean(z_i) in the min-max scaled space,
+    x_i | z_i ~ N(low + span * u_i, (span * sigma)^2)   elementwise
+
+where low and span are the per-feature minimum and range of the training data (set by
+``initialize``, as the paper scales every feature to [0, 1]), so the density and :meth:`sample`
+are on the original scale. The scaled mean is a sum of decoder blocks that each read z
+(Figure 6.9)::
+
+    u = level(z) + trend(z) + sum_j seasonal_j(z) + residual(z)
+
+- level: a dense layer z -> D values, the same at every step;
+- trend of degree P: a dense layer z -> D x P coefficients a_{dp}, trend_{td} = sum_p a_{dp} tau_t^p
+  with tau_t = t / T (t = 0..T-1), so degree 1 is a straight line through 0 at t = 0;
+- seasonal (S seasons of L steps): a dense layer z -> D x S values c_{ds}, seasonal_{td} =
+  c_{d,(t // L) mod S}, periodic with period S L;
+- residual: the base TimeVAE decoder, dense -> reshape -> transposed Conv1d layers (stride 2,
+  ReLU) -> time-distributed dense (the :class:`~dlvm.models.decoders.Emission` output layer).
+
+The base TimeVAE is the residual block alone. The encoder q(z | x) is the guide's (stride-2 Conv1d
+layers, flatten, dense: encoder ``conv-stride2`` in dlvm.guides).
+
+Reconstruction weight. TimeVAE minimises w * sum_{t,d} (x_td - u_td)^2 + KL(q(z|x) || p(z)) on
+scaled data, with default w = 3. With a Gaussian of fixed scale sigma the negative ELBO is
+sum (x - u)^2 / (2 sigma^2) + KL + a constant, so the two losses have the same minimiser and the
+same gradients when w = 1 / (2 sigma^2), i.e. sigma = (2 w)^(-1/2): **sigma = 0.408 (= 1/sqrt 6)
+on the [0, 1] scale reproduces the paper's default weight of 3**. That is the default here
+(likelihood ``gaussian-fixed``, ``recon_weight`` 3); ``likelihood="gaussian"`` learns the scale
+per step and feature instead. As in the paper, :meth:`sample` returns E[x | z] (no added noise).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import pyro.distributions as dist
+from torch import nn
+
+from .base import FeatureScaler
+from .decoders import DecoderModel, Emission, check_conv_window, strided_length
+
+#: TimeVAE's defaults (Desai et al. 2021): latent size, conv channels, reconstruction weight
+DEFAULT_HIDDEN = (50, 100, 200)
+DEFAULT_RECON_WEIGHT = 3.0
+
+
+def noise_scale_for_weight(recon_weight: float) -> float:
+    """The fixed Gaussian scale sigma = (2 w)^(-1/2) equivalent to reconstruction weight w."""
+    if not recon_weight > 0:
+        raise ValueError(f"the reconstruction weight must be positive, got {recon_weight}")
+    return 1.0 / math.sqrt(2.0 * recon_weight)
+
+
+class Level(nn.Module):
+    """z (B, K) -> (B, T, D), constant in time."""
+
+    def __init__(self, latent_dim: int, window: int, features: int):
+        super().__init__()
+        self.window = window
+        self.net = nn.Linear(latent_dim, features)
+
+    def forward(self, z):
+        return self.net(z).unsqueeze(1).expand(-1, self.window, -1)
+
+
+class Trend(nn.Module):
+    """Polynomial trend of degree P: z (B, K) -> (B, T, D), sum_p a_{dp}(z) (t / T)^p, p = 1..P."""
+
+    def __init__(self, latent_dim: int, window: int, features: int, degree: int):
+        super().__init__()
+        if int(degree) != degree or degree < 1:
+            raise ValueError(f"the trend degree must be a positive integer, got {degree}")
+        self.features, self.degree = features, int(degree)
+        self.net = nn.Linear(latent_dim, features * self.degree)
+        tau = torch.arange(window, dtype=torch.float32) / window
+        self.register_buffer("basis", tau.unsqueeze(0) ** torch.arange(1, self.degree + 1).unsqueeze(1))  # (P, T)
+
+    def forward(self, z):
+        coef = self.net(z).reshape(-1, self.features, self.degree)  # (B, D, P)
+        return torch.einsum("bdp,pt->btd", coef, self.basis.to(coef.dtype))
+
+
+class Seasonal(nn.Module):
+    """S seasons of L steps each: z (B, K) -> (B, T, D), value c_{d,s}(z) for season s = (t // L) mod S."""
+
+    def __init__(self, latent_dim: int, window: int, features: int, seasons: int, steps: int):
+        super().__init__()
+        if int(seasons) != seasons or int(steps) != steps or seasons < 2 or steps < 1:
+            raise ValueError(f"a seasonal block needs at least 2 seasons of at least 1 step, got {seasons}:{steps}")
+        if seasons * steps > window:
+            raise ValueError(
+                f"the seasonal block {seasons}:{steps} spans {seasons * steps} steps, longer than the window of {window}"
+            )
+        self.features, self.seasons, self.steps = features, int(seasons), int(steps)
+        self.net = nn.Linear(latent_dim, features * self.seasons)
+        self.register_buffer("season", (torch.arange(window) // self.steps) % self.seasons, persistent=False)
+
+    def forward(self, z):
+        values = self.net(z).reshape(-1, self.features, self.seasons)  # (B, D, S)
+        return values[:, :, self.season].transpose(1, 2)
+
+
+def parse_seasonality(seasonality) -> list[tuple[int, int]]:
+    """Seasonal blocks as (seasons, steps) pairs, from pairs or "S:L" strings."""
+    blocks = []
+    for item in seasonality or ():
+        if isinstance(item, str):
+            try:
+                seasons, steps = (int(v) for v in item.split(":"))
+            except ValueError:
+                raise ValueError(f"a seasonal block is written S:L (seasons:steps per season), got {item!r}") from None
+        else:
+            seasons, steps = item
+        blocks.append((int(seasons), int(steps)))
+    return blocks
+
+
+class TimeVAE(DecoderModel):
+    """TimeVAE for (N, T, D) windows; interpretable when it has trend or seasonal blocks.
+
+    Args:
+        num_features: D.
+        window: T (at least 2^layers: every stride-2 layer halves the length).
+        latent_dim: K (paper: 8).
+        hidden: conv channels of the encoder; the decoder's transposed convs run them in reverse.
+        trend_degree: P of the polynomial trend block (0 = no trend block).
+        seasonality: seasonal blocks, (seasons, steps per season) pairs or "S:L" strings.
+        level: include the level block (default: when there is a trend or seasonal block).
+        residual: include the convolutional decoder (the base TimeVAE); without it the emission
+            reads a constant, so its bias is a per-feature baseline.
+        likelihood: ``gaussian-fixed`` (scale from ``recon_weight`` or ``noise_scale``) or ``gaussian``.
+        recon_weight: TimeVAE's reconstruction weight w; sets sigma = (2 w)^(-1/2) on the scaled data.
+        noise_scale: sigma on the scaled data directly (overrides ``recon_weight``).
+    """
+
+    sample_noise = False
+    default_encoder = "conv-stride2"
+
+    def __init__(
+        self,
+        num_features: int,
+        window: int,
+        latent_dim: int = 8,
+        hidden: Sequence[int] = DEFAULT_HIDDEN,
+        trend_degree: int = 0,
+        seasonality=(),
+        level: bool | None = None,
+        residual: bool = True,
+        likelihood: str = "gaussian-fixed",
+        recon_weight: float = DEFAULT_RECON_WEIGHT,
+        noise_scale: float | None = None,
+    ):
+        hidden = tuple(int(h) for h in hidden)
+        if num_features < 1 or window < 1:
+            raise ValueError(f"windows need T >= 1 steps of D >= 1 features, got T={window}, D={num_features}")
+        if latent_dim < 1:
+            raise ValueError(f"latent dimension must be at least 1, got {latent_dim}")
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden channel sizes must be positive integers, got {list(hidden)}")
+        if likelihood not in ("gaussian", "gaussian-fixed"):
+            raise ValueError(f"TimeVAE takes the likelihood 'gaussian-fixed' or 'gaussian', not {likelihood!r}")
+        check_conv_window(window, len(hidden))
+        super().__init__()
+        self.event_shape = (int(window), int(num_features))
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.recon_weight = recon_weight
+        scale = noise_scale_for_weight(recon_weight) if noise_scale is None else noise_scale
+        self.input_scaler = FeatureScaler(num_features)
+
+        blocks: dict[str, nn.Module] = {}
+        seasonality = parse_seasonality(seasonality)
+        if level is None:
+            level = bool(trend_degree or seasonality)
+        if level:
+            blocks["level"] = Level(latent_dim, window, num_features)
+        if trend_degree:
+            blocks["trend"] = Trend(latent_dim, window, num_features, trend_degree)
+        for j, (seasons, steps) in enumerate(seasonality):
+            blocks[f"seasonal_{j}"] = Seasonal(latent_dim, window, num_features, seasons, steps)
+        self.blocks = nn.ModuleDict(blocks)
+
+        self.residual = residual
+        if residual:
+            self.encoded_length = strided_length(window, len(hidden))
+            self.dense = nn.Linear(latent_dim, hidden[-1] * self.encoded_length)
+            channels = hidden[::-1] + hidden[:1]
+            layers: list[nn.Module] = []
+            for c_in, c_out in zip(channels[:-1], channels[1:]):
+                layers += [nn.ConvTranspose1d(c_in, c_out, 3, stride=2, padding=1, output_padding=1), nn.ReLU()]
+            self.deconv = nn.Sequential(*layers)
+        self.emission = Emission(hidden[0] if residual else 1, (num_features,), likelihood, scale)
+
+    @property
+    def window(self) -> int:
+        return self.event_shape[0]
+
+    @property
+    def interpretable(self) -> bool:
+        return bool(len(self.blocks))
+
+    def features(self, z, steps=None):
+        """Per-step decoder features (B, T, hidden[0]) of the residual decoder (ones without it)."""
+        if not self.residual:
+            return z.new_ones(z.shape[0], self.window, 1)
+        h = torch.relu(self.dense(z)).reshape(z.shape[0], self.hidden[-1], self.encoded_length)
+        return self.deconv(h)[:, :, : self.window].transpose(1, 2)
+
+    def block_outputs(self, z) -> dict[str, torch.Tensor]:
+        """Each interpretable block's contribution (B, T, D) on the scaled data."""
+        return {name: block(z) for name, block in self.blocks.items()}
+
+    def likelihood(self, z, steps=None):
+        """p(x | z) on the original scale, batch shape (B, T, D), elementwise Normal."""
+        parts = self.block_outputs(z)
+        offset = sum(parts.values()) if parts else None
+        scaled = self.emission(self.features(z), offset)
+        return dist.Normal(self.input_scaler.inverse(scaled.loc), scaled.scale * self.input_scaler.span)
+
+    def check_shape(self, x):
+        if x.ndim != 3 or tuple(x.shape[1:]) != self.event_shape:
+            raise ValueError(
+                f"TimeVAE expects windows of shape (N, {self.window}, {self.event_shape[1]}), got data of shape "
+                f"{tuple(x.shape)}"
+            )
+        if not torch.jit.is_tracing() and torch.isnan(x).any():
+            raise ValueError("TimeVAE windows contain NaN values; it takes complete windows only")
+
+    @torch.no_grad()
+    def initialize(self, x, mask=None) -> None:
+        """Learn the per-feature min and range, then start the output at the scaled data's mean."""
+        self.check_shape(x)
+        self.input_scaler.fit(x, mask)
+        self.emission.initialize(self.input_scaler(x), mask)
+
+    @torch.no_grad()
+    def decompose(self, x, guide) -> dict[str, torch.Tensor]:
+        """Each block's part of the reconstruction E[x | z = E_q[z | x]], on the original scale.
+
+        Returns a dict of (B, T, D) tensors: ``level`` (holding the feature minimum, so the parts
+        add up), ``trend``, ``seasonal_0``, ... and ``residual`` (the emission's output: the
+        convolutional decoder, or a per-feature constant without it); their sum is
+        :meth:`reconstruct`.
+        """
+        z = guide.encode(x)
+        span = self.input_scaler.span
+        parts = {name: part * span for name, part in self.block_outputs(z).items()}
+        residual = self.emission(self.features(z)).loc * span
+        if "level" in parts:
+            parts["level"] = parts["level"] + self.input_scaler.low
+        else:
+            residual = residual + self.input_scaler.low
+        parts["residual"] = residual
+        return parts

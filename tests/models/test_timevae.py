@@ -1,0 +1,113 @@
+"""TimeVAE: block shapes and structure, the reconstruction-weight scale, decomposition, bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dlvm.guides import pair
+from dlvm.inference import fit
+from dlvm.models import TimeVAE, build_model
+from dlvm.models.timevae import Level, Seasonal, Trend, noise_scale_for_weight
+
+B, K, T, D = 5, 3, 12, 2
+
+
+def test_block_shapes_and_structure():
+    z = torch.randn(B, K)
+    level, trend, seasonal = Level(K, T, D)(z), Trend(K, T, D, 1)(z), Seasonal(K, T, D, 3, 2)(z)
+    for out in (level, trend, seasonal, Trend(K, T, D, 3)(z)):
+        assert out.shape == (B, T, D)
+    assert torch.allclose(level, level[:, :1].expand_as(level))  # constant in time
+    second = trend[:, 2:] - 2 * trend[:, 1:-1] + trend[:, :-2]  # degree 1: zero second differences
+    assert second.abs().max() < 1e-6 and trend[:, 1:].sub(trend[:, :-1]).abs().max() > 1e-4
+    assert torch.allclose(trend[:, 0], torch.zeros(B, D))  # tau_0 = 0
+    assert torch.allclose(seasonal[:, 6:], seasonal[:, :6])  # period 3 seasons x 2 steps
+    assert torch.equal(seasonal[:, 0], seasonal[:, 1]) and not torch.equal(seasonal[:, 1], seasonal[:, 2])
+
+
+def test_model_shapes_level_only_is_constant_and_base_decoder():
+    model = TimeVAE(D, T, K, (4, 8), level=True, residual=False)
+    z = torch.randn(B, K)
+    mean = model.decode(z)
+    assert mean.shape == (B, T, D) and torch.allclose(mean, mean[:, :1].expand_as(mean), atol=1e-6)
+    base = TimeVAE(D, T, K, (4, 8))
+    assert not base.interpretable and base.features(z).shape == (B, T, 4)
+    assert base.sample(7).shape == (7, T, D) and base.sample(7, noise=True).shape == (7, T, D)
+    odd = TimeVAE(D, 13, K, (4, 8))  # ceil(13 / 4) = 4 encoded steps, decoded to 16 and cropped
+    assert odd.decode(z).shape == (B, 13, D)
+
+
+def test_recon_weight_three_is_scale_one_over_root_six_and_the_loss_matches():
+    assert noise_scale_for_weight(3.0) == pytest.approx(1 / math.sqrt(6))
+    model = TimeVAE(D, T, K, (4,), recon_weight=3.0)
+    x = torch.rand(B, T, D) * 10 + 5
+    model.initialize(x)
+    z = torch.randn(B, K)
+    px = model.likelihood(z)
+    u, mean = model.input_scaler(x), model.input_scaler(px.mean)
+    # -log p(x | z) = 3 * SSE (scaled) + T D log(sigma sqrt(2 pi)) + sum log span (change of scale)
+    expected = 3.0 * ((u - mean) ** 2).sum((1, 2)) + T * D * math.log(math.sqrt(2 * math.pi) / math.sqrt(6)) \
+        + T * model.input_scaler.span.log().sum()
+    assert torch.allclose(-px.log_prob(x).sum((1, 2)), expected, rtol=1e-5)
+
+
+def test_scaling_sample_on_the_original_scale():
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(100, 5, (64, T)), rng.normal(1e6, 1e4, (64, T))], -1).astype(np.float32)
+    model, guide = pair(TimeVAE(D, T, K, (4, 8)), "amortized", (T, D))
+    fit(model, guide, x, epochs=3, batch_size=32, lr=1e-3, progress=False)
+    assert torch.allclose(model.input_scaler.low, torch.tensor(x.min((0, 1))))
+    draws = model.sample(200).numpy()
+    for d in range(D):  # samples land in the data's range, not in [0, 1]
+        assert abs(draws[..., d].mean() - x[..., d].mean()) < 0.5 * (x[..., d].max() - x[..., d].min())
+
+
+def test_decomposition_recovers_known_trend_and_seasonality():
+    rng = np.random.default_rng(1)
+    n, window = 768, 24
+    t = np.arange(window) / window
+    trend = rng.uniform(-2, 2, (n, 1)) * t  # a line through 0 with a random slope per window
+    pattern = rng.normal(size=(n, 4))
+    pattern -= pattern.mean(1, keepdims=True)
+    season = pattern[:, (np.arange(window) // 3) % 4]  # 4 seasons of 3 steps
+    level = rng.normal(size=(n, 1))
+    x = (level + trend + season + 0.05 * rng.normal(size=(n, window)))[..., None].astype(np.float32)
+    torch.manual_seed(0)
+    model = TimeVAE(1, window, 8, (16, 32), trend_degree=1, seasonality=["4:3"], residual=False, recon_weight=1000)
+    trained, guide = pair(model, "amortized", (window, 1))
+    fit(trained, guide, x, epochs=150, batch_size=64, lr=3e-3, progress=False, seed=0)
+    parts = {k: v.numpy()[..., 0] for k, v in model.decompose(torch.as_tensor(x), guide).items()}
+    total = sum(parts.values())
+    assert np.allclose(total, model.reconstruct(torch.as_tensor(x), guide).numpy()[..., 0], atol=1e-4)
+
+    def centred_corr(a, b):  # parts are identified up to a constant per window (level)
+        a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+        return np.corrcoef(a.ravel(), b.ravel())[0, 1]
+
+    assert centred_corr(parts["trend"], trend) > 0.9
+    assert centred_corr(parts["seasonal_0"], season) > 0.9
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="too short for 3 stride-2 convolution layers: need at least 8 steps"):
+        TimeVAE(2, 7, 4, (4, 8, 16))
+    with pytest.raises(ValueError, match="need at least 8 steps"):
+        build_model("timevae", (6, 2), {"hidden": [4, 8, 16]})
+    with pytest.raises(ValueError, match="spans 15 steps, longer than the window of 12"):
+        TimeVAE(2, 12, 4, (4,), seasonality=["5:3"])
+    with pytest.raises(ValueError, match="S:L"):
+        TimeVAE(2, 12, 4, (4,), seasonality=["5-3"])
+    with pytest.raises(ValueError, match="trend degree"):
+        TimeVAE(2, 12, 4, (4,), trend_degree=-1)
+    with pytest.raises(ValueError, match="needs sequences"):
+        build_model("timevae", (12,), {})
+    model, guide = pair(TimeVAE(2, 12, 4, (4,)), "amortized", (12, 2))
+    x = np.random.default_rng(0).random((20, 12, 2))
+    x[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit(model, guide, x, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        model.initialize(torch.as_tensor(x, dtype=torch.float32))
+    with pytest.raises(ValueError, match=r"windows of shape \(N, 12, 2\)"):
+        model.initialize(torch.zeros(3, 10, 2))
