@@ -48,9 +48,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols; we refuse them
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable dlvm checkpoint ({first[:120]})") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} is not a readable dlvm checkpoint (it holds objects other than tensors and "
+            "numbers; refusing to unpickle them)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError):
+        raise CheckpointError(f"{path} is not a readable dlvm checkpoint (truncated, or not a torch file)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dlvm checkpoint")
     return payload
