@@ -34,24 +34,12 @@ def check_sequences(array, what: str = "sequences") -> np.ndarray:
 
 def load_npz_sequences(path: str | os.PathLike) -> np.ndarray:
     """The sequences in a ``.npz``: the array under key ``data``, or its only array; (N, T, D)."""
+    from .io import load_table
+
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no such file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.keys())
-            if SEQUENCE_KEY in keys:
-                key = SEQUENCE_KEY
-            elif len(keys) == 1:
-                key = keys[0]
-            else:
-                raise ValueError(
-                    f"{path} holds {len(keys)} arrays ({', '.join(keys[:5])}); name the sequences 'data'"
-                )
-            array = archive[key]
-    except (OSError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__})") from None
-    return check_sequences(array, f"the array {key!r} in {path.name}")
+    if path.suffix.lower() != ".npz":
+        raise ValueError(f"{path}: sequences are read from a .npz file")
+    return check_sequences(load_table(path, min_rows=1).x, f"the sequences in {path.name}")
 
 
 def windows(table, window: int, stride: int | None = None) -> np.ndarray:

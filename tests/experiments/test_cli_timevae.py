@@ -54,7 +54,7 @@ def test_bad_input_one_line(tmp_path, windows_npz, capsys):
         "missing file": ["score", "--real", path, "--synthetic", tmp_path / "nope.npz"],
     }
     expected = {"season too long": "longer than the window of 8", "window too short": "need at least 16 steps",
-                "bad metric": "unknown metric", "missing file": "no such file"}
+                "bad metric": "unknown metric", "missing file": "does not exist"}
     for name, argv in cases.items():
         assert run_cli(*argv) != 0, name
         err = capsys.readouterr().err.strip()

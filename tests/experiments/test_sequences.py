@@ -14,9 +14,9 @@ def test_npz_key_data_or_only_key(tmp_path):
     np.savez(tmp_path / "c.npz", x=a, y=a)
     np.testing.assert_array_equal(load_npz_sequences(tmp_path / "a.npz"), a)
     np.testing.assert_array_equal(load_npz_sequences(tmp_path / "b.npz"), a)
-    with pytest.raises(ValueError, match="name the sequences 'data'"):
+    with pytest.raises(ValueError, match="name the data array 'data'"):
         load_npz_sequences(tmp_path / "c.npz")
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ValueError, match="does not exist"):
         load_npz_sequences(tmp_path / "missing.npz")
 
 
