@@ -26,3 +26,4 @@ def get_experiment(name: str):
 EXPERIMENTS["fa-vs-pca"] = ("fa_vs_pca", "FA vs PPCA: cross-validated choice of the number of factors (Figs 6.2, 6.3)")
 EXPERIMENTS["fa-covariance"] = ("fa_covariance", "factor models of 20 stocks' daily returns vs sample and Ledoit-Wolf covariance (§6.1)")
 EXPERIMENTS["timevae-stocks"] = ("timevae_stocks", "TimeVAE, VAE, VRAE on TimeGAN stocks, TimeVAE stockv sets, sines: TimeGAN scores (§6.6.1.2)")
+EXPERIMENTS["diagnostics"] = ("bayesian_fa", "Bayesian FA of six stocks by NUTS and SVI with ArviZ; PSIS k-hat of an amortized guide")
