@@ -91,6 +91,16 @@ def _guide_options(args) -> dict:
 
 
 def cmd_fit(args) -> int:
+    if not getattr(args, "distributed", False):
+        return _fit(args)
+    try:
+        return _fit(args)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _fit(args) -> int:
     if args.model not in MODELS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
     if args.latent_dim is not None and args.latent_dim < 1:
@@ -123,18 +133,29 @@ def cmd_fit(args) -> int:
     model = build_model(args.model, event_shape, config["model_options"]).to(DTYPES[dtype])
     trained, guide = pair(model, guide_name, event_shape, **config["guide_options"])
     guide.to(DTYPES[dtype])
-    device = resolve_device(args.device)
+    rank, world = 0, 1
+    if args.distributed:
+        from dlvm.inference.distributed import init_from_environment, rank_and_world
+
+        device = init_from_environment(args.device)
+        rank, world = rank_and_world()
+    else:
+        device = resolve_device(args.device)
+    options = dict(
+        mask=mask, elbo=elbo, optimizer=args.optimizer,
+        lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
+        num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
+        clip_norm=args.clip_norm, early_stopping=args.early_stopping, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, config=config, distributed=args.distributed,
+    )
+    if rank > 0:  # the other ranks train alongside rank 0, which alone writes the run folder
+        fit(trained, guide, x, checkpoint_dir=None, progress=False, **options)
+        return 0
     out = Path(args.out)
     with staged_run(out, overwrite=args.overwrite, resume=args.resume) as stage:
         write_json(stage / "config.json", config)
         began = time.perf_counter()
-        result = fit(
-            trained, guide, x, mask=mask, elbo=elbo, optimizer=args.optimizer,
-            lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
-            num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
-            clip_norm=args.clip_norm, early_stopping=args.early_stopping,
-            checkpoint_dir=stage, checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.quiet, config=config,
-        )
+        result = fit(trained, guide, x, checkpoint_dir=stage, progress=not args.quiet, **options)
         seconds = time.perf_counter() - began
         result.history.to_csv(stage / "history.csv", index=False)
         scores = scores_per_observation(trained, guide, x, mask, args.iwae_samples)
@@ -142,7 +163,7 @@ def cmd_fit(args) -> int:
             **scores, "n_rows": int(table.x.shape[0]), "n_features": int(table.x.shape[-1]),
             "fit_seconds": round(seconds, 3), "epochs_run": int(len(result.history)),
             "model": args.model, "guide": guide_name, "elbo_name": elbo,
-            "num_parameters": int(model.num_parameters()), "device": str(device),
+            "num_parameters": int(model.num_parameters()), "device": str(device), "processes": world,
         }
         write_json(stage / "metrics.json", metrics)
     if not args.quiet:
@@ -342,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write checkpoint.pt at the end of an epoch this often (and after the last)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted fit into --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--distributed", action="store_true",
+                   help="data parallel over the processes started by torchrun (rank 0 writes --out)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fit)
 
