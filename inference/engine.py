@@ -28,6 +28,7 @@ from .distributed import (
     reduce_sum,
 )
 from .elbos import make_elbo
+from .streaming import INITIALIZE_ROWS, RowSource, chunks, row_loader
 
 OPTIMIZERS = ("adam", "clippedadam", "lbfgs")
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -73,18 +74,27 @@ def _take(x, mask, index, device):
     return x[index], None if mask is None else mask[index]
 
 
-def _total_loss(elbo, model, guide, x, mask, batch_size, rank=0, world=1):
-    """Summed -ELBO over all rows of (x, mask), evaluated in batches without gradients; with
-    ``world`` ranks each takes every ``world``-th row and the sums are added up."""
-    if world > 1:
-        x, mask = x[rank::world], None if mask is None else mask[rank::world]
+def _streamed(source, sampler, dtype, device):
+    """(global minibatch rows, x, None) for each minibatch of ``sampler`` read from ``source``."""
+    for step, xb in enumerate(row_loader(source, sampler, device)):
+        global_rows = min(sampler.batch_size, sampler.n - step * sampler.batch_size)
+        if xb.shape[0] == 0:  # this rank's shard of a batch smaller than the number of ranks
+            yield global_rows, xb.to(device=device, dtype=dtype), None
+            continue
+        xb = xb.to(device, non_blocking=True)
+        yield (global_rows, *as_observations(xb, dtype=dtype, device=device))
+
+
+def _total_loss(elbo, model, guide, x, mask, batch_size, rank=0, world=1, dtype=None, device="cpu"):
+    """Summed -ELBO over all rows of (x, mask) (tensors, or a RowSource read in chunks), evaluated
+    in batches without gradients; with ``world`` ranks each takes a share and the sums are added."""
     total = 0.0
     with torch.no_grad():
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size]
-            mb = None if mask is None else mask[start : start + batch_size]
+        for xb, mb in chunks(x, mask, batch_size, rank, world):
+            if isinstance(x, RowSource):
+                xb, mb = as_observations(xb, dtype=dtype, device=device)
             total += elbo.loss(model, guide, xb, mb)
-    return reduce_sum(total, x.device) if world > 1 else total
+    return reduce_sum(total, device) if world > 1 else total
 
 
 def minibatch_loss_and_grads(estimator, model, guide, xb, mb, *, size, global_rows, params, world=1) -> float:
@@ -195,6 +205,9 @@ def fit(
     Args:
         model, guide: PyroModules with the signature ``(x, mask=None, size=None)``.
         data: array-like (N, ...); ``mask`` (same shape, True = observed) marks missing entries.
+            Or a :class:`~dlvm.inference.streaming.RowSource` (rows read from disk per minibatch
+            through a DataLoader; ``initialize`` then sees a random subsample of
+            ``INITIALIZE_ROWS`` rows): memory independent of N.
         elbo: estimator name (:data:`dlvm.inference.elbos.ELBO_NAMES`); ``alpha`` for ``renyi``.
         optimizer: ``adam``, ``clippedadam`` (Pyro's ClippedAdam) or ``lbfgs`` (full batch; the
             loss must be deterministic, i.e. the guide samples nothing). ``lr`` defaults to 1e-2
@@ -234,10 +247,22 @@ def fit(
     if dtype is None:
         # a Bayesian model may hold buffers only (its globals are latent)
         dtype = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).dtype
-    x, mask = as_observations(data, mask, dtype=dtype, device=device)
-    n = x.shape[0]
+    streaming = isinstance(data, RowSource)
+    if streaming:
+        if mask is not None:
+            raise ValueError("a streamed data source has no mask: missing values are not supported when streaming")
+        x, n = data, len(data)
+        # data-dependent starts and the parameter probe see a bounded random subsample
+        start_x, start_mask = as_observations(data.subsample(INITIALIZE_ROWS, seed), dtype=dtype, device=device)
+    else:
+        x, mask = as_observations(data, mask, dtype=dtype, device=device)
+        n = x.shape[0]
+        start_x, start_mask = x, mask
     if val_data is not None:
-        val_x, val_mask = as_observations(val_data, val_mask, dtype=dtype, device=device)
+        if isinstance(val_data, RowSource):
+            val_x, val_mask = val_data, None
+        else:
+            val_x, val_mask = as_observations(val_data, val_mask, dtype=dtype, device=device)
     batch_size = n if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
@@ -254,9 +279,9 @@ def fit(
         state = load_checkpoint(checkpoint, map_location="cpu" if world > 1 else device)
     state = broadcast_object(state) if world > 1 else state
     if initialize and state is None and hasattr(model, "initialize"):
-        model.initialize(x, mask)
+        model.initialize(start_x, start_mask)
     # one trace of guide and model creates any lazily built parameters before the optimizer
-    probe_x, probe_m = x[:2], None if mask is None else mask[:2]
+    probe_x, probe_m = start_x[:2], None if start_mask is None else start_mask[:2]
     latents = latent_site_names(model, guide, probe_x, probe_m)
     with poutine.block():
         poutine.trace(poutine.replay(model, poutine.trace(guide).get_trace(probe_x, probe_m))).get_trace(probe_x, probe_m)
@@ -300,14 +325,15 @@ def fit(
     stopped_early = False
     last_saved = time.perf_counter()
     bar = tqdm(range(start_epoch, epochs + 1), desc="fit", disable=not progress or rank > 0, leave=False)
-    sampler = ShardedBatches(n, batch_size, seed, rank, world, pairs=True)
+    sampler = ShardedBatches(n, batch_size, seed, rank, world, pairs=not streaming)
     for epoch in bar:
         began = time.perf_counter()
         sampler.set_epoch(epoch)
         losses = []
-        for step, (index, local) in enumerate(sampler, start=1):
-            xb, mb = _take(x, mask, local, device)
-            rows = dict(size=n, global_rows=len(index), world=world)
+        batches = _streamed(x, sampler, dtype, device) if streaming else (
+            (len(index), *_take(x, mask, local, device)) for index, local in sampler)
+        for step, (global_rows, xb, mb) in enumerate(batches, start=1):
+            rows = dict(size=n, global_rows=global_rows, world=world)
             if optimizer == "lbfgs":
                 def closure():
                     # L-BFGS minimises the loss per row (its tolerances then mean the same for
@@ -339,7 +365,8 @@ def fit(
         train_elbo = -sum(losses) / len(losses) / n
         val_elbo = math.nan
         if val_data is not None:
-            val_elbo = -_total_loss(estimator, model, guide, val_x, val_mask, batch_size, rank, world) / val_x.shape[0]
+            val_elbo = -_total_loss(estimator, model, guide, val_x, val_mask, batch_size, rank, world,
+                                    dtype, device) / len(val_x)
         elapsed += time.perf_counter() - began
         history.append({"epoch": epoch, "elbo": train_elbo, "val_elbo": val_elbo, "seconds": elapsed})
         monitored = val_elbo if val_data is not None else train_elbo

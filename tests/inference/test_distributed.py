@@ -10,7 +10,7 @@ import torch
 from pyro.poutine.messenger import Messenger
 
 from dlvm.guides import pair
-from dlvm.inference import evaluate, fit, make_elbo
+from dlvm.inference import NpyRows, evaluate, fit, make_elbo
 from dlvm.inference.distributed import launch_local, shard
 from dlvm.inference.engine import _parameters, minibatch_loss_and_grads
 from dlvm.models import VAE, FactorAnalysis
@@ -101,6 +101,10 @@ def worker(rank, world, folder):
     for name, build in (("fa", fa_pair), ("vae", vae_pair)):
         results[f"{name}_step"] = one_step_gradients(build, index, local, eps, world)
     results.update(summary(fits(True)))
+    trained, guide = fa_pair()
+    streamed = fit(trained, guide, NpyRows(folder / "fa.npy"), epochs=5, batch_size=BATCH, lr=0.05, seed=3,
+                   progress=False, distributed=True)
+    results["fa_stream_history"] = streamed.history["elbo"].tolist()
     fits(True, checkpoint=folder / "ckpt", epochs=3)
     resumed = fits(True, checkpoint=folder / "ckpt", epochs=5, resume=True)
     results["resumed_vae_history"] = resumed["vae"].history["elbo"].tolist()
@@ -111,6 +115,7 @@ def worker(rank, world, folder):
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
+    np.save(folder / "fa.npy", table().numpy())
     launch_local(worker, 2, str(folder), rendezvous=folder / "rendezvous")
     return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
@@ -139,6 +144,11 @@ def test_deterministic_fit_takes_the_same_steps_as_one_process(ranks, single):
         np.testing.assert_allclose(ranks[r]["fa_history"], single["fa_history"], rtol=1e-10)
         for a, b in zip(ranks[r]["fa_params"], single["fa_params"]):
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_streamed_rows_under_two_ranks_take_the_same_steps(ranks, single):
+    for r in range(2):
+        np.testing.assert_allclose(ranks[r]["fa_stream_history"], single["fa_history"], rtol=1e-10)
 
 
 def test_ranks_hold_equal_parameters_and_the_vae_elbo_matches_one_process(ranks, single):
