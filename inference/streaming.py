@@ -7,15 +7,14 @@ permutation per epoch, one shard per rank under data parallel training), evaluat
 contiguous chunks, and a data-dependent ``initialize`` sees a bounded random subsample. Memory then
 depends on the batch size and the row size, not on N.
 
-* :class:`NpyRows`: a ``.npy`` file, memory-mapped. The pages a read touched are released after
-  each read (``madvise(MADV_DONTNEED)``; the operating system's page cache still holds them),
-  so the resident memory of the process stays bounded too.
+* :class:`NpyRows`: a ``.npy`` file, read with one positioned read per run of consecutive rows.
+  (Not memory-mapped: a page fault on a mapped file maps whole neighbourhoods of cached pages, so
+  a few thousand random rows would make the entire file resident in the process.)
 * :class:`CsvRows`: a CSV file (numeric columns; a date/time column is skipped), converted once,
   chunk by chunk, into a temporary ``.npy`` that is then read as above.
 """
 from __future__ import annotations
 
-import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -64,7 +63,7 @@ class RowSource:
 
 
 class NpyRows(RowSource):
-    """The rows of a ``.npy`` file (N, ...), memory-mapped and read by index."""
+    """The rows of a ``.npy`` file (N, ...), read by index from disk."""
 
     def __init__(self, path: str | os.PathLike, workers: int = 0):
         self.path = Path(path)
@@ -86,24 +85,45 @@ class NpyRows(RowSource):
         if len(shape) < 2 or shape[0] < 1 or int(np.prod(shape[1:])) < 1:
             raise ValueError(f"{self.path}: data must have one row per observation, got shape {tuple(shape)}")
         self.shape, self.dtype = tuple(int(s) for s in shape), dtype
-        self._array = None
+        self._handle = None
 
-    def _open(self) -> np.ndarray:
-        if self._array is None:
-            with open(self.path, "rb") as handle:
-                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            count = int(np.prod(self.shape))
-            self._array = np.frombuffer(self._map, self.dtype, count=count, offset=self.offset).reshape(self.shape)
-        return self._array
+    def _file(self):
+        if self._handle is None:
+            self._handle = open(self.path, "rb", buffering=0)
+        return self._handle
 
     def read(self, index) -> np.ndarray:
-        out = self._open()[np.asarray(index)]  # a copy
-        if hasattr(self._map, "madvise"):
-            self._map.madvise(mmap.MADV_DONTNEED)
+        """The rows at ``index`` (any order, repeats allowed): one read per run of consecutive
+        row numbers, straight into the result."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"row index out of range 0..{len(self) - 1}")
+        order = np.argsort(index, kind="stable")
+        ordered = index[order]
+        out = np.empty((index.size, *self.row_shape), self.dtype)
+        raw = out.reshape(-1).view(np.uint8)
+        width = out[0].nbytes if index.size else 0
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+        handle = self._file()
+        for first, last in zip(np.r_[0, breaks], np.r_[breaks, index.size]):
+            if first == last:
+                continue
+            handle.seek(self.offset + int(ordered[first]) * width)
+            want = (int(last) - int(first)) * width
+            if handle.readinto(memoryview(raw[first * width : first * width + want])) != want:
+                raise ValueError(f"{self.path} is shorter than its header says")
+        if np.any(order != np.arange(index.size)):
+            unsorted = np.empty_like(out)
+            unsorted[order] = out
+            out = unsorted
         return out
 
-    def __getstate__(self):  # DataLoader workers reopen the file
-        return {**self.__dict__, "_array": None, "_map": None}
+    def __getstate__(self):  # DataLoader workers open their own handle
+        return {**self.__dict__, "_handle": None}
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None:
+            self._handle.close()
 
 
 class CsvRows(NpyRows):

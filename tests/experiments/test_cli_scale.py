@@ -53,3 +53,28 @@ def test_distributed_without_torchrun_is_one_line(tmp_path, npy, capsys, monkeyp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--distributed needs the process group set up by torchrun" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_streamed_fit_equals_in_memory_fit_and_evaluates(tmp_path, npy, capsys):
+    x = np.load(npy)
+    csv = tmp_path / "data.csv"
+    with open(csv, "w") as f:
+        f.write("date,a,b,c,d,e\n")
+        for i, row in enumerate(x):
+            f.write(f"2020-01-{i % 28 + 1:02d}," + ",".join(repr(float(v)) for v in row) + "\n")
+    assert main(fit_args(npy, tmp_path / "one")) == 0
+    one = pd.read_csv(tmp_path / "one" / "history.csv")
+    for data, name in ((npy, "s1"), (csv, "s2")):
+        assert main([*fit_args(data, tmp_path / name), "--stream"]) == 0
+        streamed = pd.read_csv(tmp_path / name / "history.csv")
+        np.testing.assert_allclose(streamed["elbo"], one["elbo"], rtol=1e-12)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "s2"), "--iwae-samples", "2"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert scores["n_rows"] == 150 and scores["log_likelihood"] == pytest.approx(metrics["log_likelihood"])
+
+
+def test_stream_refuses_windows(tmp_path, npy, capsys):
+    assert main([*fit_args(npy, tmp_path / "w"), "--stream", "--window", "5"]) == 2
+    assert "--stream reads the rows" in capsys.readouterr().err
