@@ -85,6 +85,17 @@ def _streamed(source, sampler, dtype, device):
         yield (global_rows, *as_observations(xb, dtype=dtype, device=device))
 
 
+def _rng_state(device: torch.device) -> list[torch.Tensor]:
+    """The random states a fit draws from: the CPU's, and the GPU's when it runs on one."""
+    return [torch.get_rng_state(), *([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])]
+
+
+def _set_rng_state(states, device: torch.device) -> None:
+    torch.set_rng_state(states[0].cpu())
+    if device.type == "cuda" and len(states) > 1:
+        torch.cuda.set_rng_state(states[1].cpu(), device)
+
+
 def _total_loss(elbo, model, guide, x, mask, batch_size, rank=0, world=1, dtype=None, device="cpu"):
     """Summed -ELBO over all rows of (x, mask) (tensors, or a RowSource read in chunks), evaluated
     in batches without gradients; with ``world`` ranks each takes a share and the sums are added."""
@@ -314,9 +325,9 @@ def fit(
         schedule.load_state_dict(state["schedule"])
         ranks = state.get("rng_ranks") or []
         if len(ranks) == world:
-            torch.set_rng_state(ranks[rank].cpu())
+            _set_rng_state(ranks[rank], device)
         elif rank == 0:
-            torch.set_rng_state(state["rng"].cpu())
+            _set_rng_state([state["rng"], *([state["cuda_rng"]] if "cuda_rng" in state else [])], device)
         history = list(state["history"])
         best = dict(state["best"])
         start_epoch = int(state["epoch"]) + 1
@@ -385,13 +396,14 @@ def fit(
         save = checkpoint is not None and (finished or time.perf_counter() - last_saved >= checkpoint_every)
         if world > 1:  # rank 0's clock decides; every rank sends its random state along
             save = broadcast_object(save)
-            rng_ranks = gather_objects(torch.get_rng_state()) if save else None
+            rng_ranks = gather_objects(_rng_state(device)) if save else None
         if save and rank == 0:
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "guide": guide.state_dict(),
                 "optimizer": optim.state_dict(), "schedule": schedule.state_dict(),
                 "epoch": epoch, "history": history,
                 "rng": torch.get_rng_state(), "best": best, "config": config or {},
+                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                 **({"rng_ranks": rng_ranks} if world > 1 else {}),
             })
         if save:

@@ -7,6 +7,7 @@ from dlvm.experiments.io import read_data
 from dlvm.guides import pair
 from dlvm.inference import CsvRows, NpyRows, evaluate, fit, open_rows
 from dlvm.models import VAE, FactorAnalysis
+from tests.conftest import cuda
 
 
 def table(n=90, d=5, seed=0):
@@ -109,3 +110,15 @@ def test_a_streamed_source_takes_no_mask(npy):
     trained, guide = fa()
     with pytest.raises(ValueError, match="streamed data source has no mask"):
         fit(trained, guide, NpyRows(npy), mask=np.ones((90, 5), bool), epochs=1, progress=False)
+
+
+@cuda
+def test_streamed_fit_on_cuda_equals_in_memory_on_cuda(npy):
+    # pinned host batches copied to the GPU give the same steps as data held on the GPU
+    histories = []
+    for data in (table(), NpyRows(npy)):
+        trained, guide = vae()
+        result = fit(trained, guide, data, epochs=2, batch_size=32, seed=2, device="cuda", progress=False)
+        assert next(trained.parameters()).is_cuda
+        histories.append(result.history["elbo"].tolist())
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-10)
