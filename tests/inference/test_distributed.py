@@ -70,6 +70,8 @@ def fits(distributed, checkpoint=None, epochs=5, resume=False):
     trained, guide = fa_pair()
     out["fa"] = fit(trained, guide, table(), epochs=epochs, batch_size=BATCH, lr=0.05, seed=3,
                     progress=False, distributed=distributed)
+    trained, guide = fa_pair()
+    out["lbfgs"] = fit(trained, guide, table(), epochs=3, optimizer="lbfgs", progress=False, distributed=distributed)
     trained, guide = vae_pair()
     result = fit(trained, guide, table(400, seed=1), epochs=epochs, batch_size=50, lr=0.02, seed=3,
                  progress=False, distributed=distributed, checkpoint_dir=checkpoint, checkpoint_every=0,
@@ -84,6 +86,7 @@ def summary(out):
     return {
         "fa_params": [p.detach().clone() for p in out["fa"].model.parameters()],
         "fa_history": out["fa"].history["elbo"].tolist(),
+        "lbfgs_history": out["lbfgs"].history["elbo"].tolist(),
         "vae_history": out["vae"].history["elbo"].tolist(),
         "vae_params": [p.detach().clone() for p in _parameters(vae.model, vae.guide)],
         "vae_elbo": float(evaluate(vae.model, vae.guide, table(400, seed=1), num_samples=20).elbo.mean()),
@@ -142,6 +145,8 @@ def test_deterministic_fit_takes_the_same_steps_as_one_process(ranks, single):
     # exact guide: no noise, so two ranks reproduce the single-process trajectory
     for r in range(2):
         np.testing.assert_allclose(ranks[r]["fa_history"], single["fa_history"], rtol=1e-10)
+        # full-batch L-BFGS: every closure call (line search included) is reduced over the ranks
+        np.testing.assert_allclose(ranks[r]["lbfgs_history"], single["lbfgs_history"], rtol=1e-9)
         for a, b in zip(ranks[r]["fa_params"], single["fa_params"]):
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
