@@ -25,7 +25,26 @@ import torch
 
 #: rows of the random subsample a data-dependent ``initialize`` sees
 INITIALIZE_ROWS = 20_000
-_INDEX_COLUMNS = ("date", "Date", "time")
+#: CSV columns read as the row index (dates), not as features
+INDEX_COLUMNS = ("date", "Date", "time")
+
+
+def index_column(frame: pd.DataFrame) -> str | None:
+    """The name of the CSV table's row index column, if it has one."""
+    return next((name for name in INDEX_COLUMNS if name in frame.columns), None)
+
+
+def feature_columns(path, frame: pd.DataFrame) -> list[str]:
+    """The feature columns of a CSV table: every column but the first of INDEX_COLUMNS present
+    (the row index), all numeric."""
+    index = index_column(frame)
+    names = [c for c in frame.columns if c != index]
+    text = [str(c) for c in names if not pd.api.types.is_numeric_dtype(frame[c])]
+    if text:
+        raise ValueError(f"{path}: column {text[0]!r} is not numeric (only a date/time column may be)")
+    if not names:
+        raise ValueError(f"{path} has no numeric columns")
+    return names
 
 
 class RowSource:
@@ -142,7 +161,7 @@ class CsvRows(NpyRows):
             n, columns = 0, None
             for chunk in chunks():
                 if len(chunk):
-                    columns = columns or self._columns(path, chunk)
+                    columns = columns or feature_columns(path, chunk)
                 n += len(chunk)
             if not n:
                 raise ValueError(f"{path} has a header but no data rows")
@@ -160,16 +179,6 @@ class CsvRows(NpyRows):
             raise ValueError(f"{path} is not a readable CSV file ({str(err).splitlines()[0][:100]})") from None
         super().__init__(target, workers=workers)
         self.columns, self.source = columns, path
-
-    @staticmethod
-    def _columns(path: Path, chunk: pd.DataFrame) -> list[str]:
-        names = [c for c in chunk.columns if c not in _INDEX_COLUMNS]
-        text = [str(c) for c in names if not pd.api.types.is_numeric_dtype(chunk[c])]
-        if text:
-            raise ValueError(f"{path}: column {text[0]!r} is not numeric (only a date/time column may be)")
-        if not names:
-            raise ValueError(f"{path} has no numeric columns")
-        return names
 
 
 def open_rows(path: str | os.PathLike, workers: int = 0) -> RowSource:
