@@ -10,6 +10,7 @@ import pandas as pd
 
 from dlvm.inference.streaming import feature_columns, index_column
 
+
 @dataclass
 class Table:
     """Observations read from a file: ``x`` (N, ...) float64 with NaN for missing entries,
