@@ -17,6 +17,7 @@ import torch
 from dlvm.guides import ENCODERS, GUIDES, default_elbo, pair
 from dlvm.inference import ELBO_NAMES, OPTIMIZERS, CheckpointError, NonFiniteLossError, evaluate, fit
 from dlvm.inference.data import as_observations, resolve_device
+from dlvm.inference.streaming import RowSource, open_rows
 from dlvm.models import MODELS, build_model
 
 from . import EXPERIMENTS
@@ -91,6 +92,16 @@ def _guide_options(args) -> dict:
 
 
 def cmd_fit(args) -> int:
+    if not getattr(args, "distributed", False):
+        return _fit(args)
+    try:
+        return _fit(args)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _fit(args) -> int:
     if args.model not in MODELS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
     if args.latent_dim is not None and args.latent_dim < 1:
@@ -105,8 +116,16 @@ def cmd_fit(args) -> int:
     if guide_name not in spec.guides:
         raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
     elbo = args.elbo or default_elbo(guide_name)
-    table = read_data(args.data, args.missing, window=args.window, stride=args.stride)
-    x, mask = model_data(args.model, table.x, table.mask)
+    if args.stream:
+        if args.window or args.missing != "error" or spec.prepare is not None:
+            raise ValueError("--stream reads the rows of a .npy/.csv file as they are (no --window, "
+                             f"--missing mask or {args.model}'s data preparation)")
+        x, mask = open_rows(args.data), None
+        columns, shape = x.columns, x.shape
+    else:
+        table = read_data(args.data, args.missing, window=args.window, stride=args.stride)
+        x, mask = model_data(args.model, table.x, table.mask)
+        columns, shape = table.columns, table.x.shape
     dtype = args.dtype or spec.dtype
     event_shape = tuple(x.shape[1:])
     config = {
@@ -116,33 +135,44 @@ def cmd_fit(args) -> int:
         "epochs": args.epochs,
         "batch_size": args.batch_size, "num_particles": args.num_particles, "alpha": args.alpha,
         "seed": args.seed,
-        "data": str(args.data), "missing": args.missing, "columns": table.columns,
-        "window": args.window, "stride": args.stride,
+        "data": str(args.data), "missing": args.missing, "columns": columns,
+        "window": args.window, "stride": args.stride, "stream": bool(args.stream),
     }
     torch.manual_seed(args.seed)
     model = build_model(args.model, event_shape, config["model_options"]).to(DTYPES[dtype])
     trained, guide = pair(model, guide_name, event_shape, **config["guide_options"])
     guide.to(DTYPES[dtype])
-    device = resolve_device(args.device)
+    rank, world = 0, 1
+    if args.distributed:
+        from dlvm.inference.distributed import init_from_environment, rank_and_world
+
+        device = init_from_environment(args.device)
+        rank, world = rank_and_world()
+    else:
+        device = resolve_device(args.device)
+    options = dict(
+        mask=mask, elbo=elbo, optimizer=args.optimizer,
+        lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
+        num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
+        clip_norm=args.clip_norm, early_stopping=args.early_stopping, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, config=config, distributed=args.distributed,
+    )
+    if rank > 0:  # the other ranks train alongside rank 0, which alone writes the run folder
+        fit(trained, guide, x, checkpoint_dir=None, progress=False, **options)
+        return 0
     out = Path(args.out)
     with staged_run(out, overwrite=args.overwrite, resume=args.resume) as stage:
         write_json(stage / "config.json", config)
         began = time.perf_counter()
-        result = fit(
-            trained, guide, x, mask=mask, elbo=elbo, optimizer=args.optimizer,
-            lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
-            num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
-            clip_norm=args.clip_norm, early_stopping=args.early_stopping,
-            checkpoint_dir=stage, checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.quiet, config=config,
-        )
+        result = fit(trained, guide, x, checkpoint_dir=stage, progress=not args.quiet, **options)
         seconds = time.perf_counter() - began
         result.history.to_csv(stage / "history.csv", index=False)
         scores = scores_per_observation(trained, guide, x, mask, args.iwae_samples)
         metrics = {
-            **scores, "n_rows": int(table.x.shape[0]), "n_features": int(table.x.shape[-1]),
+            **scores, "n_rows": int(shape[0]), "n_features": int(shape[-1]),
             "fit_seconds": round(seconds, 3), "epochs_run": int(len(result.history)),
             "model": args.model, "guide": guide_name, "elbo_name": elbo,
-            "num_parameters": int(model.num_parameters()), "device": str(device),
+            "num_parameters": int(model.num_parameters()), "device": str(device), "processes": world,
         }
         write_json(stage / "metrics.json", metrics)
     if not args.quiet:
@@ -154,8 +184,11 @@ def scores_per_observation(trained, guide, x, mask, iwae_samples: int) -> dict:
     """ELBO, IWAE-K, exact log-likelihood and gap in nats per observation: per row for a table,
     per time step for a sequence model (``observations_per_row``)."""
     result = evaluate(trained, guide, x, mask, num_samples=iwae_samples)
-    xt, mt = as_observations(x, mask, dtype=result.elbo.dtype)
-    count = float(trained.observations_per_row(xt, mt).sum())
+    if isinstance(x, RowSource):  # no mask: every row holds as many observations as the first
+        count = float(trained.observations_per_row(torch.as_tensor(x.rows(0, 1))).sum()) * len(x)
+    else:
+        xt, mt = as_observations(x, mask, dtype=result.elbo.dtype)
+        count = float(trained.observations_per_row(xt, mt).sum())
     scores = {"elbo": float(result.elbo.sum()) / count, "iwae": float(result.iwae.sum()) / count,
               "iwae_samples": result.num_samples, "log_likelihood": None, "gap": None,
               "n_observations": int(count)}
@@ -169,9 +202,14 @@ def cmd_evaluate(args) -> int:
     run = load_run(args.run, device=resolve_device(args.device))
     if args.missing is not None:
         run.config["missing"] = args.missing
-    x, mask = run_data(run.config, args.data)
+    if run.config.get("stream"):
+        x, mask = open_rows(args.data or run.config["data"]), None
+        if x.row_shape != tuple(run.config["event_shape"]):
+            raise ValueError(f"data rows have shape {x.row_shape}, the model expects {tuple(run.config['event_shape'])}")
+    else:
+        x, mask = run_data(run.config, args.data)
     scores = scores_per_observation(run.trained, run.guide, x, mask, args.iwae_samples)
-    print(json.dumps({**scores, "n_rows": int(x.shape[0]), "model": run.config["model"],
+    print(json.dumps({**scores, "n_rows": len(x), "model": run.config["model"],
                       "guide": run.config["guide"]}, indent=2))
     return 0
 
@@ -342,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write checkpoint.pt at the end of an epoch this often (and after the last)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted fit into --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--stream", action="store_true",
+                   help="read the rows of a .npy/.csv file from disk per minibatch (data larger than memory)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data parallel over the processes started by torchrun (rank 0 writes --out)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fit)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-INDEX_COLUMNS = ("date", "Date", "time")
+from dlvm.inference.streaming import feature_columns, index_column
 
 
 @dataclass
@@ -31,17 +31,10 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[str], pd.Index | None]:
         raise ValueError(f"{path} is not a readable CSV file ({str(err).splitlines()[0][:100]})") from None
     if frame.empty:
         raise ValueError(f"{path} has a header but no data rows")
-    index = None
-    for name in INDEX_COLUMNS:
-        if name in frame.columns:
-            index = pd.Index(frame.pop(name), name=name)
-            break
-    text = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if text:
-        raise ValueError(f"{path}: column {text[0]!r} is not numeric (only a date/time column may be)")
-    if frame.shape[1] == 0:
-        raise ValueError(f"{path} has no numeric columns")
-    return frame.to_numpy(dtype=np.float64), [str(c) for c in frame.columns], index
+    columns = feature_columns(path, frame)
+    name = index_column(frame)
+    index = None if name is None else pd.Index(frame[name], name=name)
+    return frame[columns].to_numpy(dtype=np.float64), [str(c) for c in columns], index
 
 
 def _read_array(path: Path) -> np.ndarray:

@@ -23,7 +23,12 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, load_state, save_checkpoint
 from .data import as_observations, resolve_device
+from .distributed import (
+    ShardedBatches, broadcast_modules, broadcast_object, gather_objects, rank_and_world, reduce_gradients,
+    reduce_sum,
+)
 from .elbos import make_elbo
+from .streaming import INITIALIZE_ROWS, RowSource, chunks, row_loader
 
 OPTIMIZERS = ("adam", "clippedadam", "lbfgs")
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -64,25 +69,74 @@ def latent_site_names(model, guide, x, mask=None) -> list[str]:
     ]
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator):
-    order = torch.randperm(n, generator=generator)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
 def _take(x, mask, index, device):
     index = index.to(device)
     return x[index], None if mask is None else mask[index]
 
 
-def _total_loss(elbo, model, guide, x, mask, batch_size):
-    """Summed -ELBO over all rows of (x, mask), evaluated in batches without gradients."""
+def _streamed(source, sampler, dtype, device):
+    """(global minibatch rows, x, None) for each minibatch of ``sampler`` read from ``source``."""
+    for step, xb in enumerate(row_loader(source, sampler, device)):
+        global_rows = min(sampler.batch_size, sampler.n - step * sampler.batch_size)
+        if xb.shape[0] == 0:  # this rank's shard of a batch smaller than the number of ranks
+            yield global_rows, xb.to(device=device, dtype=dtype), None
+            continue
+        xb = xb.to(device, non_blocking=True)
+        yield (global_rows, *as_observations(xb, dtype=dtype, device=device))
+
+
+def _rng_state(device: torch.device) -> list[torch.Tensor]:
+    """The random states a fit draws from: the CPU's, and the GPU's when it runs on one."""
+    return [torch.get_rng_state(), *([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])]
+
+
+def _set_rng_state(states, device: torch.device) -> None:
+    torch.set_rng_state(states[0].cpu())
+    if device.type == "cuda" and len(states) > 1:
+        torch.cuda.set_rng_state(states[1].cpu(), device)
+
+
+def _total_loss(elbo, model, guide, x, mask, batch_size, rank=0, world=1, dtype=None, device="cpu"):
+    """Summed -ELBO over all rows of (x, mask) (tensors, or a RowSource read in chunks), evaluated
+    in batches without gradients; with ``world`` ranks each takes a share and the sums are added."""
     total = 0.0
     with torch.no_grad():
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size]
-            mb = None if mask is None else mask[start : start + batch_size]
+        for xb, mb in chunks(x, mask, batch_size, rank, world):
+            if isinstance(x, RowSource):
+                xb, mb = as_observations(xb, dtype=dtype, device=device)
             total += elbo.loss(model, guide, xb, mb)
-    return total
+    return reduce_sum(total, device) if world > 1 else total
+
+
+def minibatch_loss_and_grads(estimator, model, guide, xb, mb, *, size, global_rows, params, world=1) -> float:
+    """The loss (-ELBO estimate scaled to ``size`` rows, eq. 6.7) of one minibatch of
+    ``global_rows`` rows, with its gradient in the parameters' ``.grad``.
+
+    In one process (xb, mb) is the whole minibatch. With ``world`` > 1 ranks it is this rank's
+    shard of B_r rows: the loss and gradient are weighted by B_r / global_rows and summed over
+    the ranks (:mod:`dlvm.inference.distributed`), giving every rank the single-process values. A
+    distribution that receives non-finite parameters then gives a NaN loss on every rank
+    instead of an error on one.
+    """
+    if world == 1:
+        return estimator.loss_and_grads(model, guide, xb, mb, size=size)
+    loss = 0.0
+    if xb.shape[0]:
+        try:
+            loss = estimator.loss_and_grads(model, guide, xb, mb, size=size)
+        except ValueError as err:
+            if "invalid values" not in str(err):
+                raise
+            loss = math.nan
+    return reduce_gradients(params, loss, xb.shape[0] / global_rows)
+
+
+def _minibatch_loss(estimator, model, guide, xb, mb, *, size, global_rows, world=1) -> float:
+    """The loss of :func:`minibatch_loss_and_grads` without gradients."""
+    if world == 1:
+        return estimator.loss(model, guide, xb, mb, size=size)
+    loss = estimator.loss(model, guide, xb, mb, size=size) if xb.shape[0] else 0.0
+    return reduce_sum(loss * xb.shape[0] / global_rows, xb.device)
 
 
 def _make_optimizer(name, params, lr, clip_norm):
@@ -155,12 +209,16 @@ def fit(
     initialize: bool = True,
     progress: bool = True,
     config: dict | None = None,
+    distributed: bool = False,
 ) -> FitResult:
     """Train ``guide`` and ``model`` by stochastic variational inference.
 
     Args:
         model, guide: PyroModules with the signature ``(x, mask=None, size=None)``.
         data: array-like (N, ...); ``mask`` (same shape, True = observed) marks missing entries.
+            Or a :class:`~dlvm.inference.streaming.RowSource` (rows read from disk per minibatch
+            through a DataLoader; ``initialize`` then sees a random subsample of
+            ``INITIALIZE_ROWS`` rows): memory independent of N.
         elbo: estimator name (:data:`dlvm.inference.elbos.ELBO_NAMES`); ``alpha`` for ``renyi``.
         optimizer: ``adam``, ``clippedadam`` (Pyro's ClippedAdam) or ``lbfgs`` (full batch; the
             loss must be deterministic, i.e. the guide samples nothing). ``lr`` defaults to 1e-2
@@ -175,22 +233,47 @@ def fit(
             ``checkpoint_every`` seconds have passed since the last one, and after the last epoch;
             with ``resume`` continue from it (same seed -> the same result as an uninterrupted run).
         initialize: call ``model.initialize(x, mask)`` (data-dependent start) where it exists.
+        distributed: data parallel over the ranks of the initialised ``torch.distributed``
+            process group (:mod:`dlvm.inference.distributed`): every rank calls ``fit`` with the
+            same arguments, rank 0's parameters are broadcast, each rank computes the ELBO of its
+            shard of every minibatch, the gradients are averaged so each step equals the
+            single-process step on the same ``batch_size`` rows, and rank 0 alone writes the
+            checkpoint (resume reads it on rank 0 and sends it to the others).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     device = resolve_device(device)
+    rank, world = 0, 1
+    if distributed:
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise ValueError("distributed=True needs an initialised torch.distributed process group (run under torchrun)")
+        rank, world = rank_and_world()
+        if elbo == "renyi" and num_particles > 1:
+            raise ValueError("the renyi bound with several particles is not a sum over rows: it cannot be split over ranks")
     pyro.set_rng_seed(seed)
     model.to(device)
     guide.to(device)
     if dtype is None:
         # a Bayesian model may hold buffers only (its globals are latent)
         dtype = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).dtype
-    x, mask = as_observations(data, mask, dtype=dtype, device=device)
-    n = x.shape[0]
+    streaming = isinstance(data, RowSource)
+    if streaming:
+        if mask is not None:
+            raise ValueError("a streamed data source has no mask: missing values are not supported when streaming")
+        x, n = data, len(data)
+        # data-dependent starts and the parameter probe see a bounded random subsample
+        start_x, start_mask = as_observations(data.subsample(INITIALIZE_ROWS, seed), dtype=dtype, device=device)
+    else:
+        x, mask = as_observations(data, mask, dtype=dtype, device=device)
+        n = x.shape[0]
+        start_x, start_mask = x, mask
     if val_data is not None:
-        val_x, val_mask = as_observations(val_data, val_mask, dtype=dtype, device=device)
+        if isinstance(val_data, RowSource):
+            val_x, val_mask = val_data, None
+        else:
+            val_x, val_mask = as_observations(val_data, val_mask, dtype=dtype, device=device)
     batch_size = n if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
@@ -202,11 +285,14 @@ def fit(
         max_plate_nesting=getattr(model, "max_plate_nesting", 1),
     )
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
-    state = load_checkpoint(checkpoint, map_location=device) if resume and checkpoint and checkpoint.exists() else None
+    state = None
+    if rank == 0 and resume and checkpoint and checkpoint.exists():
+        state = load_checkpoint(checkpoint, map_location="cpu" if world > 1 else device)
+    state = broadcast_object(state) if world > 1 else state
     if initialize and state is None and hasattr(model, "initialize"):
-        model.initialize(x, mask)
+        model.initialize(start_x, start_mask)
     # one trace of guide and model creates any lazily built parameters before the optimizer
-    probe_x, probe_m = x[:2], None if mask is None else mask[:2]
+    probe_x, probe_m = start_x[:2], None if start_mask is None else start_mask[:2]
     latents = latent_site_names(model, guide, probe_x, probe_m)
     with poutine.block():
         poutine.trace(poutine.replay(model, poutine.trace(guide).get_trace(probe_x, probe_m))).get_trace(probe_x, probe_m)
@@ -220,6 +306,10 @@ def fit(
     params = _parameters(model, guide)
     if not params:
         raise ValueError("the model and guide have no parameters to train")
+    if world > 1:
+        broadcast_modules(model, guide)
+        if rank > 0:  # rank 0 keeps the single-process random stream; the others draw their own
+            torch.manual_seed(seed * 1_000_003 + 7919 * rank)
     optim = _make_optimizer(optimizer, params, lr, clip_norm)
     if not 0 < lr_decay <= 1:
         raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
@@ -233,7 +323,11 @@ def fit(
         load_state(guide, state["guide"], "guide")
         optim.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or []
+        if len(ranks) == world:
+            _set_rng_state(ranks[rank], device)
+        elif rank == 0:
+            _set_rng_state([state["rng"], *([state["cuda_rng"]] if "cuda_rng" in state else [])], device)
         history = list(state["history"])
         best = dict(state["best"])
         start_epoch = int(state["epoch"]) + 1
@@ -241,19 +335,22 @@ def fit(
 
     stopped_early = False
     last_saved = time.perf_counter()
-    bar = tqdm(range(start_epoch, epochs + 1), desc="fit", disable=not progress, leave=False)
+    bar = tqdm(range(start_epoch, epochs + 1), desc="fit", disable=not progress or rank > 0, leave=False)
+    sampler = ShardedBatches(n, batch_size, seed, rank, world, pairs=not streaming)
     for epoch in bar:
         began = time.perf_counter()
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        sampler.set_epoch(epoch)
         losses = []
-        for step, index in enumerate(_batches(n, batch_size, generator), start=1):
-            xb, mb = _take(x, mask, index, device)
+        batches = _streamed(x, sampler, dtype, device) if streaming else (
+            (len(index), *_take(x, mask, local, device)) for index, local in sampler)
+        for step, (global_rows, xb, mb) in enumerate(batches, start=1):
+            rows = dict(size=n, global_rows=global_rows, world=world)
             if optimizer == "lbfgs":
                 def closure():
                     # L-BFGS minimises the loss per row (its tolerances then mean the same for
                     # any N), in float64 so that the line search sees changes far below 1e-7
                     optim.zero_grad()
-                    value = estimator.loss_and_grads(model, guide, xb, mb, size=n) / n
+                    value = minibatch_loss_and_grads(estimator, model, guide, xb, mb, params=params, **rows) / n
                     for p in params:
                         if p.grad is not None:
                             p.grad.div_(n)
@@ -262,11 +359,12 @@ def fit(
                 _guarded(lambda: optim.step(closure), epoch, step, checkpoint)
                 # no iteration taken: the gradient was already below tolerance_grad
                 lbfgs_done = optim.state[params[0]].get("n_iter", 0) == iterations
-                loss = _guarded(lambda: estimator.loss(model, guide, xb, mb, size=n), epoch, step, checkpoint)
+                loss = _guarded(lambda: _minibatch_loss(estimator, model, guide, xb, mb, **rows), epoch, step, checkpoint)
             else:
                 optim.zero_grad()
                 loss = _guarded(
-                    lambda: estimator.loss_and_grads(model, guide, xb, mb, size=n), epoch, step, checkpoint
+                    lambda: minibatch_loss_and_grads(estimator, model, guide, xb, mb, params=params, **rows),
+                    epoch, step, checkpoint,
                 )
                 _check_finite(loss, epoch, step, checkpoint)
                 if clip_norm is not None and optimizer != "clippedadam":
@@ -278,7 +376,8 @@ def fit(
         train_elbo = -sum(losses) / len(losses) / n
         val_elbo = math.nan
         if val_data is not None:
-            val_elbo = -_total_loss(estimator, model, guide, val_x, val_mask, batch_size) / val_x.shape[0]
+            val_elbo = -_total_loss(estimator, model, guide, val_x, val_mask, batch_size, rank, world,
+                                    dtype, device) / len(val_x)
         elapsed += time.perf_counter() - began
         history.append({"epoch": epoch, "elbo": train_elbo, "val_elbo": val_elbo, "seconds": elapsed})
         monitored = val_elbo if val_data is not None else train_elbo
@@ -294,13 +393,20 @@ def fit(
             len(history) > 1 and abs(history[-2]["elbo"] - train_elbo) < 1e-10 * (1 + abs(train_elbo))
         ))
         finished = stopped_early or converged or epoch == epochs
-        if checkpoint is not None and (finished or time.perf_counter() - last_saved >= checkpoint_every):
+        save = checkpoint is not None and (finished or time.perf_counter() - last_saved >= checkpoint_every)
+        if world > 1:  # rank 0's clock decides; every rank sends its random state along
+            save = broadcast_object(save)
+            rng_ranks = gather_objects(_rng_state(device)) if save else None
+        if save and rank == 0:
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "guide": guide.state_dict(),
                 "optimizer": optim.state_dict(), "schedule": schedule.state_dict(),
                 "epoch": epoch, "history": history,
                 "rng": torch.get_rng_state(), "best": best, "config": config or {},
+                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+                **({"rng_ranks": rng_ranks} if world > 1 else {}),
             })
+        if save:
             last_saved = time.perf_counter()
         if finished:
             break

@@ -12,6 +12,7 @@ import torch
 
 from .data import as_observations
 from .engine import latent_site_names
+from .streaming import RowSource, chunks
 
 
 def _per_row(log_prob: torch.Tensor, frame_dim: int, rows: int) -> torch.Tensor:
@@ -100,20 +101,29 @@ def evaluate(model, guide, data, mask=None, *, num_samples: int = 100, batch_siz
     """ELBO and IWAE-K per row from the same K draws of the guide, plus the exact log p(x).
 
     A guide that samples nothing (exact or enumerated) gives the same value for every draw, so
-    one draw is taken. Runs on the model's device and dtype.
+    one draw is taken. Runs on the model's device and dtype. ``data`` may be a
+    :class:`~dlvm.inference.streaming.RowSource`, read in chunks of ``batch_size`` rows.
     """
     if num_samples < 1:
         raise ValueError(f"the number of importance samples must be at least 1, got {num_samples}")
     param = next(itertools.chain(model.parameters(), model.buffers()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.get_default_dtype()
-    x, mask = as_observations(data, mask, dtype=dtype, device=device)
-    if not latent_site_names(model, guide, x[:2], None if mask is None else mask[:2]):
+    streaming = isinstance(data, RowSource)
+    if streaming:
+        if mask is not None:
+            raise ValueError("a streamed data source has no mask")
+        x = data
+        probe_x, probe_m = as_observations(data.rows(0, 2), dtype=dtype, device=device)
+    else:
+        x, mask = as_observations(data, mask, dtype=dtype, device=device)
+        probe_x, probe_m = x[:2], None if mask is None else mask[:2]
+    if not latent_site_names(model, guide, probe_x, probe_m):
         num_samples = 1
     elbos, iwaes, exact = [], [], []
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start : start + batch_size]
-        mb = None if mask is None else mask[start : start + batch_size]
+    for xb, mb in chunks(x, mask, batch_size):
+        if streaming:
+            xb, mb = as_observations(xb, dtype=dtype, device=device)
         draws = torch.stack([log_weights(model, guide, xb, mb) for _ in range(num_samples)])
         elbos.append(draws.mean(0))
         iwaes.append(torch.logsumexp(draws, 0) - math.log(num_samples))

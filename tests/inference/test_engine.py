@@ -12,6 +12,7 @@ from dlvm.inference import (
     ELBO_NAMES, CheckpointError, NonFiniteLossError, fit, load_checkpoint, make_elbo, save_checkpoint,
 )
 from dlvm.models import FactorAnalysis, Marginalized
+from tests.conftest import cuda
 
 
 def data(n=200, d=6, seed=0):
@@ -155,3 +156,18 @@ def test_every_continuous_estimator_trains_fa(name):
     guide.double()
     result = fit(trained, guide, data(), elbo=name, alpha=0.5, epochs=30, batch_size=100, lr=0.02, progress=False)
     assert result.history["elbo"].iloc[-5:].mean() > result.history["elbo"].iloc[:5].mean()
+
+
+@cuda
+def test_resume_on_cuda_reproduces_an_uninterrupted_run(tmp_path):
+    # the GPU's random state travels in the checkpoint too
+    def run(folder, epochs, resume=False):
+        torch.manual_seed(0)
+        trained, guide = pair(FactorAnalysis(6, 2).double(), "amortized", (6,))
+        return fit(trained, guide.double(), data(), epochs=epochs, batch_size=50, seed=7, device="cuda",
+                   checkpoint_dir=folder, checkpoint_every=0, resume=resume, progress=False)
+
+    straight = run(tmp_path / "a", 4)
+    run(tmp_path / "b", 2)
+    resumed = run(tmp_path / "b", 4, resume=True)
+    assert resumed.history["elbo"].tolist() == straight.history["elbo"].tolist()
