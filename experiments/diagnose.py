@@ -19,7 +19,7 @@ from dlvm.inference.diagnostics import psis_khat, run_nuts, to_arviz
 from dlvm.models.base import has_global_latents
 
 from .plots import plt, save_figure_at
-from .runs import load_run, run_data
+from .runs import check_event_shape, load_run, run_data
 
 K_THRESHOLD = 0.7
 
@@ -29,8 +29,7 @@ def _read(data, config: dict):
     if data is None or isinstance(data, (str, Path)):
         return run_data(config, data)
     x = np.asarray(data, dtype=float)
-    if tuple(x.shape[1:]) != tuple(config["event_shape"]):
-        raise ValueError(f"data rows have shape {tuple(x.shape[1:])}, the model expects {tuple(config['event_shape'])}")
+    check_event_shape(x, config)
     return x, None
 
 

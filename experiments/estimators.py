@@ -20,6 +20,7 @@ import torch
 
 from dlvm.guides import default_elbo, pair
 from dlvm.guides.baselines import WithBaseline, needs_score_function
+from dlvm.inference.engine import guide_latents
 from dlvm.inference.estimators import compare_estimators, training_curves
 from dlvm.models import MODELS, build_model
 
@@ -52,13 +53,6 @@ def _samples_without_rsample(guide, x) -> bool:
     return any(needs_score_function(site) for site in trace.nodes.values())
 
 
-def _samples_anything(guide, x) -> bool:
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(guide).get_trace(x[:2])
-    return any(s["type"] == "sample" and not s["is_observed"] and type(s["fn"]).__name__ != "_Subsample"
-               for s in trace.nodes.values())
-
-
 def build_guides(name: str, event_shape: tuple, options: dict, x: torch.Tensor, seed: int = 0):
     """{label: (model_to_train, guide)} and the (label, estimator) pairs to compare for a model.
 
@@ -86,7 +80,7 @@ def build_guides(name: str, event_shape: tuple, options: dict, x: torch.Tensor, 
     for guide_name in spec.guides:
         trained, guide = add(guide_name)
         xd = x.to(dtype)
-        if not _samples_anything(guide, xd):  # exact or enumerated: a deterministic gradient
+        if not guide_latents(guide, xd[:2]):  # exact or enumerated: a deterministic gradient
             guides[guide_name] = (trained, guide)
             pairs.append((guide_name, default_elbo(guide_name)))
             families[guide_name] = default_elbo(guide_name)

@@ -152,6 +152,13 @@ def model_data(model_name: str, x, mask=None):
     return prepare(x), None if mask is None else prepare(mask)
 
 
+def check_event_shape(x, config: dict) -> None:
+    """A one-line error unless the rows of ``x`` have the shape the run's model was built for."""
+    expected = tuple(config["event_shape"])
+    if tuple(x.shape[1:]) != expected:
+        raise ValueError(f"data rows have shape {tuple(x.shape[1:])}, the model expects {expected}")
+
+
 def run_data(config: dict, source=None, min_rows: int = 1, with_index: bool = False):
     """(x, mask) for a run: ``source`` (a file or data-set name; default the data the run was
     fitted on), read as at fit time (missing values, windows) and checked against its shape.
@@ -161,7 +168,5 @@ def run_data(config: dict, source=None, min_rows: int = 1, with_index: bool = Fa
         raise ValueError("the run folder does not name its data: pass --data FILE")
     table = read_data(source, config.get("missing", "error"), min_rows, config.get("window"), config.get("stride"))
     x, mask = model_data(config["model"], table.x, table.mask)
-    expected = tuple(config["event_shape"])
-    if tuple(x.shape[1:]) != expected:
-        raise ValueError(f"data rows have shape {tuple(x.shape[1:])}, the model expects {expected}")
+    check_event_shape(x, config)
     return (x, mask, table.index) if with_index else (x, mask)

@@ -30,6 +30,7 @@ from pyro.ops.stats import fit_generalized_pareto
 from dlvm.models.base import call_in_context
 
 from . import arviz_adapter
+from .engine import latent_sites
 from .estimators import model_observations
 from .evaluate import _per_row, log_weights
 
@@ -41,11 +42,8 @@ def _in_data_plate(site) -> bool:
 
 
 def _latent_sites(trace):
-    return {
-        name: site for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"]
-        and type(site["fn"]).__name__ != "_Subsample" and not site["infer"].get("is_auxiliary")
-    }
+    """Latent sites of a guide trace other than an autoguide's auxiliary ones."""
+    return {name: site for name, site in latent_sites(trace).items() if not site["infer"].get("is_auxiliary")}
 
 
 def guide_draws(guide, x, mask=None, num_draws: int = 500) -> dict[str, torch.Tensor]:

@@ -57,16 +57,19 @@ class FitResult:
     config: dict = field(default_factory=dict)
 
 
-def latent_site_names(model, guide, x, mask=None) -> list[str]:
-    """Names of the sample sites the guide draws (its latents) for the batch ``x``."""
+def latent_sites(trace) -> dict:
+    """The latent sample sites of a trace ({name: site}): sampled, not observed, not a plate's
+    subsample."""
+    return {
+        name: site for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and type(site["fn"]).__name__ != "_Subsample"
+    }
+
+
+def guide_latents(guide, x, mask=None) -> dict:
+    """The sample sites the guide draws (its latents) for the batch ``x``: {name: site}."""
     with poutine.block():
-        trace = poutine.trace(guide).get_trace(x, mask)
-    return [
-        name
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"]
-        and type(site["fn"]).__name__ != "_Subsample"
-    ]
+        return latent_sites(poutine.trace(guide).get_trace(x, mask))
 
 
 def _take(x, mask, index, device):
@@ -293,7 +296,7 @@ def fit(
         model.initialize(start_x, start_mask)
     # one trace of guide and model creates any lazily built parameters before the optimizer
     probe_x, probe_m = start_x[:2], None if start_mask is None else start_mask[:2]
-    latents = latent_site_names(model, guide, probe_x, probe_m)
+    latents = list(guide_latents(guide, probe_x, probe_m))
     with poutine.block():
         poutine.trace(poutine.replay(model, poutine.trace(guide).get_trace(probe_x, probe_m))).get_trace(probe_x, probe_m)
     if optimizer == "lbfgs":

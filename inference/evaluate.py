@@ -11,7 +11,7 @@ import pyro.poutine as poutine
 import torch
 
 from .data import as_observations
-from .engine import latent_site_names
+from .engine import guide_latents
 from .streaming import RowSource, chunks
 
 
@@ -118,7 +118,7 @@ def evaluate(model, guide, data, mask=None, *, num_samples: int = 100, batch_siz
     else:
         x, mask = as_observations(data, mask, dtype=dtype, device=device)
         probe_x, probe_m = x[:2], None if mask is None else mask[:2]
-    if not latent_site_names(model, guide, probe_x, probe_m):
+    if not guide_latents(guide, probe_x, probe_m):
         num_samples = 1
     elbos, iwaes, exact = [], [], []
     for xb, mb in chunks(x, mask, batch_size):

@@ -204,6 +204,12 @@ class Marginalized(PyroModule):
     def __init__(self, base: LatentVariableModel):
         if not hasattr(base, "marginal_model"):
             raise ValueError(f"{type(base).__name__} has no exact marginal: use an amortized guide")
+        ran = [m for m in base.modules() if m is not base and isinstance(m, PyroModule) and m._pyro_context.used]
+        if ran:  # Pyro cannot adopt submodules that already ran on their own
+            raise ValueError(
+                f"this {type(base).__name__} has already run; pair it with the exact guide before "
+                "initialising or fitting it"
+            )
         super().__init__()
         self.base = base
         self.max_plate_nesting = base.max_plate_nesting

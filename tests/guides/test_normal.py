@@ -62,3 +62,12 @@ def test_exact_pair_collapses_the_model():
     trained, guide = pair(model, "exact", (5,))
     assert isinstance(trained, Marginalized) and isinstance(guide, ExactGuide)
     assert trained.log_marginal is not None and trained.num_features == 5
+
+
+def test_exact_pair_of_a_model_that_already_ran_is_a_clear_error():
+    from dlvm.models import GaussianMixture
+
+    model = GaussianMixture(1, 2).double()
+    model.initialize(torch.randn(30, 1, dtype=torch.float64))  # runs the model's Pyro methods
+    with pytest.raises(ValueError, match="pair it with the exact guide before"):
+        pair(model, "exact", (1,))
