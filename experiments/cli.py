@@ -161,7 +161,7 @@ def _fit(args) -> int:
         fit(trained, guide, x, checkpoint_dir=None, progress=False, **options)
         return 0
     out = Path(args.out)
-    with staged_run(out, overwrite=args.overwrite, resume=args.resume) as stage:
+    with staged_run(out, overwrite=args.overwrite, resume=args.resume, protect=_input_paths(args.data)) as stage:
         write_json(stage / "config.json", config)
         began = time.perf_counter()
         result = fit(trained, guide, x, checkpoint_dir=stage, progress=not args.quiet, **options)
@@ -214,6 +214,11 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _input_paths(*names) -> list[Path]:
+    """The given data or run arguments that are paths on disk (never to be replaced by an output)."""
+    return [Path(n) for n in names if n is not None and Path(n).exists()]
+
+
 def _write_csv(frame, out: Path, overwrite: bool) -> None:
     out = Path(out)
     if out.exists() and not overwrite:
@@ -246,7 +251,7 @@ def cmd_compare(args) -> int:
     elbos = [e.strip() for e in args.elbos.split(",") if e.strip()] if args.elbos else None
     options = dict(MODELS[args.model].example_options)
     options.update(_model_options(args))
-    with staged_run(Path(args.out), overwrite=args.overwrite) as stage:
+    with staged_run(Path(args.out), overwrite=args.overwrite, protect=_input_paths(args.data)) as stage:
         compare(args.model, x, elbos, stage, options=options, steps=args.steps, num_draws=args.draws,
                 seed=args.seed)
     print(f"wrote the estimator comparison to {args.out}")
@@ -257,9 +262,8 @@ def cmd_diagnose(args) -> int:
     from .diagnose import diagnose
 
     out = Path(args.out) if args.out else Path(args.run) / "diagnostics"
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise ValueError(f"{out} already holds diagnostics; pass --overwrite to replace them")
-    summary = diagnose(args.run, args.data, args.mcmc, out, seed=args.seed)
+    with staged_run(out, overwrite=args.overwrite, protect=_input_paths(args.data, args.run)) as stage:
+        summary = diagnose(args.run, args.data, args.mcmc, stage, seed=args.seed)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

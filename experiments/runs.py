@@ -7,6 +7,7 @@ the trained model and guide (:func:`load_run`).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -44,43 +45,119 @@ def write_json(path: Path, payload: dict) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
+#: the file dlvm writes into every folder it creates; only a folder holding it is ever replaced
+RUN_MARKER = ".dlvm-run"
+
+
 def staging_dir(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def check_output(out: Path, overwrite: bool) -> None:
-    """Refuse an output folder that already holds something, unless ``overwrite``."""
+def _is_within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def check_output(out: Path, overwrite: bool, protect=()) -> None:
+    """Refuse an output folder that dlvm may not write or replace.
+
+    An existing folder is replaced only with ``overwrite``, and only when it is empty or holds
+    :data:`RUN_MARKER` (dlvm wrote it). Never replaced: a file, the working directory or a folder
+    above it, a folder holding any path of ``protect`` (the input data).
+    """
+    out = Path(out)
+    if not out.name or out.name in (".", ".."):
+        raise ValueError(f"--out {str(out)!r} names no folder of its own; give a new folder name")
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"output folder {out} already holds a run; pass --overwrite to replace it")
-    parent = out.resolve().parent
+    resolved = out.resolve()
+    if _is_within(Path.cwd().resolve(), resolved):
+        raise ValueError(f"output {out} is the working directory or holds it; choose a new folder")
+    for path in protect:
+        if path is not None and _is_within(Path(path).resolve(), resolved):
+            raise ValueError(f"output {out} holds the input {path}; choose another folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / RUN_MARKER).is_file():
+            raise ValueError(f"{out} exists and was not written by dlvm; it is never replaced: choose another --out")
+        if not overwrite:
+            raise ValueError(f"output folder {out} already holds a run; pass --overwrite to replace it")
+    parent = resolved.parent
     if parent.exists() and not os.access(parent, os.W_OK):
         raise ValueError(f"cannot write to {parent} (permission denied)")
 
 
 @contextmanager
-def staged_run(out: Path, *, overwrite: bool = False, resume: bool = False):
+def output_lock(out: Path):
+    """Hold an exclusive lock on ``out`` (the file ``.OUT.lock`` beside it) for the block.
+
+    A second dlvm process on the same output fails at once with one line instead of racing the
+    first one for the folder.
+    """
+    lock = out.with_name(f".{out.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another dlvm process is writing {out}; wait for it or choose another --out") from None
+        if not lock.exists() or os.stat(lock).st_ino != os.fstat(handle.fileno()).st_ino:
+            raise ValueError(f"another dlvm process has just written {out}; run again to replace it")
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+    finally:
+        handle.close()
+
+
+def new_dlvm_folder(path: Path) -> Path:
+    """Create ``path`` (and parents) with :data:`RUN_MARKER` in it; return it."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / RUN_MARKER).write_text("written by dlvm; `--overwrite` may replace this folder\n")
+    return path
+
+
+def replace_folder(source: Path, out: Path) -> None:
+    """Move the finished folder ``source`` to ``out``; an old run at ``out`` is removed only once
+    the new one is in place."""
+    old = None
+    if out.exists():
+        if any(out.iterdir()) and not (out / RUN_MARKER).is_file():
+            raise ValueError(f"{out} was changed by another program while dlvm wrote; it is left as it is")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(source, out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+@contextmanager
+def staged_run(out: Path, *, overwrite: bool = False, resume: bool = False, protect=()):
     """Yield the staging folder for a run that will become ``out`` when the block succeeds.
 
-    Without ``resume`` a stale staging folder is cleared first. If the block fails, a staging
-    folder holding a checkpoint is kept (for ``--resume``); an empty one is removed.
+    ``out`` is checked (:func:`check_output`: only dlvm's own folders are replaced, never the
+    data in ``protect``) and locked for the whole block. Without ``resume`` a stale staging folder
+    is cleared first. If the block fails, a staging folder holding a checkpoint is kept (for
+    ``--resume``); an empty one is removed.
     """
     out = Path(out)
-    check_output(out, overwrite)
-    stage = staging_dir(out)
-    if stage.exists() and not resume:
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True, exist_ok=True)
-    try:
-        yield stage
-    except BaseException:
-        if not (stage / CHECKPOINT_NAME).exists():
-            shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(stage, out)
+    check_output(out, overwrite, protect)
+    with output_lock(out):
+        check_output(out, overwrite, protect)
+        stage = staging_dir(out)
+        if stage.exists() and not resume:
+            if any(stage.iterdir()) and not (stage / RUN_MARKER).is_file():
+                raise ValueError(f"{stage} exists and was not written by dlvm; move it away first")
+            shutil.rmtree(stage)
+        new_dlvm_folder(stage)
+        try:
+            yield stage
+        except BaseException:
+            if not (stage / CHECKPOINT_NAME).exists():
+                shutil.rmtree(stage, ignore_errors=True)
+            raise
+        replace_folder(stage, out)
 
 
 @dataclass

@@ -29,7 +29,7 @@ def run_cli(*args):
 def test_fit_evaluate_sample_end_to_end(tmp_path, csv, capsys):
     out = tmp_path / "run"
     assert run_cli("fit", "fa", "--data", csv, "--latent-dim", 2, "--out", out, "--optimizer", "lbfgs", "--quiet") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "history.csv", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".dlvm-run", "checkpoint.pt", "config.json", "history.csv", "metrics.json"]
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("log_likelihood", "elbo", "iwae", "n_rows", "n_features", "fit_seconds", "model", "guide", "elbo_name"):
         assert key in metrics
