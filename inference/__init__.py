@@ -2,12 +2,15 @@
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import as_observations, resolve_device
 from .elbos import ELBO_NAMES, make_elbo
-from .engine import OPTIMIZERS, FitResult, NonFiniteLossError, fit
+from .engine import FitResult, NonFiniteLossError, fit
+from .hooks import Hook
+from .objective import Objective
+from .optim import OPTIMIZERS
 from .evaluate import Evaluation, evaluate, log_weights
 from .streaming import CsvRows, NpyRows, RowSource, open_rows
 
 __all__ = [
-    "CheckpointError", "CsvRows", "NpyRows", "RowSource", "open_rows", "ELBO_NAMES", "Evaluation", "FitResult", "NonFiniteLossError", "OPTIMIZERS",
+    "CheckpointError", "CsvRows", "NpyRows", "RowSource", "open_rows", "ELBO_NAMES", "Evaluation", "FitResult", "Hook", "Objective", "NonFiniteLossError", "OPTIMIZERS",
     "as_observations", "evaluate", "fit", "load_checkpoint", "log_weights", "make_elbo",
     "resolve_device", "save_checkpoint",
 ]

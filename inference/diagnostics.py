@@ -30,7 +30,7 @@ from pyro.ops.stats import fit_generalized_pareto
 from dlvm.models.base import call_in_context
 
 from . import arviz_adapter
-from .engine import latent_sites
+from .sites import latent_sites
 from .estimators import model_observations
 from .evaluate import _per_row, log_weights
 

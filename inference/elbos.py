@@ -17,6 +17,7 @@ which dlvm's module-local parameters never enter.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from contextlib import ExitStack
 from unittest import mock
@@ -127,16 +128,35 @@ class ModuleJit:
 ELBO_NAMES: tuple[str, ...] = tuple(_ESTIMATORS)
 
 
-def make_elbo(
-    name: str, *, num_particles: int = 1, max_plate_nesting: int = 1, alpha: float = 0.0
-) -> infer.ELBO:
-    """Build the ELBO estimator called ``name`` (see the module docstring).
-
-    ``max_plate_nesting`` comes from the model (``model.max_plate_nesting``) so that
-    enumeration dimensions never collide with its plates; ``alpha`` is used by ``renyi`` only.
-    """
+def _parse(spec: str, alpha: float | None) -> tuple[str, float]:
+    """(name, Renyi alpha) of ``name`` or ``renyi:ALPHA``."""
+    name, _, option = spec.partition(":")
     if name not in _ESTIMATORS:
-        raise ValueError(f"unknown ELBO {name!r}; choose one of: {', '.join(ELBO_NAMES)}")
+        raise ValueError(f"unknown ELBO {name!r}; choose one of: {', '.join(ELBO_NAMES)} (or pass a pyro.infer.ELBO)")
+    if option and name != "renyi":
+        raise ValueError(f"only renyi takes an option (renyi:ALPHA), got {spec!r}")
+    if option:
+        try:
+            alpha = float(option)
+        except ValueError:
+            raise ValueError(f"renyi alpha must be a number, got {option!r}") from None
+    return name, 0.0 if alpha is None else alpha
+
+
+def make_elbo(spec, *, num_particles: int = 1, max_plate_nesting: float = math.inf,
+              alpha: float | None = None):
+    """The ELBO estimator ``spec``: a Pyro ELBO instance (returned as it is) or a name from the
+    module docstring, ``renyi:ALPHA`` setting the Renyi alpha (or ``alpha``; default 0, the IWAE
+    bound).
+
+    ``max_plate_nesting`` comes from the model where it declares it, so that enumeration
+    dimensions never collide with its plates; infinity lets Pyro find it.
+    """
+    if isinstance(spec, (infer.ELBO, ModuleJit)):
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"elbo must be a name or a pyro.infer.ELBO instance, got {type(spec).__name__}")
+    name, alpha = _parse(spec, alpha)
     if num_particles < 1:
         raise ValueError(f"num_particles must be at least 1, got {num_particles}")
     options = dict(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
@@ -147,3 +167,10 @@ def make_elbo(
     if name.startswith("jit-"):
         return ModuleJit(_ESTIMATORS[name](**options))
     return _ESTIMATORS[name](**options)
+
+
+def elbo_label(elbo) -> str:
+    """A short label for an estimator: its name where it has one, else its class name."""
+    if isinstance(elbo, str):
+        return elbo
+    return type(getattr(elbo, "estimator", elbo)).__name__

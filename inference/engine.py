@@ -1,14 +1,23 @@
-"""The generic SVI engine: ``fit(model, guide, data, elbo=...)`` for every dlvm model.
+"""The SVI engine: ``fit(model, guide, ...)`` for any Pyro model and guide.
 
-The engine knows nothing of the model or the estimator: it draws minibatches, calls
-``elbo.loss_and_grads(model, guide, x, mask, size=N)`` (the ``"data"`` plate scales each batch to
-the N rows, so a step is an unbiased estimate of the full-data ELBO, eq. 6.7), and steps a PyTorch
-optimizer over the parameters that live in the two modules.
+Two ways to feed a fit, one loop:
+
+* ``fit(model, guide, args=(...), kwargs={...}, steps=S)``: every step calls
+  ``elbo.loss_and_grads(model, guide, *args, **kwargs)`` exactly as :meth:`pyro.infer.SVI.step`
+  does (a model that subsamples itself with ``pyro.plate("data", N, subsample_size=B)`` works as
+  it is). With the same seed, optimizer and learning rate the losses are SVI's, step for step.
+* ``fit(model, guide, data, epochs=E, batch_size=B)``: ``data`` is an array (N, ...) or a tuple of
+  aligned arrays (covariates and targets), or a :class:`~dlvm.inference.streaming.RowSource`;
+  each step calls the model and guide on the rows of one minibatch (then ``*args``, ``**kwargs``)
+  and scales the sites inside the plate ``plate`` (default ``"data"``) by N / B, so a step is an
+  unbiased estimate of the full-data ELBO (eq. 6.7) while global latents are not scaled.
+
+The loop (:func:`train`) knows nothing of the model or the estimator: a step is the objective's
+loss and gradients plus an optimizer step, and everything else is a hook (validation, early
+stopping, convergence, checkpoints, progress, evaluation every k steps).
 """
 from __future__ import annotations
 
-import copy
-import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,19 +27,21 @@ import pandas as pd
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.optim.clipped_adam import ClippedAdam
-from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, load_state, save_checkpoint
+from .checkpoint import load_checkpoint
 from .data import as_observations, resolve_device
 from .distributed import (
-    ShardedBatches, broadcast_modules, broadcast_object, gather_objects, rank_and_world, reduce_gradients,
-    reduce_sum,
+    ShardedBatches, broadcast_modules, broadcast_object, rank_and_world, reduce_gradients, reduce_sum,
 )
-from .elbos import make_elbo
-from .streaming import INITIALIZE_ROWS, RowSource, chunks, row_loader
+from .elbos import elbo_label
+from .hooks import (
+    Checkpointing, Convergence, EarlyStopping, Progress, Validation, restore_checkpoint,
+)
+from .objective import Objective, RowScale
+from .optim import OPTIMIZERS, Stepper
+from .sites import latent_sites
+from .streaming import INITIALIZE_ROWS, RowSource, row_loader
 
-OPTIMIZERS = ("adam", "clippedadam", "lbfgs")
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -40,385 +51,398 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the trained modules and the per-epoch history.
+    """What :func:`fit` returns.
 
-    ``history`` has one row per epoch: ``epoch``, ``elbo`` (training ELBO per row, the mean of
-    the epoch's minibatch estimates), ``val_elbo`` (per validation row, NaN without validation
-    data) and ``seconds`` (cumulative training time).
+    ``history`` has one row per epoch (one per step when fitting on ``args``): ``epoch``,
+    ``elbo`` (per row for row data, else for the whole data set), ``val_elbo`` (NaN without
+    validation data) and ``seconds`` (cumulative). ``loss`` is the loss of every step, as
+    :meth:`pyro.infer.SVI.step` returns it; ``params`` maps each parameter's name to its
+    constrained value (``model.``/``guide.`` + the module path, or its param-store name).
     """
 
-    model: torch.nn.Module
-    guide: torch.nn.Module
+    model: object
+    guide: object
     history: pd.DataFrame
+    loss: list
+    params: dict
     elbo: str
     seconds: float
     best_epoch: int
     stopped_early: bool = False
+    converged: bool = False
+    epochs_run: int = 0
     config: dict = field(default_factory=dict)
 
 
-def latent_sites(trace) -> dict:
-    """The latent sample sites of a trace ({name: site}): sampled, not observed, not a plate's
-    subsample."""
-    return {
-        name: site for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and type(site["fn"]).__name__ != "_Subsample"
-    }
+@dataclass
+class Batch:
+    """One step's arguments: ``rows`` local rows of a ``global_rows`` minibatch (None: no rows)."""
+
+    args: tuple
+    kwargs: dict
+    rows: int | None = None
+    global_rows: int | None = None
 
 
-def guide_latents(guide, x, mask=None) -> dict:
-    """The sample sites the guide draws (its latents) for the batch ``x``: {name: site}."""
-    with poutine.block():
-        return latent_sites(poutine.trace(guide).get_trace(x, mask))
+@dataclass
+class Training:
+    """The state of a fit that hooks read and change."""
+
+    objective: Objective
+    stepper: Stepper
+    n: int | None
+    plate: str
+    world: int = 1
+    epoch: int = 0
+    step: int = 0
+    epoch_step: int = 0
+    elapsed: float = 0.0
+    losses: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+    record: dict = field(default_factory=dict)
+    best: dict = field(default_factory=dict)
+    checkpoint: Path | None = None
+    stop: bool = False
+    converged: bool = False
+    stopped_early: bool = False
+    best_epoch: int = 0
+
+    def per_unit(self, loss: float) -> float:
+        """A summed loss per row (row data) or as it is (arguments)."""
+        return loss / self.n if self.n else loss
 
 
-def _take(x, mask, index, device):
-    index = index.to(device)
-    return x[index], None if mask is None else mask[index]
+def guide_latents(guide, *args, **kwargs) -> dict:
+    """The sample sites the guide draws (its latents) when called with the arguments: {name: site}."""
+    with poutine.block(), torch.no_grad():
+        return latent_sites(poutine.trace(guide).get_trace(*args, **kwargs))
 
 
-def _streamed(source, sampler, dtype, device):
-    """(global minibatch rows, x, None) for each minibatch of ``sampler`` read from ``source``."""
-    for step, xb in enumerate(row_loader(source, sampler, device)):
-        global_rows = min(sampler.batch_size, sampler.n - step * sampler.batch_size)
-        if xb.shape[0] == 0:  # this rank's shard of a batch smaller than the number of ranks
-            yield global_rows, xb.to(device=device, dtype=dtype), None
-            continue
-        xb = xb.to(device, non_blocking=True)
-        yield (global_rows, *as_observations(xb, dtype=dtype, device=device))
-
-
-def _rng_state(device: torch.device) -> list[torch.Tensor]:
-    """The random states a fit draws from: the CPU's, and the GPU's when it runs on one."""
-    return [torch.get_rng_state(), *([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])]
-
-
-def _set_rng_state(states, device: torch.device) -> None:
-    torch.set_rng_state(states[0].cpu())
-    if device.type == "cuda" and len(states) > 1:
-        torch.cuda.set_rng_state(states[1].cpu(), device)
-
-
-def _total_loss(elbo, model, guide, x, mask, batch_size, rank=0, world=1, dtype=None, device="cpu"):
-    """Summed -ELBO over all rows of (x, mask) (tensors, or a RowSource read in chunks), evaluated
-    in batches without gradients; with ``world`` ranks each takes a share and the sums are added."""
-    total = 0.0
-    with torch.no_grad():
-        for xb, mb in chunks(x, mask, batch_size, rank, world):
-            if isinstance(x, RowSource):
-                xb, mb = as_observations(xb, dtype=dtype, device=device)
-            total += elbo.loss(model, guide, xb, mb)
-    return reduce_sum(total, device) if world > 1 else total
-
-
-def minibatch_loss_and_grads(estimator, model, guide, xb, mb, *, size, global_rows, params, world=1) -> float:
-    """The loss (-ELBO estimate scaled to ``size`` rows, eq. 6.7) of one minibatch of
-    ``global_rows`` rows, with its gradient in the parameters' ``.grad``.
-
-    In one process (xb, mb) is the whole minibatch. With ``world`` > 1 ranks it is this rank's
-    shard of B_r rows: the loss and gradient are weighted by B_r / global_rows and summed over
-    the ranks (:mod:`dlvm.inference.distributed`), giving every rank the single-process values. A
-    distribution that receives non-finite parameters then gives a NaN loss on every rank
-    instead of an error on one.
-    """
-    if world == 1:
-        return estimator.loss_and_grads(model, guide, xb, mb, size=size)
-    loss = 0.0
-    if xb.shape[0]:
-        try:
-            loss = estimator.loss_and_grads(model, guide, xb, mb, size=size)
-        except ValueError as err:
-            if "invalid values" not in str(err):
-                raise
-            loss = math.nan
-    return reduce_gradients(params, loss, xb.shape[0] / global_rows)
-
-
-def _minibatch_loss(estimator, model, guide, xb, mb, *, size, global_rows, world=1) -> float:
-    """The loss of :func:`minibatch_loss_and_grads` without gradients."""
-    if world == 1:
-        return estimator.loss(model, guide, xb, mb, size=size)
-    loss = estimator.loss(model, guide, xb, mb, size=size) if xb.shape[0] else 0.0
-    return reduce_sum(loss * xb.shape[0] / global_rows, xb.device)
-
-
-def _make_optimizer(name, params, lr, clip_norm):
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "clippedadam":
-        return ClippedAdam(params, lr=lr, clip_norm=clip_norm or 10.0)
-    if name == "lbfgs":
-        return torch.optim.LBFGS(
-            params, lr=lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
-            tolerance_grad=1e-7, tolerance_change=1e-9,
-        )
-    raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
-
-
-def _parameters(*modules):
-    seen, params = set(), []
-    for module in modules:
-        for p in module.parameters():
-            if id(p) not in seen and p.requires_grad:
-                seen.add(id(p))
-                params.append(p)
-    return params
-
-
-def _non_finite(what: str, epoch: int, step: int, checkpoint: Path | None) -> NonFiniteLossError:
+def _guarded(step_fn, state: Training, checkpoint: Path | None) -> float:
+    """Run one step; a non-finite loss, or a distribution given NaN/inf parameters, stops the fit."""
     kept = f"; the last good checkpoint is kept at {checkpoint}" if checkpoint and checkpoint.exists() else ""
-    return NonFiniteLossError(f"{what} at epoch {epoch}, step {step}{kept}")
-
-
-def _check_finite(loss: float, epoch: int, step: int, checkpoint: Path | None):
-    if not math.isfinite(loss):
-        raise _non_finite(f"loss became {loss}", epoch, step, checkpoint)
-
-
-def _guarded(step_fn, epoch: int, step: int, checkpoint: Path | None) -> float:
-    """Run one step; a distribution that received NaN/inf parameters is a non-finite loss too."""
+    where = f"at epoch {state.epoch}, step {state.epoch_step}{kept}"
     try:
-        return step_fn()
+        loss = step_fn()
     except ValueError as err:
         if "invalid values" not in str(err):
             raise
-        raise _non_finite("a distribution received non-finite parameters", epoch, step, checkpoint) from None
+        raise NonFiniteLossError(f"a distribution received non-finite parameters {where}") from None
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(f"loss became {loss} {where}")
+    return loss
 
 
-def fit(
-    model,
-    guide,
-    data,
-    *,
-    mask=None,
-    elbo: str = "trace",
-    optimizer: str = "adam",
-    lr: float | None = None,
-    lr_decay: float = 1.0,
-    epochs: int = 100,
-    batch_size: int | None = None,
-    num_particles: int = 1,
-    alpha: float = 0.0,
-    device: str | torch.device = "auto",
-    dtype: torch.dtype | None = None,
-    seed: int = 0,
-    val_data=None,
-    val_mask=None,
-    early_stopping: int | None = None,
-    clip_norm: float | None = None,
-    checkpoint_dir: str | Path | None = None,
-    checkpoint_every: float = 10.0,
-    resume: bool = False,
-    initialize: bool = True,
-    progress: bool = True,
-    config: dict | None = None,
-    distributed: bool = False,
-) -> FitResult:
-    """Train ``guide`` and ``model`` by stochastic variational inference.
+def _row_scale(batch: Batch, state: Training) -> RowScale | None:
+    if batch.rows is None or batch.rows == state.n:
+        return None
+    return RowScale(state.plate, state.n / batch.rows)
 
-    Args:
-        model, guide: PyroModules with the signature ``(x, mask=None, size=None)``.
-        data: array-like (N, ...); ``mask`` (same shape, True = observed) marks missing entries.
-            Or a :class:`~dlvm.inference.streaming.RowSource` (rows read from disk per minibatch
-            through a DataLoader; ``initialize`` then sees a random subsample of
-            ``INITIALIZE_ROWS`` rows): memory independent of N.
-        elbo: estimator name (:data:`dlvm.inference.elbos.ELBO_NAMES`); ``alpha`` for ``renyi``.
-        optimizer: ``adam``, ``clippedadam`` (Pyro's ClippedAdam) or ``lbfgs`` (full batch; the
-            loss must be deterministic, i.e. the guide samples nothing). ``lr`` defaults to 1e-2
-            (1.0 for L-BFGS) and is multiplied by ``lr_decay`` after every epoch.
-        epochs: passes over the data; ``batch_size`` None means full batch.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``dtype`` defaults to the model's.
-        val_data, val_mask: held-out rows whose ELBO is recorded every epoch.
-        early_stopping: patience in epochs on the validation ELBO (training ELBO without
-            validation data); the best parameters are restored at the end.
-        clip_norm: clip the gradient norm at this value before each step.
-        checkpoint_dir: write ``checkpoint.pt`` there at the end of an epoch once
-            ``checkpoint_every`` seconds have passed since the last one, and after the last epoch;
-            with ``resume`` continue from it (same seed -> the same result as an uninterrupted run).
-        initialize: call ``model.initialize(x, mask)`` (data-dependent start) where it exists.
-        distributed: data parallel over the ranks of the initialised ``torch.distributed``
-            process group (:mod:`dlvm.inference.distributed`): every rank calls ``fit`` with the
-            same arguments, rank 0's parameters are broadcast, each rank computes the ELBO of its
-            shard of every minibatch, the gradients are averaged so each step equals the
-            single-process step on the same ``batch_size`` rows, and rank 0 alone writes the
-            checkpoint (resume reads it on rank 0 and sends it to the others).
+
+def batch_loss_and_grads(state: Training, batch: Batch) -> float:
+    """The loss of one batch (scaled to the N rows) with its gradient in ``.grad``; with several
+    ranks the shards' losses and gradients are weighted by their rows and summed
+    (:mod:`dlvm.inference.distributed`), giving every rank the single-process values."""
+    scale = _row_scale(batch, state)
+    if state.world == 1:
+        loss = state.objective.loss_and_grads(batch.args, batch.kwargs, scale)
+    else:
+        loss = 0.0
+        if batch.rows:
+            try:
+                loss = state.objective.loss_and_grads(batch.args, batch.kwargs, scale)
+            except ValueError as err:
+                if "invalid values" not in str(err):
+                    raise
+                loss = math.nan
+        loss = reduce_gradients(state.objective.parameters(), loss, batch.rows / batch.global_rows)
+    if scale is not None and scale.scaled == 0 and batch.rows and not state.objective.compiled:
+        raise ValueError(
+            f"minibatches need the model's rows in pyro.plate({state.plate!r}, ...), but no site lies in a "
+            f"plate called {state.plate!r}: name the rows' plate so, or pass plate=NAME"
+        )
+    return loss
+
+
+def batch_loss(state: Training, batch: Batch) -> float:
+    """:func:`batch_loss_and_grads` without gradients."""
+    loss = state.objective.loss(batch.args, batch.kwargs, _row_scale(batch, state)) if batch.rows != 0 else 0.0
+    if state.world == 1:
+        return loss
+    return reduce_sum(loss * batch.rows / batch.global_rows, _device_of(state.objective))
+
+
+def _device_of(objective) -> torch.device:
+    params = objective.parameters()
+    return params[0].device if params else torch.device("cpu")
+
+
+def train(state: Training, batches, max_epochs: int, hooks=(), max_steps: int | None = None) -> Training:
+    """The loop: for each epoch, a step per batch of ``batches(epoch)``, then the hooks."""
+    for hook in hooks:
+        hook.start(state)
+    for epoch in range(state.epoch + 1, max_epochs + 1):
+        state.epoch, state.record, began, losses = epoch, {}, time.perf_counter(), []
+        for state.epoch_step, batch in enumerate(batches(epoch), start=1):
+            state.step += 1
+            loss = _guarded(lambda: state.stepper.step(state, batch, batch_loss_and_grads, batch_loss),
+                            state, state.checkpoint)
+            losses.append(loss)
+            state.losses.append(loss)
+            for hook in hooks:
+                hook.after_step(state)
+            if max_steps is not None and state.step >= max_steps:
+                state.stop = True
+                break
+        state.stepper.end_epoch()
+        state.elapsed += time.perf_counter() - began
+        state.record.update(epoch=epoch, val_elbo=math.nan, elbo=-state.per_unit(sum(losses) / len(losses)), seconds=state.elapsed)
+        state.history.append(state.record)
+        for hook in hooks:
+            hook.after_epoch(state)
+        state.stop = state.stop or epoch == max_epochs
+        for hook in hooks:
+            hook.save(state)
+        if state.stop:
+            break
+    for hook in hooks:
+        hook.finish(state)
+    return state
+
+
+def _tensor_rows(data, mask, dtype, device) -> tuple[tuple, int]:
+    """The aligned row tensors of ``data`` (an array, or a tuple of arrays) and their count.
+
+    A single array is validated as observations (:func:`~dlvm.inference.data.as_observations`) and
+    followed by its mask where one is given; in a tuple, floating arrays take ``dtype``.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    if isinstance(data, (tuple, list)):
+        if mask is not None:
+            raise ValueError("a mask goes with a single data array; put it in the data tuple instead")
+        rows = tuple(_as_rows(a, dtype, device) for a in data)
+    else:
+        x, mask = as_observations(data, mask, dtype=dtype, device=device)
+        rows = (x,) if mask is None else (x, mask)
+    lengths = sorted({len(r) for r in rows})
+    if len(lengths) != 1:
+        raise ValueError(f"the data arrays have different numbers of rows: {lengths}")
+    return rows, lengths[0]
+
+
+def _as_rows(array, dtype, device) -> torch.Tensor:
+    t = torch.as_tensor(array)
+    if t.ndim == 0:
+        raise ValueError("every data array needs one row per observation (a leading dimension)")
+    return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
+
+def _row_batches(rows, n, sampler, args, kwargs, dtype, device):
+    """batches(epoch): the minibatches of an epoch as :class:`Batch` (rows, then ``args``)."""
+    streaming = isinstance(rows, RowSource)
+
+    def batches(epoch):
+        sampler.set_epoch(epoch)
+        if streaming:
+            for step, xb in enumerate(row_loader(rows, sampler, device)):
+                global_rows = min(sampler.batch_size, n - step * sampler.batch_size)
+                xb = xb.to(device=device, dtype=dtype, non_blocking=True)
+                yield Batch((xb, *args), kwargs, xb.shape[0], global_rows)
+            return
+        for index, local in sampler:
+            local = local.to(device)
+            yield Batch((*(r[local] for r in rows), *args), kwargs, len(local), len(index))
+    return batches
+
+
+def _argument_batches(args, kwargs):
+    def batches(epoch):
+        yield Batch(args, kwargs)
+    return batches
+
+
+def _model_dtype(model, dtype):
+    if dtype is not None:
+        return dtype
+    if isinstance(model, torch.nn.Module):  # a Bayesian model may hold buffers only
+        for t in (*model.parameters(), *model.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+    return torch.get_default_dtype()
+
+
+def _place(model, guide, device):
+    """Move the modules among model and guide to ``device`` (None: leave them); the device."""
+    if device is None:
+        return None
     device = resolve_device(device)
-    rank, world = 0, 1
-    if distributed:
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            raise ValueError("distributed=True needs an initialised torch.distributed process group (run under torchrun)")
-        rank, world = rank_and_world()
-        if elbo == "renyi" and num_particles > 1:
-            raise ValueError("the renyi bound with several particles is not a sum over rows: it cannot be split over ranks")
-    pyro.set_rng_seed(seed)
-    model.to(device)
-    guide.to(device)
-    if dtype is None:
-        # a Bayesian model may hold buffers only (its globals are latent)
-        dtype = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).dtype
+    for m in (model, guide):
+        if isinstance(m, torch.nn.Module):
+            m.to(device)
+    return device
+
+
+def _moved(values, device):
+    """Tensors among ``values`` moved to ``device`` (None: as they are)."""
+    if device is None:
+        return values
+    if isinstance(values, dict):
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in values.items()}
+    return tuple(v.to(device) if torch.is_tensor(v) else v for v in values)
+
+
+@dataclass
+class Rows:
+    """Row data prepared for a fit: the batches, the number of rows, the validation loss."""
+
+    batches: object
+    n: int
+    validation: object = None
+
+
+def _prepare_rows(model, data, mask, args, kwargs, batch_size, seed, dtype, device, initialize, world, rank,
+                  val_data, val_mask, lbfgs) -> Rows:
+    """Minibatches of ``data`` (tensors or a RowSource), the model's data-dependent start, and
+    the validation rows."""
     streaming = isinstance(data, RowSource)
     if streaming:
         if mask is not None:
             raise ValueError("a streamed data source has no mask: missing values are not supported when streaming")
-        x, n = data, len(data)
-        # data-dependent starts and the parameter probe see a bounded random subsample
-        start_x, start_mask = as_observations(data.subsample(INITIALIZE_ROWS, seed), dtype=dtype, device=device)
+        rows, n = data, len(data)
+        # data-dependent starts see a bounded random subsample
+        start = as_observations(data.subsample(INITIALIZE_ROWS, seed or 0), dtype=dtype, device=device)
     else:
-        x, mask = as_observations(data, mask, dtype=dtype, device=device)
-        n = x.shape[0]
-        start_x, start_mask = x, mask
-    if val_data is not None:
-        if isinstance(val_data, RowSource):
-            val_x, val_mask = val_data, None
-        else:
-            val_x, val_mask = as_observations(val_data, val_mask, dtype=dtype, device=device)
-    batch_size = n if batch_size is None else int(batch_size)
+        rows, n = _tensor_rows(data, mask, dtype, device)
+        start = rows[:2] if not isinstance(data, (tuple, list)) else None
+    if initialize and start is not None and hasattr(model, "initialize"):
+        model.initialize(*start) if len(start) == 2 else model.initialize(start[0], None)
+    batch_size = n if batch_size is None or lbfgs else int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    batch_size = min(batch_size, n)
-    lr = (1.0 if optimizer == "lbfgs" else 1e-2) if lr is None else lr
+    sampler = ShardedBatches(n, min(batch_size, n), seed or 0, rank, world, pairs=not streaming)
+    batches = _row_batches(rows, n, sampler, args, kwargs, dtype, device)
+    validation = None if val_data is None else _validation_loss(
+        val_data, val_mask, args, kwargs, batch_size, dtype, device, rank, world)
+    return Rows(batches, n, validation)
 
-    estimator = make_elbo(
-        elbo, num_particles=num_particles, alpha=alpha,
-        max_plate_nesting=getattr(model, "max_plate_nesting", 1),
-    )
-    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
-    state = None
-    if rank == 0 and resume and checkpoint and checkpoint.exists():
-        state = load_checkpoint(checkpoint, map_location="cpu" if world > 1 else device)
-    state = broadcast_object(state) if world > 1 else state
-    if initialize and state is None and hasattr(model, "initialize"):
-        model.initialize(start_x, start_mask)
-    # one trace of guide and model creates any lazily built parameters before the optimizer
-    probe_x, probe_m = start_x[:2], None if start_mask is None else start_mask[:2]
-    latents = list(guide_latents(guide, probe_x, probe_m))
-    with poutine.block():
-        poutine.trace(poutine.replay(model, poutine.trace(guide).get_trace(probe_x, probe_m))).get_trace(probe_x, probe_m)
-    if optimizer == "lbfgs":
+
+def _validation_loss(val_data, val_mask, args, kwargs, batch_size, dtype, device, rank, world):
+    """A function state -> (summed loss over the held-out rows, their number)."""
+    streaming = isinstance(val_data, RowSource)
+    rows, n = (val_data, len(val_data)) if streaming else _tensor_rows(val_data, val_mask, dtype, device)
+
+    def total(state):
+        loss = 0.0
+        for k, start in enumerate(range(0, n, batch_size)):
+            if k % world != rank:
+                continue
+            stop = min(start + batch_size, n)
+            chunk = (as_observations(rows.rows(start, stop), dtype=dtype, device=device)[0],) if streaming else \
+                tuple(r[start:stop] for r in rows)
+            loss += state.objective.loss((*chunk, *args), kwargs)
+        return (reduce_sum(loss, device) if world > 1 else loss), n
+    return total
+
+
+def _check_deterministic(stepper, guide, batch) -> None:
+    if stepper.is_lbfgs:
+        latents = guide_latents(guide, *batch.args, **batch.kwargs)
         if latents:
-            raise ValueError(
-                "L-BFGS needs a deterministic loss, but the guide samples "
-                f"{', '.join(latents)}: use the exact guide (or the adam optimizer)"
-            )
-        batch_size = n
-    params = _parameters(model, guide)
-    if not params:
-        raise ValueError("the model and guide have no parameters to train")
+            raise ValueError(f"L-BFGS needs a deterministic loss, but the guide samples {', '.join(latents)}: "
+                             "use the exact guide (or the adam optimizer)")
+
+
+def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, optimizer="adam", lr=None,
+        lr_decay: float = 1.0, epochs: int | None = None, steps: int | None = None, tol: float | None = None,
+        tol_window: int | None = None, batch_size: int | None = None, plate: str = "data", num_particles: int = 1,
+        alpha: float | None = None, device=None, dtype=None, seed: int | None = 0, val_data=None, val_mask=None,
+        early_stopping: int | None = None, clip_norm: float | None = None, checkpoint_dir=None,
+        checkpoint_every: float = 10.0, resume: bool = False, initialize: bool = True, progress: bool = True,
+        config: dict | None = None, distributed: bool = False, hooks=()) -> FitResult:
+    """Train ``guide`` and ``model`` (any Pyro callables) by stochastic variational inference.
+
+    Args:
+        data: rows to minibatch (array (N, ...), tuple of aligned arrays, or RowSource), or None to
+            call ``model(*args, **kwargs)`` as it is on every step. ``mask`` (x's shape, True =
+            observed) marks missing entries of a single array and is passed after it.
+        elbo: a name (``trace``, ``tracegraph``, ``traceenum``, ``renyi:0.5``, ...), a
+            ``pyro.infer.ELBO`` instance, or None (Trace_ELBO, or TraceEnum_ELBO when sites are
+            marked for enumeration); ``num_particles`` and ``alpha`` (Renyi) go with a name.
+        optimizer: ``adam``, ``clippedadam``, ``lbfgs`` (deterministic losses only, full batch), a
+            ``pyro.optim.PyroOptim`` or a function params -> torch optimizer; ``lr`` defaults to
+            1e-2 (1.0 for L-BFGS) and is multiplied by ``lr_decay`` after every epoch.
+        epochs, steps: caps on the passes over the rows (default 100) and on optimizer steps
+            (with ``args`` alone one step is one epoch; default 1000).
+        tol: stop when the mean loss of the last ``tol_window`` epochs (default 1 for a
+            deterministic loss, else 10) improves on the window before by less than ``tol`` times
+            its size; ``converged`` and ``epochs_run`` say what happened.
+        device: ``auto``, ``cpu``, ``cuda[:N]``; modules and data follow it (row data: ``auto``;
+            ``args`` alone: where they are). ``dtype`` of row data: the model's by default.
+        val_data, val_mask, early_stopping: held-out rows whose ELBO is recorded every epoch, and
+            patience on it (training ELBO without them); the best values are restored.
+        clip_norm: clip the gradient norm before each step.
+        checkpoint_dir, checkpoint_every, resume: atomic checkpoints every so many seconds and at
+            the end; ``resume`` continues from one (the same result as an uninterrupted run).
+        initialize: ``model.initialize(x, mask)`` (a data-dependent start) where the model has it.
+        distributed: data parallel over an initialised ``torch.distributed`` group
+            (:mod:`dlvm.inference.distributed`); rank 0 alone writes the checkpoint.
+        hooks: extra :class:`~dlvm.inference.hooks.Hook` objects for the loop.
+    """
+    for name, value in (("epochs", epochs), ("steps", steps)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    rank, world = _ranks(distributed, elbo, num_particles)
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    kwargs = dict(kwargs or {})
+    device = _place(model, guide, device if device is not None or data is None else "auto")
+    dtype = _model_dtype(model, dtype)
+    stepper = Stepper(optimizer, lr, clip_norm, lr_decay)
+    objective = Objective(model, guide, elbo, num_particles=num_particles, alpha=alpha)
+    if data is None:
+        rows = Rows(_argument_batches(_moved(args, device), _moved(kwargs, device)), None)
+    else:
+        rows = _prepare_rows(model, data, mask, args, kwargs, batch_size, seed, dtype, device or torch.device("cpu"),
+                             initialize, world, rank, val_data, val_mask, stepper.is_lbfgs)
+    state = Training(objective, stepper, rows.n, plate, world=world)
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    payload = _resume_payload(checkpoint, resume, rank, world, device)
+    if stepper.is_lbfgs or payload is not None or world > 1:
+        first = next(iter(rows.batches(0)))  # parameters must exist before the first step
+        _check_deterministic(stepper, guide, first)
+        objective.discover(first.args, first.kwargs, _row_scale(first, state))
     if world > 1:
-        broadcast_modules(model, guide)
-        if rank > 0:  # rank 0 keeps the single-process random stream; the others draw their own
-            torch.manual_seed(seed * 1_000_003 + 7919 * rank)
-    optim = _make_optimizer(optimizer, params, lr, clip_norm)
-    if not 0 < lr_decay <= 1:
-        raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=lr_decay)
-
-    history: list[dict] = []
-    best = {"value": -math.inf, "epoch": 0, "model": None, "guide": None}
-    start_epoch, elapsed = 1, 0.0
-    if state is not None:
-        load_state(model, state["model"], "model")
-        load_state(guide, state["guide"], "guide")
-        optim.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        ranks = state.get("rng_ranks") or []
-        if len(ranks) == world:
-            _set_rng_state(ranks[rank], device)
-        elif rank == 0:
-            _set_rng_state([state["rng"], *([state["cuda_rng"]] if "cuda_rng" in state else [])], device)
-        history = list(state["history"])
-        best = dict(state["best"])
-        start_epoch = int(state["epoch"]) + 1
-        elapsed = float(history[-1]["seconds"]) if history else 0.0
-
-    stopped_early = False
-    last_saved = time.perf_counter()
-    bar = tqdm(range(start_epoch, epochs + 1), desc="fit", disable=not progress or rank > 0, leave=False)
-    sampler = ShardedBatches(n, batch_size, seed, rank, world, pairs=not streaming)
-    for epoch in bar:
-        began = time.perf_counter()
-        sampler.set_epoch(epoch)
-        losses = []
-        batches = _streamed(x, sampler, dtype, device) if streaming else (
-            (len(index), *_take(x, mask, local, device)) for index, local in sampler)
-        for step, (global_rows, xb, mb) in enumerate(batches, start=1):
-            rows = dict(size=n, global_rows=global_rows, world=world)
-            if optimizer == "lbfgs":
-                def closure():
-                    # L-BFGS minimises the loss per row (its tolerances then mean the same for
-                    # any N), in float64 so that the line search sees changes far below 1e-7
-                    optim.zero_grad()
-                    value = minibatch_loss_and_grads(estimator, model, guide, xb, mb, params=params, **rows) / n
-                    for p in params:
-                        if p.grad is not None:
-                            p.grad.div_(n)
-                    return torch.tensor(value, dtype=torch.float64)
-                iterations = optim.state[params[0]].get("n_iter", 0)
-                _guarded(lambda: optim.step(closure), epoch, step, checkpoint)
-                # no iteration taken: the gradient was already below tolerance_grad
-                lbfgs_done = optim.state[params[0]].get("n_iter", 0) == iterations
-                loss = _guarded(lambda: _minibatch_loss(estimator, model, guide, xb, mb, **rows), epoch, step, checkpoint)
-            else:
-                optim.zero_grad()
-                loss = _guarded(
-                    lambda: minibatch_loss_and_grads(estimator, model, guide, xb, mb, params=params, **rows),
-                    epoch, step, checkpoint,
-                )
-                _check_finite(loss, epoch, step, checkpoint)
-                if clip_norm is not None and optimizer != "clippedadam":
-                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
-                optim.step()
-            _check_finite(loss, epoch, step, checkpoint)
-            losses.append(loss)
-        schedule.step()
-        train_elbo = -sum(losses) / len(losses) / n
-        val_elbo = math.nan
-        if val_data is not None:
-            val_elbo = -_total_loss(estimator, model, guide, val_x, val_mask, batch_size, rank, world,
-                                    dtype, device) / len(val_x)
-        elapsed += time.perf_counter() - began
-        history.append({"epoch": epoch, "elbo": train_elbo, "val_elbo": val_elbo, "seconds": elapsed})
-        monitored = val_elbo if val_data is not None else train_elbo
-        if monitored > best["value"]:
-            best = {
-                "value": monitored, "epoch": epoch,
-                "model": copy.deepcopy(model.state_dict()) if early_stopping else None,
-                "guide": copy.deepcopy(guide.state_dict()) if early_stopping else None,
-            }
-        bar.set_postfix(elbo=f"{train_elbo:.4g}", val=f"{val_elbo:.4g}")
-        stopped_early = bool(early_stopping) and epoch - best["epoch"] >= early_stopping
-        converged = optimizer == "lbfgs" and (lbfgs_done or (
-            len(history) > 1 and abs(history[-2]["elbo"] - train_elbo) < 1e-10 * (1 + abs(train_elbo))
-        ))
-        finished = stopped_early or converged or epoch == epochs
-        save = checkpoint is not None and (finished or time.perf_counter() - last_saved >= checkpoint_every)
-        if world > 1:  # rank 0's clock decides; every rank sends its random state along
-            save = broadcast_object(save)
-            rng_ranks = gather_objects(_rng_state(device)) if save else None
-        if save and rank == 0:
-            save_checkpoint(checkpoint, {
-                "model": model.state_dict(), "guide": guide.state_dict(),
-                "optimizer": optim.state_dict(), "schedule": schedule.state_dict(),
-                "epoch": epoch, "history": history,
-                "rng": torch.get_rng_state(), "best": best, "config": config or {},
-                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-                **({"rng_ranks": rng_ranks} if world > 1 else {}),
-            })
-        if save:
-            last_saved = time.perf_counter()
-        if finished:
-            break
-    bar.close()
-    if early_stopping and best["model"] is not None:
-        model.load_state_dict(best["model"])
-        guide.load_state_dict(best["guide"])
+        broadcast_modules(*(m for m in (model, guide) if isinstance(m, torch.nn.Module)))
+    if payload is not None:
+        restore_checkpoint(state, payload, model, guide, rank, device)
+    state.checkpoint = checkpoint
+    max_epochs = (epochs or 100) if data is not None else (steps or 1000)
+    window = tol_window or (1 if stepper.is_lbfgs else 10)
+    train(state, rows.batches, max_epochs, [
+        *([Validation(lambda: rows.validation(state))] if rows.validation else []),
+        EarlyStopping(early_stopping, model, guide), Convergence(tol, window),
+        *([Progress(max_epochs)] if progress and rank == 0 else []), *hooks,
+        *([Checkpointing(checkpoint, checkpoint_every, config, model, guide, rank, device, world)] if checkpoint else []),
+    ], max_steps=steps if data is not None else None)
     return FitResult(
-        model=model, guide=guide, history=pd.DataFrame(history, columns=["epoch", "elbo", "val_elbo", "seconds"]),
-        elbo=elbo, seconds=elapsed, best_epoch=int(best["epoch"]), stopped_early=stopped_early,
-        config=config or {},
+        model=model, guide=guide, history=pd.DataFrame(state.history, columns=["epoch", "elbo", "val_elbo", "seconds"]),
+        loss=state.losses, params=objective.named_parameters(), elbo=elbo_label(objective.elbo),
+        seconds=state.elapsed, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
+        converged=state.converged, epochs_run=len(state.history), config=config or {},
     )
+
+
+def _ranks(distributed: bool, elbo, num_particles: int) -> tuple[int, int]:
+    if not distributed:
+        return 0, 1
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        raise ValueError("distributed=True needs an initialised torch.distributed process group (run under torchrun)")
+    if isinstance(elbo, str) and elbo.startswith("renyi") and num_particles > 1:
+        raise ValueError("the renyi bound with several particles is not a sum over rows: it cannot be split over ranks")
+    return rank_and_world()
+
+
+def _resume_payload(checkpoint, resume, rank, world, device):
+    payload = None
+    if resume and rank == 0 and checkpoint is not None and checkpoint.exists():
+        payload = load_checkpoint(checkpoint, map_location="cpu" if world > 1 else (device or "cpu"))
+    return broadcast_object(payload) if world > 1 else payload

@@ -12,6 +12,7 @@ import torch
 
 from .data import as_observations
 from .engine import guide_latents
+from .sites import enumerated_sites, is_latent, is_observed
 from .streaming import RowSource, chunks
 
 
@@ -65,16 +66,6 @@ def log_weights(model, guide, x, mask=None) -> torch.Tensor:
             )
         p_local = poutine.replay(model.log_marginal, trace=guide_trace)(x, mask)
     return p_local - q_local + (p_global - q_global) / rows
-
-
-def enumerated_sites(model_trace, guide_trace) -> list[str]:
-    """Latent sites of the model marked for parallel enumeration that the guide does not sample:
-    under ``traceenum`` they are summed out, not sampled."""
-    return [
-        name for name, site in model_trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and name not in guide_trace.nodes
-        and site["infer"].get("enumerate") == "parallel"
-    ]
 
 
 @dataclass

@@ -12,7 +12,9 @@ from pyro.poutine.messenger import Messenger
 from dlvm.guides import pair
 from dlvm.inference import NpyRows, evaluate, fit, make_elbo
 from dlvm.inference.distributed import launch_local, shard
-from dlvm.inference.engine import _parameters, minibatch_loss_and_grads
+from dlvm.inference.engine import Batch, Training, batch_loss_and_grads
+from dlvm.inference.objective import Objective
+from dlvm.inference.optim import Stepper
 from dlvm.models import VAE, FactorAnalysis
 
 N, D, BATCH = 60, 6, 25  # 25 rows split 13 + 12 over two ranks
@@ -52,17 +54,20 @@ def one_step_gradients(build, index, rows, eps, world):
     """Gradients of the step on the global batch ``index`` of which this process holds ``rows``."""
     trained, guide = build()
     x = table()
-    estimator = make_elbo("trace")
-    probe = x[:2]
-    with FixedNoise(eps[:2]), pyro.poutine.block():  # builds lazily made parameters
-        estimator.loss(trained, guide, probe)
+    objective = Objective(trained, guide, make_elbo("trace"))
+    with FixedNoise(eps[:2]):  # builds lazily made parameters
+        objective.discover((x[:2],), {})
     params = _parameters(trained, guide)
     for p in params:
         p.grad = None
+    state = Training(objective, Stepper(), N, "data", world=world)
     with FixedNoise(eps[rows]):
-        loss = minibatch_loss_and_grads(estimator, trained, guide, x[rows], None, size=N,
-                                        global_rows=len(index), params=params, world=world)
+        loss = batch_loss_and_grads(state, Batch((x[rows],), {}, len(rows), len(index)))
     return loss, [p.grad.clone() for p in params]
+
+
+def _parameters(*modules):
+    return list({id(p): p for m in modules for p in m.parameters() if p.requires_grad}.values())
 
 
 def fits(distributed, checkpoint=None, epochs=5, resume=False):

@@ -111,8 +111,8 @@ class ExplodingModel(PyroModule):
 
 def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_checkpoint(tmp_path):
     x = torch.randn(40, 3)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 3, step 2.*last good checkpoint"):
-        # 1 probe call, then 4 steps per epoch: call 11 is epoch 3, step 2
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, step 3.*last good checkpoint"):
+        # 4 steps per epoch and no call before the first step: call 11 is epoch 3, step 3
         fit(ExplodingModel(after=10), ExactGuide(), x, epochs=5, batch_size=10, checkpoint_dir=tmp_path,
             checkpoint_every=0, progress=False)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2

@@ -1,0 +1,135 @@
+"""Optimizers for the engine: a step over whatever parameters the objective has found.
+
+Parameters may appear during training (AutoGuides and lazy modules build theirs on the first
+call), so a torch optimizer is created on the first step and takes new parameters as they come,
+as :class:`pyro.optim.PyroOptim` does. Adam updates every scalar on its own, so one Adam over all
+parameters takes the same steps as Pyro's one-Adam-per-parameter.
+"""
+from __future__ import annotations
+
+import math
+
+import pyro.optim
+import torch
+from pyro.optim.clipped_adam import ClippedAdam
+
+OPTIMIZERS = ("adam", "clippedadam", "lbfgs")
+
+
+def _lbfgs(params, lr):
+    return torch.optim.LBFGS(params, lr=lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
+                             tolerance_grad=1e-7, tolerance_change=1e-9)
+
+
+def _check_options(spec, lr, clip_norm, lr_decay) -> None:
+    if isinstance(spec, str) and spec not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {spec!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"the learning rate must be a positive finite number, got {lr}")
+    if clip_norm is not None and not (math.isfinite(clip_norm) and clip_norm > 0):
+        raise ValueError(f"clip_norm must be a positive finite number, got {clip_norm}")
+    if not 0 < lr_decay <= 1:
+        raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
+    if isinstance(spec, pyro.optim.PyroOptim) and (lr is not None or lr_decay != 1 or clip_norm is not None):
+        raise ValueError("a pyro.optim optimizer carries its own settings: leave lr, lr_decay and clip_norm unset")
+
+
+class Stepper:
+    """One optimizer step per batch: zero the gradients, the objective's loss and gradients,
+    clipping, the update. ``spec`` is a name of :data:`OPTIMIZERS`, a ``pyro.optim.PyroOptim`` or
+    a function ``params -> torch.optim.Optimizer``."""
+
+    def __init__(self, spec="adam", lr=None, clip_norm=None, lr_decay: float = 1.0):
+        _check_options(spec, lr, clip_norm, lr_decay)
+        self.spec, self.clip_norm, self.lr_decay = spec, clip_norm, lr_decay
+        self.lr = (1.0 if spec == "lbfgs" else 1e-2) if lr is None else lr
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.lbfgs_done = False
+        self._seen: set[int] = set()
+
+    @property
+    def is_lbfgs(self) -> bool:
+        return self.spec == "lbfgs"
+
+    @property
+    def needs_parameters(self) -> bool:
+        """L-BFGS needs every parameter before its first step."""
+        return self.is_lbfgs
+
+    def _make(self, params):
+        if self.spec == "adam":
+            return torch.optim.Adam(params, lr=self.lr)
+        if self.spec == "clippedadam":
+            return ClippedAdam(params, lr=self.lr, clip_norm=self.clip_norm or 10.0)
+        if self.spec == "lbfgs":
+            return _lbfgs(params, self.lr)
+        return self.spec(params)
+
+    def track(self, params) -> None:
+        """Give the optimizer the parameters it has not seen yet (creating it on the first call)."""
+        new = [p for p in params if id(p) not in self._seen]
+        if not new or isinstance(self.spec, pyro.optim.PyroOptim):
+            return
+        self._seen.update(id(p) for p in new)
+        if self.optimizer is None:
+            self.optimizer = self._make(new)
+        else:
+            self.optimizer.add_param_group({"params": new})
+
+    def step(self, state, batch, loss_and_grads, loss_only) -> float:
+        """One update on ``batch``; ``loss_and_grads(state, batch)`` and ``loss_only(state, batch)``
+        compute the loss (with and without gradients)."""
+        params = state.objective.parameters()
+        if self.is_lbfgs:
+            return self._lbfgs_step(state, batch, params, loss_and_grads, loss_only)
+        for p in params:
+            if p.grad is not None:
+                p.grad.zero_()
+        loss = loss_and_grads(state, batch)
+        if not math.isfinite(loss):
+            return loss
+        params = state.objective.parameters()
+        if isinstance(self.spec, pyro.optim.PyroOptim):
+            self.spec([p for p in params if p.grad is not None])
+            return loss
+        self.track(params)
+        if self.clip_norm is not None and self.spec != "clippedadam":
+            torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
+        self.optimizer.step()
+        return loss
+
+    def _lbfgs_step(self, state, batch, params, loss_and_grads, loss_only) -> float:
+        self.track(params)
+        scale = state.n or 1
+
+        def closure():
+            # L-BFGS minimises the loss per row (its tolerances then mean the same for any N), in
+            # float64 so that the line search sees changes far below 1e-7
+            self.optimizer.zero_grad()
+            value = loss_and_grads(state, batch) / scale
+            for p in params:
+                if p.grad is not None:
+                    p.grad.div_(scale)
+            return torch.tensor(value, dtype=torch.float64)
+
+        iterations = self.optimizer.state[params[0]].get("n_iter", 0)
+        self.optimizer.step(closure)
+        # no iteration taken: the gradient was already below tolerance_grad
+        self.lbfgs_done = self.optimizer.state[params[0]].get("n_iter", 0) == iterations
+        return loss_only(state, batch)
+
+    def end_epoch(self) -> None:
+        if self.optimizer is not None and self.lr_decay != 1:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.lr_decay
+
+    def state_dict(self) -> dict:
+        return {} if self.optimizer is None else self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict, params) -> None:
+        if not state:
+            return
+        if isinstance(self.spec, pyro.optim.PyroOptim):
+            raise ValueError("resuming needs a named optimizer (adam, clippedadam, lbfgs)")
+        self.track(params)
+        self.optimizer.load_state_dict(state)

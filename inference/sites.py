@@ -1,0 +1,42 @@
+"""Predicates on the sites of a Pyro trace, in one place for the engine, evaluation, estimator
+comparisons and diagnostics."""
+from __future__ import annotations
+
+from pyro.poutine.util import site_is_subsample
+
+
+def is_latent(site) -> bool:
+    """A sample site that is drawn (not observed), other than a plate's subsample index."""
+    return site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+
+
+def is_observed(site) -> bool:
+    return site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site)
+
+
+def in_plate(site, plate: str) -> bool:
+    """Whether ``site`` lies inside the plate called ``plate``."""
+    return any(frame.name == plate for frame in site["cond_indep_stack"])
+
+
+def is_enumerated(site) -> bool:
+    """A latent site marked for parallel enumeration (summed out by TraceEnum_ELBO)."""
+    return is_latent(site) and site["infer"].get("enumerate") == "parallel"
+
+
+def latent_sites(trace) -> dict:
+    """The latent sample sites of a trace ({name: site}) other than an autoguide's auxiliary ones."""
+    return {name: site for name, site in trace.nodes.items()
+            if is_latent(site) and not site["infer"].get("is_auxiliary")}
+
+
+def observed_sites(trace) -> dict:
+    """The observed sample sites of a trace ({name: site})."""
+    return {name: site for name, site in trace.nodes.items() if is_observed(site)}
+
+
+def enumerated_sites(model_trace, guide_trace) -> list[str]:
+    """Latent sites of the model marked for parallel enumeration that the guide does not sample:
+    under ``traceenum`` they are summed out, not sampled."""
+    return [name for name, site in model_trace.nodes.items()
+            if is_enumerated(site) and name not in guide_trace.nodes]
