@@ -6,11 +6,11 @@ from .engine import FitResult, NonFiniteLossError, fit
 from .hooks import Hook
 from .objective import Objective
 from .optim import OPTIMIZERS
-from .evaluate import Evaluation, evaluate, log_weights
+from .evaluate import Bounds, Evaluation, evaluate, evaluate_model, log_weights
 from .streaming import CsvRows, NpyRows, RowSource, open_rows
 
 __all__ = [
-    "CheckpointError", "CsvRows", "NpyRows", "RowSource", "open_rows", "ELBO_NAMES", "Evaluation", "FitResult", "Hook", "Objective", "NonFiniteLossError", "OPTIMIZERS",
+    "CheckpointError", "CsvRows", "NpyRows", "RowSource", "open_rows", "ELBO_NAMES", "Bounds", "Evaluation", "evaluate_model", "FitResult", "Hook", "Objective", "NonFiniteLossError", "OPTIMIZERS",
     "as_observations", "evaluate", "fit", "load_checkpoint", "log_weights", "make_elbo",
     "resolve_device", "save_checkpoint",
 ]

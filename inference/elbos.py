@@ -152,7 +152,7 @@ def make_elbo(spec, *, num_particles: int = 1, max_plate_nesting: float = math.i
     ``max_plate_nesting`` comes from the model where it declares it, so that enumeration
     dimensions never collide with its plates; infinity lets Pyro find it.
     """
-    if isinstance(spec, (infer.ELBO, ModuleJit)):
+    if hasattr(spec, "loss_and_grads"):  # an ELBO instance, or a wrapper of one
         return spec
     if not isinstance(spec, str):
         raise ValueError(f"elbo must be a name or a pyro.infer.ELBO instance, got {type(spec).__name__}")
@@ -169,8 +169,15 @@ def make_elbo(spec, *, num_particles: int = 1, max_plate_nesting: float = math.i
     return _ESTIMATORS[name](**options)
 
 
+def unwrapped(elbo):
+    """The Pyro ELBO inside wrappers that hold it as ``estimator`` or ``elbo``."""
+    while hasattr(elbo, "estimator") or hasattr(elbo, "elbo"):
+        elbo = getattr(elbo, "estimator", None) or getattr(elbo, "elbo")
+    return elbo
+
+
 def elbo_label(elbo) -> str:
     """A short label for an estimator: its name where it has one, else its class name."""
     if isinstance(elbo, str):
         return elbo
-    return type(getattr(elbo, "estimator", elbo)).__name__
+    return type(unwrapped(elbo)).__name__

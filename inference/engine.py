@@ -421,7 +421,9 @@ def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, 
         *([Validation(lambda: rows.validation(state))] if rows.validation else []),
         EarlyStopping(early_stopping, model, guide), Convergence(tol, window),
         *([Progress(max_epochs)] if progress and rank == 0 else []), *hooks,
-        *([Checkpointing(checkpoint, checkpoint_every, config, model, guide, rank, device, world)] if checkpoint else []),
+        # with several ranks every rank takes part in the decision to save, even without a path
+        *([Checkpointing(checkpoint, checkpoint_every, config, model, guide, rank, device, world)]
+          if checkpoint or world > 1 else []),
     ], max_steps=steps if data is not None else None)
     return FitResult(
         model=model, guide=guide, history=pd.DataFrame(state.history, columns=["epoch", "elbo", "val_elbo", "seconds"]),

@@ -23,27 +23,38 @@ import pyro
 import torch
 
 from .data import as_observations
-from .elbos import make_elbo
+from .elbos import elbo_label, make_elbo
+from .engine import fit
 from .evaluate import evaluate
+from .hooks import EvaluateEvery
+from .objective import Objective, RowScale
 
 #: parameter groups whose name contains this are auxiliary (baseline networks): not reported
 AUXILIARY = "baseline"
 
 
 class ScopedELBO:
-    """An ELBO estimator with a parameter store of its own.
+    """An ELBO estimator with a parameter store of its own, seeded with the global store.
 
-    dlvm keeps every parameter in its module (``module_local_params``), but Pyro's decaying-average
-    baseline still keeps its running average with ``pyro.param`` in the global store, outside any
-    module: two estimators (or two fits) on sites of the same name would share and overwrite it.
-    This wrapper runs every call in a private store, so each estimator keeps its own average.
+    Pyro's decaying-average baseline keeps its running average with ``pyro.param`` in the global
+    store: two estimators on sites of the same name would share and overwrite it. This wrapper
+    runs every call in a private copy of the store (the same parameter tensors, so a user's
+    ``pyro.param`` values are seen and trained), so each estimator keeps its own averages.
     """
 
     def __init__(self, elbo):
         self.elbo = elbo
         self.state = None
 
+    def __getattr__(self, name):
+        if name in ("elbo", "state"):
+            raise AttributeError(name)
+        return getattr(self.elbo, name)
+
     def _scoped(self, method, *args, **kwargs):
+        if self.state is None:
+            shared = pyro.get_param_store().get_state()
+            self.state = {"params": dict(shared["params"]), "constraints": dict(shared["constraints"])}
         with pyro.get_param_store().scope(self.state) as state:
             out = getattr(self.elbo, method)(*args, **kwargs)
         self.state = state
@@ -56,19 +67,11 @@ class ScopedELBO:
         return self._scoped("loss_and_grads", *args, **kwargs)
 
 
-def make_estimator(spec: str, model, num_particles: int = 1) -> ScopedELBO:
-    """The estimator called ``spec`` ("trace", "tracegraph", "renyi:0.5", ...) for ``model``."""
-    name, _, option = spec.partition(":")
-    alpha = 0.0
-    if option:
-        if name != "renyi":
-            raise ValueError(f"only renyi takes an option (renyi:ALPHA), got {spec!r}")
-        try:
-            alpha = float(option)
-        except ValueError:
-            raise ValueError(f"renyi alpha must be a number, got {option!r}") from None
-    elbo = make_elbo(name, num_particles=num_particles, alpha=alpha,
-                     max_plate_nesting=getattr(model, "max_plate_nesting", 1))
+def make_estimator(spec, model=None, num_particles: int = 1) -> ScopedELBO:
+    """The estimator ``spec`` (a name such as "renyi:0.5", or a pyro.infer.ELBO) for ``model``,
+    in a parameter store of its own (:class:`ScopedELBO`)."""
+    elbo = make_elbo(spec, num_particles=num_particles,
+                     max_plate_nesting=getattr(model, "max_plate_nesting", math.inf))
     if hasattr(elbo, "strict_enumeration_warning"):
         # comparisons run traceenum on continuous models too, where it equals trace on purpose
         elbo.strict_enumeration_warning = False
@@ -95,13 +98,17 @@ def _group_root(module) -> torch.nn.Module:
         module = inner[0]
 
 
-def parameter_groups(model, guide) -> dict[str, list[torch.nn.Parameter]]:
+def parameter_groups(model, guide, objective=None) -> dict[str, list[torch.Tensor]]:
     """Trainable parameters grouped by owner and top-level attribute ("model.loadings",
     "guide.encoder", ...; wrappers such as a baseline are looked through), without baseline
-    networks; a parameter shared by model and guide counts once."""
+    networks; a parameter shared by model and guide counts once. Parameters an ``objective`` has
+    found outside the modules (``pyro.param``, AutoGuides in the global store) are a group each,
+    under their own name, or one group per AutoGuide ("AutoNormal.locs", ...)."""
     groups: dict[str, list] = {}
     seen = set()
     for owner, module in (("model", model), ("guide", guide)):
+        if not isinstance(module, torch.nn.Module):
+            continue
         root = _group_root(module)
         for name, p in root.named_parameters():
             if not p.requires_grad or id(p) in seen or AUXILIARY in name:
@@ -109,11 +116,17 @@ def parameter_groups(model, guide) -> dict[str, list[torch.nn.Parameter]]:
             seen.add(id(p))
             top = name.split(".")[0].removesuffix("_unconstrained")
             groups.setdefault(f"{owner}.{top}", []).append(p)
+    for name, p in ({} if objective is None else objective.named_tensors()).items():
+        if id(p) not in seen and p.requires_grad and AUXILIARY not in name:
+            seen.add(id(p))
+            group = ".".join(name.split(".")[:2]) if name.startswith("Auto") else name
+            groups.setdefault(group, []).append(p)
     return groups
 
 
 def _auxiliary_parameters(model, guide) -> list[torch.nn.Parameter]:
-    return [p for m in (model, guide) for n, p in m.named_parameters() if AUXILIARY in n and p.requires_grad]
+    return [p for m in (model, guide) if isinstance(m, torch.nn.Module)
+            for n, p in m.named_parameters() if AUXILIARY in n and p.requires_grad]
 
 
 def model_observations(model, data, mask):
@@ -129,22 +142,25 @@ def _as_pair(model, entry):
     return entry if isinstance(entry, tuple) else (model, entry)
 
 
-def gradient_draws(model, guide, estimator, x, mask=None, *, size=None, num_draws=100, warmup=0,
-                   lr=1e-2) -> tuple[dict[str, np.ndarray], float]:
-    """``num_draws`` gradients of the negative ELBO on the fixed batch ``x``.
+def gradient_draws(model, guide, estimator, *args, num_draws=100, warmup=0, lr=1e-2, scale=None,
+                   **kwargs) -> tuple[dict[str, np.ndarray], float]:
+    """``num_draws`` gradients of the negative ELBO of ``model(*args, **kwargs)``.
 
-    Returns ({group: (num_draws, P) array}, mean seconds per ``loss_and_grads``). Before the draws,
-    ``warmup`` steps adapt the baselines only (decaying averages, and baseline networks by Adam
-    with step ``lr``); the model and guide parameters never change.
+    ``scale`` (a :class:`~dlvm.inference.objective.RowScale`) scales the rows of a minibatch to
+    the data set. Returns ({group: (num_draws, P) array}, mean seconds per ``loss_and_grads``).
+    Before the draws, ``warmup`` steps adapt the baselines only (decaying averages, and baseline
+    networks by Adam with step ``lr``); the model and guide parameters never change.
     """
-    groups = parameter_groups(model, guide)
+    objective = Objective(model, guide, estimator)
+    objective.discover(args, kwargs, scale)
+    groups = parameter_groups(model, guide, objective)
     params = [p for ps in groups.values() for p in ps]
     auxiliary = _auxiliary_parameters(model, guide)
     optim = torch.optim.Adam(auxiliary, lr=lr) if auxiliary else None
     for _ in range(warmup):
         for p in params + auxiliary:
             p.grad = None
-        estimator.loss_and_grads(model, guide, x, mask, size=size)
+        objective.loss_and_grads(args, kwargs, scale)
         if optim is not None:
             optim.step()
     draws = {g: [] for g in groups}
@@ -153,7 +169,7 @@ def gradient_draws(model, guide, estimator, x, mask=None, *, size=None, num_draw
         for p in params + auxiliary:
             p.grad = None
         began = time.perf_counter()
-        estimator.loss_and_grads(model, guide, x, mask, size=size)
+        objective.loss_and_grads(args, kwargs, scale)
         seconds += time.perf_counter() - began
         for g, ps in groups.items():
             draws[g].append(torch.cat([
@@ -179,13 +195,37 @@ def gradient_statistics(draws: np.ndarray) -> dict:
     }
 
 
+def _labelled(elbos) -> dict:
+    """{label: estimator spec} from a mapping, or from names and ELBO instances."""
+    if isinstance(elbos, Mapping):
+        return dict(elbos)
+    labelled = {}
+    for spec in elbos:
+        label = elbo_label(spec)
+        if label in labelled:
+            raise ValueError(f"two estimators are labelled {label!r}: pass a dict label -> estimator")
+        labelled[label] = spec
+    return labelled
+
+
+def _minibatch(model, data, mask, batch_size):
+    """(rows of the first minibatch, RowScale to N rows or None)."""
+    x, mask = model_observations(model, data, mask)
+    n = x.shape[0]
+    batch = n if batch_size is None else min(int(batch_size), n)
+    rows = (x[:batch],) if mask is None else (x[:batch], mask[:batch])
+    return rows, RowScale("data", n / batch) if batch < n else None
+
+
 def compare_estimators(
     model,
     guides: Mapping,
-    data,
-    elbos: Sequence[str] = ("trace", "tracegraph"),
+    data=None,
+    elbos: Sequence | Mapping = ("trace", "tracegraph"),
     num_draws: int = 100,
     *,
+    args: tuple = (),
+    kwargs: dict | None = None,
     mask=None,
     pairs: Sequence[tuple[str, str]] | None = None,
     batch_size: int | None = None,
@@ -193,58 +233,61 @@ def compare_estimators(
     warmup: int = 20,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Gradient statistics of each (guide, estimator) pair on one fixed minibatch.
+    """Gradient statistics of each (guide, estimator) pair, any Pyro model and guide.
 
     Args:
-        model: a dlvm model (None when every entry of ``guides`` is a pair).
-        guides: label -> guide (paired with ``model``) or label -> (model_to_train, guide), e.g.
-            from :func:`dlvm.guides.pair`.
-        data: rows (N, ...); the first ``batch_size`` rows (all by default) are the minibatch, and
-            the ``"data"`` plate scales it to N rows, as in training.
-        elbos: estimator names (see the module docstring), crossed with every guide unless
-            ``pairs`` lists the (guide label, estimator) pairs to run.
+        model: the model (None when every entry of ``guides`` is a (model, guide) pair).
+        guides: label -> guide (paired with ``model``) or label -> (model, guide), e.g. from
+            :func:`dlvm.guides.pair`.
+        data: rows (N, ...) of a dlvm model: the first ``batch_size`` rows (all by default) are the
+            minibatch, scaled to N rows by the ``"data"`` plate as in training. Without ``data``
+            the model and guide are called as ``model(*args, **kwargs)``.
+        elbos: estimator names ("trace", "renyi:0.5", ...) or ``pyro.infer.ELBO`` instances, or a
+            dict label -> either; crossed with every guide unless ``pairs`` lists the (guide
+            label, estimator label) pairs to run.
         num_draws: gradient draws per pair; ``warmup`` baseline-only steps precede them.
 
     Returns a DataFrame with one row per (guide, elbo, group), group "all" being every reported
     parameter together: ``mean`` and ``sem`` (arrays: the mean gradient and its standard error),
-    ``mean_norm``, ``variance`` (trace of the covariance), ``snr``, ``size`` (number of scalars),
-    ``seconds_per_step``, ``num_draws``.
+    ``mean_norm``, ``variance`` (trace of the covariance), ``snr`` (||E g|| / sqrt(tr Cov g)),
+    ``size`` (number of scalars), ``seconds_per_step``, ``num_draws``.
     """
     if num_draws < 2:
         raise ValueError(f"num_draws must be at least 2 to estimate a variance, got {num_draws}")
     if not guides:
         raise ValueError("no guides to compare")
+    estimators = _labelled(elbos)
     if pairs is None:
-        pairs = [(g, e) for g in guides for e in elbos]
+        pairs = [(g, e) for g in guides for e in estimators]
     unknown = sorted({g for g, _ in pairs} - set(guides))
     if unknown:
         raise ValueError(f"unknown guide label(s) {', '.join(unknown)}; the guides are {', '.join(guides)}")
-    x, mask = model_observations(_as_pair(model, guides[pairs[0][0]])[0], data, mask)
-    n = x.shape[0]
-    batch = n if batch_size is None else min(int(batch_size), n)
-    xb, mb = x[:batch], None if mask is None else mask[:batch]
     rows = []
     for label, spec in pairs:
         trained, guide = _as_pair(model, guides[label])
+        call_args, scale = (args, None) if data is None else _minibatch(trained, data, mask, batch_size)
         pyro.set_rng_seed(seed)
-        estimator = make_estimator(spec, trained, num_particles)
-        draws, seconds = gradient_draws(trained, guide, estimator, xb, mb, size=n,
-                                        num_draws=num_draws, warmup=warmup)
+        estimator = make_estimator(estimators.get(spec, spec), trained, num_particles)
+        draws, seconds = gradient_draws(trained, guide, estimator, *call_args, num_draws=num_draws,
+                                        warmup=warmup, scale=scale, **(kwargs or {}))
         if not draws:
             continue
         draws["all"] = np.concatenate(list(draws.values()), axis=1)
         for group, values in draws.items():
-            rows.append({"guide": label, "elbo": spec, "group": group, **gradient_statistics(values),
-                         "seconds_per_step": seconds, "num_draws": num_draws})
+            rows.append({"guide": label, "elbo": spec if isinstance(spec, str) else elbo_label(spec),
+                         "group": group, **gradient_statistics(values), "seconds_per_step": seconds,
+                         "num_draws": num_draws})
     return pd.DataFrame(rows)
 
 
 def training_curves(
     model,
     guide,
-    data,
-    elbo: str = "trace",
+    data=None,
+    elbo="trace",
     *,
+    args: tuple = (),
+    kwargs: dict | None = None,
     mask=None,
     steps: int = 200,
     lr: float = 1e-2,
@@ -255,42 +298,29 @@ def training_curves(
     initialize: bool = False,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Train (model, guide) by Adam on ``elbo`` and record the bounds as training goes.
+    """Train (model, guide) with :func:`dlvm.inference.fit` (Adam on ``elbo``, a name or an
+    instance) and record the bounds as training goes.
 
-    Every ``eval_every`` steps (and at step 0) the whole data set is evaluated with
-    :func:`dlvm.inference.evaluate`: ELBO and IWAE-K (``num_samples`` draws) per row and, where
-    the model has ``log_marginal``, the exact log p(x) per row and the gap exact - ELBO. Returns
-    a DataFrame [step, seconds (training time only), elbo, iwae, log_likelihood, gap].
+    At step 0, every ``eval_every`` steps and after the last, :func:`dlvm.inference.evaluate`
+    gives the ELBO and IWAE-K (``num_samples`` draws) and, where the model has ``log_marginal``,
+    the exact log p(x) and the gap exact - ELBO: per row for row ``data``, for the whole data set
+    with ``args``. Returns a DataFrame [step, seconds (training time only), elbo, iwae,
+    log_likelihood, gap].
     """
-    if steps < 1 or eval_every < 1:
-        raise ValueError(f"steps and eval_every must be positive, got {steps} and {eval_every}")
-    pyro.set_rng_seed(seed)
-    x, mask = model_observations(model, data, mask)
-    n = x.shape[0]
-    batch = n if batch_size is None else min(int(batch_size), n)
-    if initialize and hasattr(model, "initialize"):
-        model.initialize(x, mask)
-    estimator = make_estimator(elbo, model, num_particles)
-    # one untimed call creates lazily built parameters before the optimizer sees them
-    estimator.loss(model, guide, x[:batch], None if mask is None else mask[:batch], size=n)
-    params = list({id(p): p for m in (model, guide) for p in m.parameters() if p.requires_grad}.values())
-    optim = torch.optim.Adam(params, lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    records, seconds = [], 0.0
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    rows = None if data is None else model_observations(model, data, mask)
 
-    def record(step):
-        summary = evaluate(model, guide, x, mask, num_samples=num_samples).summary()
-        records.append({"step": step, "seconds": seconds, "elbo": summary["elbo"], "iwae": summary["iwae"],
-                        "log_likelihood": summary["log_likelihood"], "gap": summary["gap"]})
+    def bounds(state) -> dict:
+        if rows is None:
+            summary = evaluate(model, guide, args=args, kwargs=kwargs, num_samples=num_samples).summary()
+        else:
+            summary = evaluate(model, guide, *rows, num_samples=num_samples).summary()
+        return {k: summary.get(k) for k in ("elbo", "iwae", "log_likelihood", "gap")}
 
-    record(0)
-    for step in range(1, steps + 1):
-        index = torch.randperm(n, generator=generator)[:batch].to(x.device)
-        began = time.perf_counter()
-        optim.zero_grad()
-        estimator.loss_and_grads(model, guide, x[index], None if mask is None else mask[index], size=n)
-        optim.step()
-        seconds += time.perf_counter() - began
-        if step % eval_every == 0 or step == steps:
-            record(step)
-    return pd.DataFrame(records, columns=["step", "seconds", "elbo", "iwae", "log_likelihood", "gap"])
+    every = EvaluateEvery(eval_every, bounds)
+    data_args = {} if rows is None else {"data": rows[0], "mask": rows[1], "batch_size": batch_size,
+                                        "epochs": steps, "initialize": initialize}
+    fit(model, guide, args=args, kwargs=kwargs, elbo=elbo, lr=lr, steps=steps, num_particles=num_particles,
+        seed=seed, progress=False, hooks=[every], device=None, **data_args)
+    return pd.DataFrame(every.records, columns=["step", "seconds", "elbo", "iwae", "log_likelihood", "gap"])

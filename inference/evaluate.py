@@ -1,5 +1,14 @@
-"""Honest evaluation: per-row ELBO, the importance-weighted bound IWAE-K, and the exact
-log-likelihood with the gap log p(x) - ELBO = KL(q(z|x) || p(z|x)) where it is tractable (§6.4.4).
+"""Honest evaluation: the ELBO, the importance-weighted bound IWAE-K, and the exact log-likelihood
+with the gap log p(x) - ELBO = KL(q(z|x) || p(z|x)) where it is tractable (§6.4.4).
+
+Two ways, as for :func:`dlvm.inference.fit`:
+
+* ``evaluate(model, guide, args=(...), kwargs={...}, num_samples=K)``: any Pyro model and guide;
+  K joint draws of every latent (globals included) give the ELBO and IWAE-K of log p(data) for
+  the whole data set (:class:`Bounds`). Sites marked for enumeration are summed out.
+* ``evaluate(model, guide, data, mask)``: dlvm's row models, per row (:class:`Evaluation`). With
+  global latents the per-row IWAE shares one draw of the globals across rows; it is then not a
+  bound on log p(x_i) (``iwae_is_bound`` is False), which the whole-data IWAE above is.
 """
 from __future__ import annotations
 
@@ -9,10 +18,12 @@ from dataclasses import dataclass
 
 import pyro.poutine as poutine
 import torch
+from pyro.infer import TraceEnum_ELBO
+from pyro.poutine.util import site_is_subsample
 
 from .data import as_observations
 from .engine import guide_latents
-from .sites import enumerated_sites, is_latent, is_observed
+from .sites import enumerated_sites, in_plate, is_latent
 from .streaming import RowSource, chunks
 
 
@@ -29,7 +40,7 @@ def _site_terms(trace, rows: int, skip=()) -> tuple[torch.Tensor, torch.Tensor]:
     local = torch.zeros(rows)
     global_ = torch.zeros(())
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or name in skip or type(site["fn"]).__name__ == "_Subsample":
+        if site["type"] != "sample" or name in skip or site_is_subsample(site):
             continue
         frames = [f for f in site["cond_indep_stack"] if f.name == "data"]
         log_prob = site["log_prob"]
@@ -69,18 +80,72 @@ def log_weights(model, guide, x, mask=None) -> torch.Tensor:
 
 
 @dataclass
+class Bounds:
+    """Bounds on log p(data) of a whole data set (nats): ``elbo`` <= ``iwae`` <= log p(data).
+
+    ``elbo_se`` is the Monte-Carlo standard error of the ELBO from the ``num_samples`` draws.
+    """
+
+    elbo: float
+    iwae: float
+    elbo_se: float
+    num_samples: int
+
+    def summary(self) -> dict:
+        return {"elbo": self.elbo, "elbo_se": self.elbo_se, "iwae": self.iwae, "iwae_samples": self.num_samples}
+
+
+def _joint_log_weight(model, guide, args, kwargs, enumerated: bool, max_plate_nesting) -> torch.Tensor:
+    """log p(data, latents) - log q(latents) for one joint draw of the guide (enumerated sites
+    summed out)."""
+    if enumerated:
+        return -torch.as_tensor(TraceEnum_ELBO(max_plate_nesting=max_plate_nesting).loss(model, guide, *args, **kwargs))
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    return model_trace.log_prob_sum() - guide_trace.log_prob_sum(lambda name, site: is_latent(site))
+
+
+@torch.no_grad()
+def evaluate_model(model, guide, args=(), kwargs=None, *, num_samples: int = 100) -> Bounds:
+    """ELBO and IWAE-K of log p(data) for any model and guide called as ``model(*args, **kwargs)``
+    (see the module docstring). A guide that draws nothing takes one draw."""
+    if num_samples < 1:
+        raise ValueError(f"the number of importance samples must be at least 1, got {num_samples}")
+    kwargs = dict(kwargs or {})
+    with poutine.block():
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    enumerated = bool(enumerated_sites(model_trace, guide_trace))
+    if not any(is_latent(site) for site in guide_trace.nodes.values()):
+        num_samples = 1
+    nesting = getattr(model, "max_plate_nesting", math.inf)
+    with poutine.block():
+        draws = torch.stack([_joint_log_weight(model, guide, args, kwargs, enumerated, nesting).double()
+                             for _ in range(num_samples)])
+    se = float(draws.std() / math.sqrt(num_samples)) if num_samples > 1 else 0.0
+    return Bounds(elbo=float(draws.mean()), iwae=float(torch.logsumexp(draws, 0) - math.log(num_samples)),
+                  elbo_se=se, num_samples=num_samples)
+
+
+@dataclass
 class Evaluation:
-    """Per-row bounds (nats): ``elbo`` <= ``iwae`` <= ``log_likelihood`` (when known)."""
+    """Per-row bounds (nats): ``elbo`` <= ``iwae`` <= ``log_likelihood`` (when known).
+
+    ``iwae_is_bound`` is False when the guide draws global latents: each row's IWAE then shares a
+    draw of the globals and bounds nothing per row (use :func:`evaluate_model` for the whole data).
+    """
 
     elbo: torch.Tensor
     iwae: torch.Tensor
     log_likelihood: torch.Tensor | None
     num_samples: int
+    iwae_is_bound: bool = True
 
     def summary(self) -> dict:
         """Means per row, and the gap exact - ELBO where the exact value is known."""
         out = {"elbo": float(self.elbo.mean()), "iwae": float(self.iwae.mean()),
-               "iwae_samples": self.num_samples, "log_likelihood": None, "gap": None}
+               "iwae_samples": self.num_samples, "iwae_is_bound": self.iwae_is_bound,
+               "log_likelihood": None, "gap": None}
         if self.log_likelihood is not None:
             out["log_likelihood"] = float(self.log_likelihood.mean())
             out["gap"] = out["log_likelihood"] - out["elbo"]
@@ -88,13 +153,19 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model, guide, data, mask=None, *, num_samples: int = 100, batch_size: int = 1024) -> Evaluation:
-    """ELBO and IWAE-K per row from the same K draws of the guide, plus the exact log p(x).
+def evaluate(model, guide, data=None, mask=None, *, args=(), kwargs=None, num_samples: int = 100,
+             batch_size: int = 1024):
+    """ELBO and IWAE-K from the same K draws of the guide.
 
-    A guide that samples nothing (exact or enumerated) gives the same value for every draw, so
-    one draw is taken. Runs on the model's device and dtype. ``data`` may be a
-    :class:`~dlvm.inference.streaming.RowSource`, read in chunks of ``batch_size`` rows.
+    Without ``data``: :func:`evaluate_model` on ``model(*args, **kwargs)`` -> :class:`Bounds`
+    for the whole data set. With ``data`` (dlvm's row models): per row, plus the exact log p(x)
+    where the model has ``log_marginal`` -> :class:`Evaluation`. A guide that samples nothing
+    (exact or enumerated) gives the same value for every draw, so one draw is taken. Runs on the
+    model's device and dtype; ``data`` may be a :class:`~dlvm.inference.streaming.RowSource`,
+    read in chunks of ``batch_size`` rows.
     """
+    if data is None:
+        return evaluate_model(model, guide, args, kwargs, num_samples=num_samples)
     if num_samples < 1:
         raise ValueError(f"the number of importance samples must be at least 1, got {num_samples}")
     param = next(itertools.chain(model.parameters(), model.buffers()), None)
@@ -109,7 +180,8 @@ def evaluate(model, guide, data, mask=None, *, num_samples: int = 100, batch_siz
     else:
         x, mask = as_observations(data, mask, dtype=dtype, device=device)
         probe_x, probe_m = x[:2], None if mask is None else mask[:2]
-    if not guide_latents(guide, probe_x, probe_m):
+    latents = guide_latents(guide, probe_x, probe_m)
+    if not latents:
         num_samples = 1
     elbos, iwaes, exact = [], [], []
     for xb, mb in chunks(x, mask, batch_size):
@@ -124,4 +196,5 @@ def evaluate(model, guide, data, mask=None, *, num_samples: int = 100, batch_siz
     return Evaluation(
         elbo=torch.cat(elbos).cpu(), iwae=torch.cat(iwaes).cpu(),
         log_likelihood=torch.cat(exact).cpu() if exact else None, num_samples=num_samples,
+        iwae_is_bound=all(in_plate(site, "data") for site in latents.values()),
     )

@@ -191,7 +191,7 @@ class Checkpointing(Hook):
     """Write ``path`` atomically at the end of an epoch once ``every`` seconds have passed since
     the last write, and after the last epoch (rank 0 only; every rank sends its random state)."""
 
-    def __init__(self, path: Path, every: float, config: dict | None, model, guide, rank: int, device, world: int):
+    def __init__(self, path: Path | None, every: float, config: dict | None, model, guide, rank: int, device, world: int):
         self.path, self.every, self.config = path, every, config or {}
         self.model, self.guide, self.rank, self.device, self.world = model, guide, rank, device, world
         self.last = time.perf_counter()
@@ -203,7 +203,7 @@ class Checkpointing(Hook):
         if not due:
             return
         ranks = gather_objects(_rng_state(self.device)) if self.world > 1 else None
-        if self.rank == 0:
+        if self.rank == 0 and self.path is not None:
             save_checkpoint(self.path, {
                 **snapshot(state.objective, self.model, self.guide),
                 "optimizer": state.stepper.state_dict(), "epoch": state.epoch, "step": state.step,

@@ -10,6 +10,7 @@ full-data ELBO (eq. 6.7) for any model whose rows live in a plate of that name.
 from __future__ import annotations
 
 import math
+import warnings
 
 import pyro
 import pyro.poutine as poutine
@@ -17,7 +18,7 @@ import torch
 from pyro.infer import TraceEnum_ELBO
 from pyro.poutine.messenger import Messenger
 
-from .elbos import ModuleJit, make_elbo
+from .elbos import ModuleJit, make_elbo, unwrapped
 from .sites import in_plate, is_enumerated, is_latent
 
 
@@ -73,7 +74,7 @@ class Objective:
         self.chosen = elbo is None
         self.elbo = make_elbo(elbo or "trace", num_particles=num_particles, alpha=alpha,
                               max_plate_nesting=self.max_plate_nesting)
-        self._checked = isinstance(self.elbo, (ModuleJit, TraceEnum_ELBO))
+        self._checked = self.compiled or isinstance(unwrapped(self.elbo), TraceEnum_ELBO)
         self._params: dict[int, tuple[str, torch.Tensor]] = {}
         for owner, module in (("model", model), ("guide", guide)):
             if isinstance(module, torch.nn.Module):
@@ -87,11 +88,15 @@ class Objective:
 
     @property
     def name(self) -> str:
-        return type(getattr(self.elbo, "estimator", self.elbo)).__name__
+        return type(unwrapped(self.elbo)).__name__
 
     def parameters(self) -> list[torch.Tensor]:
         """Every trainable parameter found so far (module parameters, then param sites)."""
         return [p for _, p in self._params.values() if p.requires_grad]
+
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """{name: trained tensor} (unconstrained where Pyro constrains it) of every parameter found."""
+        return {name: p for name, p in self._params.values()}
 
     def named_parameters(self) -> dict[str, torch.Tensor]:
         """{name: constrained value} of every parameter found (param-store names for ``pyro.param``)."""
@@ -134,7 +139,10 @@ class Objective:
         """The first step, watching which sites the model and guide draw or enumerate."""
         rng = pyro.util.get_rng_state()
         model_sites, guide_sites = _SiteRecorder(), _SiteRecorder()
-        loss = self._call("loss_and_grads", model_sites(self.model), guide_sites(self.guide), args, kwargs, scale)
+        with warnings.catch_warnings():
+            # Pyro's hint about sites the guide lacks: enumerated ones get a clear answer below
+            warnings.filterwarnings("ignore", "Found vars in model but not guide")
+            loss = self._call("loss_and_grads", model_sites(self.model), guide_sites(self.guide), args, kwargs, scale)
         summed = _summed_sites(model_sites, guide_sites)
         self._checked = True
         if not summed:
@@ -147,5 +155,5 @@ class Objective:
         for p in self.parameters():  # start again with the enumerating estimator
             p.grad = None
         pyro.util.set_rng_state(rng)
-        self.elbo = TraceEnum_ELBO(num_particles=self.elbo.num_particles, max_plate_nesting=self.max_plate_nesting)
+        self.elbo = TraceEnum_ELBO(num_particles=unwrapped(self.elbo).num_particles, max_plate_nesting=self.max_plate_nesting)
         return self.loss_and_grads(args, kwargs, scale)
