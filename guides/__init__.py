@@ -124,7 +124,8 @@ def pair(model, guide: str, event_shape: tuple, **options):
     A Bayesian model's global latents get an AutoNormal guide in front (:func:`with_globals`).
     A model with an ``input_scaler`` module (data scaling it learns in ``initialize``) shares it
     with the amortized guide, whose encoder then reads the data on the scale the decoder models.
-    The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out).
+    The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out). The guide
+    comes in the model's dtype and on its device.
     """
     if guide not in GUIDES:
         raise ValueError(f"unknown guide {guide!r}; choose one of: {', '.join(GUIDES)}")
@@ -134,7 +135,11 @@ def pair(model, guide: str, event_shape: tuple, **options):
         raise ValueError(
             f"guide {guide!r} does not apply to {type(model).__name__}; use one of: {', '.join(usable)}"
         )
-    return builder(model, tuple(event_shape), options)
+    trained, built = builder(model, tuple(event_shape), options)
+    reference = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
+    if reference is not None:
+        built.to(device=reference.device, dtype=reference.dtype)
+    return trained, built
 
 
 __all__ = [

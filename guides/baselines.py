@@ -20,6 +20,7 @@ from math import prod
 import pyro.poutine as poutine
 from pyro.nn import PyroModule
 
+from dlvm.models.base import LocalParams
 
 from .categorical import BaselineNet, baseline_options, check_baseline
 
@@ -33,7 +34,7 @@ def needs_score_function(msg) -> bool:
     )
 
 
-class WithBaseline(PyroModule):
+class WithBaseline(LocalParams, PyroModule):
     """``guide`` with the score-function baseline ``baseline`` on its non-reparameterised sites.
 
     Args:

@@ -14,7 +14,7 @@ import pyro.distributions as dist
 from pyro.nn import PyroModule
 from torch import nn
 
-from dlvm.models.base import data_plate
+from dlvm.models.base import LocalParams, data_plate
 
 from .encoders import MLPEncoder, encoder_input
 
@@ -47,7 +47,7 @@ def check_baseline(baseline: str) -> None:
         raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, not {baseline!r}")
 
 
-class AmortizedCategoricalGuide(PyroModule):
+class AmortizedCategoricalGuide(LocalParams, PyroModule):
     """q(z_i | x_i) = Categorical(softmax(head(encoder(x_i)))), batch shape (B,).
 
     Args:

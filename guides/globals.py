@@ -12,7 +12,7 @@ from pyro.infer.autoguide import AutoNormal
 from pyro.infer.autoguide.initialization import init_to_median
 from torch import nn
 
-from dlvm.models.base import has_global_latents
+from dlvm.models.base import LocalParams, has_global_latents, local_params
 
 from .normal import ExactGuide
 
@@ -35,7 +35,7 @@ def _start_from_model(model):
     return init
 
 
-class GlobalLocalGuide(nn.Module):
+class GlobalLocalGuide(LocalParams, nn.Module):
     """q(theta) q(z | x): the global guide runs first, then the local one (if any).
 
     A plain ``nn.Module``: each part stays a top-level PyroModule with its own site names.
@@ -61,7 +61,8 @@ def with_globals(model, local_guide=None, init_scale: float = 0.05):
     """
     if not has_global_latents(model):
         return local_guide if local_guide is not None else ExactGuide()
-    global_guide = AutoNormal(
-        poutine.block(model, hide_fn=is_local), init_loc_fn=_start_from_model(model), init_scale=init_scale
-    )
+    with local_params():
+        global_guide = AutoNormal(
+            poutine.block(model, hide_fn=is_local), init_loc_fn=_start_from_model(model), init_scale=init_scale
+        )
     return GlobalLocalGuide(global_guide, local_guide)

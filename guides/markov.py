@@ -14,13 +14,13 @@ from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from torch import nn
 
-from dlvm.models.base import data_plate
+from dlvm.models.base import LocalParams, data_plate
 
 from .categorical import BaselineNet, baseline_options, check_baseline
 from .encoders import encoder_input
 
 
-class AmortizedMarkovGuide(PyroModule):
+class AmortizedMarkovGuide(LocalParams, PyroModule):
     """q(z_t | z_{t-1}, x_{1:T}) from a bidirectional GRU over (N, T, D) sequences.
 
     Args:

@@ -13,7 +13,7 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.nn.functional import softplus
 
-from dlvm.models.base import data_plate
+from dlvm.models.base import LocalParams, data_plate
 
 from .encoders import encoder_input
 
@@ -30,7 +30,7 @@ class ScoreFunctionNormal(dist.Normal):
     has_rsample = False
 
 
-class AmortizedNormalGuide(PyroModule):
+class AmortizedNormalGuide(LocalParams, PyroModule):
     """q(z_i | x_i) from an encoder, for a latent site of shape (latent_dim,).
 
     Args:
@@ -106,7 +106,7 @@ class AmortizedNormalGuide(PyroModule):
             return pyro.sample(self.site, self.distribution(x, mask))
 
 
-class ExactGuide(PyroModule):
+class ExactGuide(LocalParams, PyroModule):
     """The guide with no sample sites, for a model whose latent is integrated out exactly."""
 
     def forward(self, x, mask=None, size=None):

@@ -3,6 +3,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import as_observations, resolve_device
 from .elbos import ELBO_NAMES, make_elbo
 from .engine import FitResult, NonFiniteLossError, fit
+from .estimators import compare_estimators, training_curves
 from .hooks import Hook
 from .objective import Objective
 from .optim import OPTIMIZERS
@@ -11,6 +12,6 @@ from .streaming import CsvRows, NpyRows, RowSource, open_rows
 
 __all__ = [
     "CheckpointError", "CsvRows", "NpyRows", "RowSource", "open_rows", "ELBO_NAMES", "Bounds", "Evaluation", "evaluate_model", "FitResult", "Hook", "Objective", "NonFiniteLossError", "OPTIMIZERS",
-    "as_observations", "evaluate", "fit", "load_checkpoint", "log_weights", "make_elbo",
+    "as_observations", "compare_estimators", "training_curves", "evaluate", "fit", "load_checkpoint", "log_weights", "make_elbo",
     "resolve_device", "save_checkpoint",
 ]

@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import ExitStack
-from unittest import mock
 
 import pyro.infer as infer
-import pyro.infer.trace_elbo
-import pyro.infer.trace_mean_field_elbo
 import torch
 from torch import nn
 
@@ -40,17 +36,28 @@ _ESTIMATORS = {
 }
 
 
+def _sample_log_prob_sum(trace) -> torch.Tensor:
+    return sum(site["log_prob_sum"] for site in trace.nodes.values() if site["type"] == "sample")
+
+
 def _loss_terms(estimator, model, guide, args, kwargs):
-    """(loss, surrogate loss) of one estimate: the value to report and the tensor to differentiate."""
+    """(loss, surrogate loss) of one estimate: the value to report and the tensor to differentiate.
+
+    Both stay tensors, so that under ``torch.jit.trace`` the value is computed by the graph: where
+    Pyro's estimator hands back the value as a Python float (Trace_ELBO), it is recomputed from the
+    traces as log p(x, z) - log q(z).
+    """
     if not hasattr(estimator, "_differentiable_loss_particle"):
         surrogate = estimator.differentiable_loss(model, guide, *args, **kwargs)
         return surrogate.detach(), surrogate  # DiCE: the value is the ELBO itself
     loss, surrogate = 0.0, 0.0
     for model_trace, guide_trace in estimator._get_traces(model, guide, args, kwargs):
         particle, surrogate_particle = estimator._differentiable_loss_particle(model_trace, guide_trace)
-        loss = loss + particle / estimator.num_particles
+        if not torch.is_tensor(particle):
+            particle = _sample_log_prob_sum(guide_trace) - _sample_log_prob_sum(model_trace)
+        loss = loss + particle.detach() / estimator.num_particles
         surrogate = surrogate + surrogate_particle / estimator.num_particles
-    return torch.as_tensor(loss).detach(), surrogate
+    return loss, surrogate
 
 
 class _Objective(nn.Module):
@@ -69,19 +76,6 @@ class _Objective(nn.Module):
         supply = iter(tensors)
         args = tuple(next(supply) if slot else None for slot in self.template)
         return _loss_terms(self.estimator, self.model, self.guide, args, self.kwargs)
-
-
-def _detached(value):
-    return value.detach() if torch.is_tensor(value) else value
-
-
-def _traceable_values():
-    """While tracing, let Pyro's ELBOs keep the loss value a tensor instead of a Python float
-    (a float would be frozen into the graph as a constant)."""
-    stack = ExitStack()
-    for module in (pyro.infer.trace_elbo, pyro.infer.trace_mean_field_elbo):
-        stack.enter_context(mock.patch.object(module, "torch_item", _detached))
-    return stack
 
 
 class ModuleJit:
@@ -109,7 +103,7 @@ class ModuleJit:
                tuple(a is not None for a in args), tuple(sorted(kwargs.items())))
         if key not in self._compiled:
             objective = _Objective(self.estimator, model, guide, tuple(a is not None for a in args), kwargs)
-            with warnings.catch_warnings(), _traceable_values():
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.filterwarnings("ignore", r"`torch\.jit\.trace", DeprecationWarning)
                 self._compiled[key] = torch.jit.trace(objective, tensors, check_trace=False)

@@ -117,7 +117,9 @@ class Convergence(Hook):
         self.tol, self.window = tol, window
 
     def after_epoch(self, state) -> None:
-        losses = [-r["elbo"] for r in state.history]
+        if self.tol is None and not state.stepper.is_lbfgs:
+            return
+        losses = [-r["elbo"] for r in state.history[-2 * self.window:]]
         if state.stepper.is_lbfgs and (state.stepper.lbfgs_done or (
                 len(losses) > 1 and abs(losses[-2] - losses[-1]) < 1e-10 * (1 + abs(losses[-1])))):
             state.converged = state.stop = True

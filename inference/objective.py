@@ -76,6 +76,7 @@ class Objective:
                               max_plate_nesting=self.max_plate_nesting)
         self._checked = self.compiled or isinstance(unwrapped(self.elbo), TraceEnum_ELBO)
         self._params: dict[int, tuple[str, torch.Tensor]] = {}
+        self._trainable = None
         for owner, module in (("model", model), ("guide", guide)):
             if isinstance(module, torch.nn.Module):
                 for name, p in module.named_parameters():
@@ -92,7 +93,9 @@ class Objective:
 
     def parameters(self) -> list[torch.Tensor]:
         """Every trainable parameter found so far (module parameters, then param sites)."""
-        return [p for _, p in self._params.values() if p.requires_grad]
+        if self._trainable is None or len(self._trainable[0]) != len(self._params):
+            self._trainable = (dict(self._params), [p for _, p in self._params.values() if p.requires_grad])
+        return self._trainable[1]
 
     def named_tensors(self) -> dict[str, torch.Tensor]:
         """{name: trained tensor} (unconstrained where Pyro constrains it) of every parameter found."""

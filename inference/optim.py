@@ -67,9 +67,9 @@ class Stepper:
 
     def track(self, params) -> None:
         """Give the optimizer the parameters it has not seen yet (creating it on the first call)."""
-        new = [p for p in params if id(p) not in self._seen]
-        if not new or isinstance(self.spec, pyro.optim.PyroOptim):
+        if len(params) == len(self._seen) or isinstance(self.spec, pyro.optim.PyroOptim):
             return
+        new = [p for p in params if id(p) not in self._seen]
         self._seen.update(id(p) for p in new)
         if self.optimizer is None:
             self.optimizer = self._make(new)

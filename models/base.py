@@ -7,8 +7,10 @@ fixed site names: the plate over rows is ``"data"``, the local latent ``"z"``, t
 ``"data"`` plate then scales the likelihood by size / batch, so one minibatch step is an unbiased
 estimate of the full-data ELBO.
 
-Parameters live inside the modules (``pyro.settings.set(module_local_params=True)``), never in
-Pyro's global parameter store, so several models can be fitted side by side in one process.
+Parameters live inside the modules (Pyro's ``module_local_params``, switched on by
+:class:`LocalParams` for the construction and the calls of dlvm's modules only: importing dlvm
+changes no global Pyro setting), never in Pyro's global parameter store, so several models can be
+fitted side by side in one process.
 
 Optional capabilities exist only where they are exact: ``log_marginal(x, mask)``,
 ``posterior(x, mask)``, ``sample(n)``, ``covariance()``, and ``marginal_model`` (the model with z
@@ -27,7 +29,27 @@ from pyro.nn import PyroModule
 from torch.distributions import constraints
 from torch import nn
 
-pyro.settings.set(module_local_params=True)
+
+
+def local_params():
+    """A context in which PyroModules keep their parameters in the module, not the global store."""
+    return pyro.settings.context(module_local_params=True)
+
+
+class LocalParams:
+    """Mixin for dlvm's (Pyro) modules: built and called with module-local parameters.
+
+    Pyro reads the setting when a PyroModule is built (its context) and whenever it runs, so
+    both are wrapped; Pyro's global setting, and every module a user writes, stay as they are.
+    """
+
+    def __init__(self, *args, **kwargs):
+        with local_params():
+            super().__init__(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        with local_params():
+            return super().__call__(*args, **kwargs)
 
 
 def data_plate(x: torch.Tensor, size: int | None = None) -> pyro.plate:
@@ -98,7 +120,7 @@ def call_in_context(module: PyroModule, method, *args, **kwargs):
     without any sample site; inside the context they are named sample sites, so
     ``poutine.condition`` / ``replay`` can set them (Bayesian models).
     """
-    with module._pyro_context:
+    with local_params(), module._pyro_context:
         return method(*args, **kwargs)
 class FeatureScaler(nn.Module):
     """Per-feature min-max scaling on the last axis: u = (x - low) / span, x = low + span u.
@@ -130,7 +152,7 @@ class FeatureScaler(nn.Module):
         return self.low + self.span * u
 
 
-class LatentVariableModel(PyroModule):
+class LatentVariableModel(LocalParams, PyroModule):
     """Base class: holds the contract, the data plate and the parameter count."""
 
     #: names of the local latent sample sites (for evaluation and diagnostics)
@@ -192,7 +214,7 @@ class LatentVariableModel(PyroModule):
         return x.new_ones(x.shape[0])
 
 
-class Marginalized(PyroModule):
+class Marginalized(LocalParams, PyroModule):
     """The model with its local latent integrated out exactly: ``log p(x)`` is observed directly.
 
     Paired with :class:`dlvm.guides.ExactGuide` (a guide with no sites), the ELBO equals the exact

@@ -29,7 +29,7 @@ from pyro.nn import PyroModule, PyroParam, PyroSample, pyro_method
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
-from .base import LatentVariableModel, fill_missing
+from .base import LatentVariableModel, LocalParams, fill_missing
 from .factor import NOISE_FLOOR, check_factor_options, linear_gaussian_log_prob, principal_components_start
 
 #: added to every component variance (as scikit-learn's reg_covar): constant data or a component
@@ -124,7 +124,7 @@ def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool):
 
 
 # ---------------------------------------------------------------------- Gaussian components
-class GaussianComponents(PyroModule):
+class GaussianComponents(LocalParams, PyroModule):
     """K Gaussian densities N(mu_k, Sigma_k) in R^D: the emission part of mixtures and HMMs.
 
     Args:

@@ -71,3 +71,22 @@ def test_exact_pair_of_a_model_that_already_ran_is_a_clear_error():
     model.initialize(torch.randn(30, 1, dtype=torch.float64))  # runs the model's Pyro methods
     with pytest.raises(ValueError, match="pair it with the exact guide before"):
         pair(model, "exact", (1,))
+
+
+def test_pair_returns_a_guide_in_the_model_dtype():
+    from dlvm.guides import pair
+    from dlvm.models import VAE
+
+    model = VAE((5,), latent_dim=2, hidden=(8,)).double()
+    _, guide = pair(model, "amortized", (5,), hidden=(8,))
+    assert {p.dtype for p in guide.parameters()} == {torch.float64}
+
+
+def test_importing_dlvm_changes_no_global_pyro_setting():
+    import subprocess
+    import sys
+
+    code = ("import pyro; before = pyro.settings.get('module_local_params'); "
+            "import dlvm.models, dlvm.guides, dlvm.inference, dlvm.experiments.cli; "
+            "assert pyro.settings.get('module_local_params') == before, 'changed'")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
