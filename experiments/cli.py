@@ -241,9 +241,29 @@ def cmd_regimes(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
-    from .estimators import compare
+def _keyword_arrays(path: str) -> dict:
+    """The arrays of an .npz file as keyword arguments of a user's model (floats in torch's default dtype)."""
+    if not str(path).endswith(".npz"):
+        raise ValueError("a model from a Python file takes its arguments from an .npz file (one array per keyword)")
+    with np.load(path, allow_pickle=False) as arrays:
+        values = {k: torch.as_tensor(arrays[k]) for k in arrays.files}
+    return {k: v.to(torch.get_default_dtype()) if v.is_floating_point() else v for k, v in values.items()}
 
+
+def cmd_compare(args) -> int:
+    from .estimators import compare, compare_user_model, load_callable
+
+    if ":" in args.model:  # a user's own Pyro model, FILE.py:NAME
+        model = load_callable(args.model)
+        elbos = [e.strip() for e in args.elbos.split(",") if e.strip()] if args.elbos else None
+        with staged_run(Path(args.out), overwrite=args.overwrite, protect=_input_paths(args.data)) as stage:
+            compare_user_model(model, args.guide or "auto-normal", _keyword_arrays(args.data), elbos, stage,
+                               label=args.model.rpartition(":")[2], num_draws=args.draws, steps=args.steps,
+                               seed=args.seed)
+        print(f"wrote the estimator comparison to {args.out}")
+        return 0
+    if args.guide is not None:
+        raise ValueError("--guide is for a model from a Python file; dlvm's models compare every guide they pair with")
     if args.model not in MODELS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
     table = read_data(args.data, window=args.window)
@@ -416,8 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regimes)
 
     p = sub.add_parser("compare", help="compare ELBOs and gradient estimators on a model")
-    p.add_argument("model")
-    p.add_argument("--data", required=True)
+    p.add_argument("model", help="a registered model, or your own Pyro model as FILE.py:NAME")
+    p.add_argument("--data", required=True, help="data file; for FILE.py:NAME an .npz whose arrays are its keyword arguments")
+    p.add_argument("--guide", help="for FILE.py:NAME: auto-normal (default), auto-diagonal-normal, "
+                                   "auto-multivariate-normal, auto-delta, or FILE.py:NAME")
     p.add_argument("--out", required=True)
     p.add_argument("--elbos", help="comma-separated estimators, e.g. trace,tracegraph,renyi:0.5")
     p.add_argument("--latent-dim", type=int)

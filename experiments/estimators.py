@@ -9,14 +9,17 @@ log p(x) against steps and seconds.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.infer.autoguide import AutoDelta, AutoDiagonalNormal, AutoMultivariateNormal, AutoNormal
 
 from dlvm.guides import default_elbo, pair
 from dlvm.guides.baselines import WithBaseline, needs_score_function
@@ -143,7 +146,66 @@ def compare(model_name: str, data, elbos=None, out: Path | None = None, *, optio
     return result
 
 
-def write_tables(result: dict, out: Path) -> list[str]:
+#: AutoGuides a user model can be compared with by name (``dlvm compare FILE.py:MODEL --guide NAME``)
+AUTOGUIDES = {"auto-normal": AutoNormal, "auto-diagonal-normal": AutoDiagonalNormal,
+              "auto-multivariate-normal": AutoMultivariateNormal, "auto-delta": AutoDelta}
+
+
+def load_callable(spec: str):
+    """The object NAME defined in the Python file of ``FILE.py:NAME`` (a user's model or guide)."""
+    path, _, name = spec.rpartition(":")
+    if not path.endswith(".py") or not name:
+        raise ValueError(f"expected FILE.py:NAME, got {spec!r}")
+    if not Path(path).is_file():
+        raise ValueError(f"no such file: {path}")
+    module_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not callable(getattr(module, name, None)):
+        raise ValueError(f"{path} defines no callable {name!r}")
+    return getattr(module, name)
+
+
+def guide_builder(model, guide: str):
+    """A function making a fresh guide for ``model``: an AutoGuide by name, or FILE.py:NAME."""
+    if guide in AUTOGUIDES:
+        return lambda: AUTOGUIDES[guide](model)
+    if ":" in guide:
+        found = load_callable(guide)
+        return lambda: found
+    raise ValueError(f"unknown guide {guide!r}; use {', '.join(AUTOGUIDES)} or FILE.py:NAME")
+
+
+def compare_user_model(model, guide: str, kwargs: dict, elbos, out: Path | None = None, *, label: str = "model",
+                       num_draws: int = 100, steps: int = 300, eval_every: int = 25, seed: int = 0) -> dict:
+    """Estimator comparison for a user's own model called as ``model(**kwargs)``: gradient
+    statistics of each ELBO at the guide's start, and a training curve per ELBO (each from a fresh
+    guide and a fresh param store). Same tables and figures as :func:`compare`."""
+    make_guide = guide_builder(model, guide)
+    guide = guide.rpartition(":")[2]  # FILE.py:NAME is labelled NAME
+    elbos = list(elbos or ("trace", "tracegraph"))
+    frames, gaps = [], []
+    for elbo in elbos:
+        pyro.clear_param_store()
+        frame = training_curves(model, make_guide(), elbo=elbo, kwargs=kwargs, steps=steps, eval_every=eval_every,
+                                seed=seed, num_samples=20)
+        frame.insert(0, "guide", f"{guide} / {elbo}")
+        frame.insert(0, "model", label)
+        frames.append(frame)
+        last = frame.iloc[-1]
+        gaps.append({"model": label, "guide": f"{guide} / {elbo}", "elbo": elbo, "exact": None,
+                     "final_elbo": last.elbo, "iwae": last.iwae, "gap": None})
+    pyro.clear_param_store()
+    gradients = compare_estimators(model, {guide: make_guide()}, elbos=elbos, kwargs=kwargs, num_draws=num_draws,
+                                   seed=seed)
+    gradients.insert(0, "model", label)
+    result = {"gradients": gradients, "curves": pd.concat(frames, ignore_index=True), "gap": pd.DataFrame(gaps)}
+    if out is not None:
+        write_tables(result, Path(out), unit="nats (whole data set)")
+    return result
+
+
+def write_tables(result: dict, out: Path, unit: str = "nats per row") -> list[str]:
     """The three tables as CSV (array columns left out) and the three figures; relative paths."""
     out.mkdir(parents=True, exist_ok=True)
     result["gradients"].drop(columns=["mean", "sem"]).to_csv(out / "gradients.csv", index=False)
@@ -151,10 +213,11 @@ def write_tables(result: dict, out: Path) -> list[str]:
     result["gap"].to_csv(out / "gap.csv", index=False)
     grads = result["gradients"][result["gradients"].group == "all"]
     variance = {m: {f"{g} / {e}": v for g, e, v in zip(f.guide, f.elbo, f.variance)} for m, f in grads.groupby("model")}
+    # a log scale where every variance is positive (a deterministic gradient has none)
     grouped_bars(variance, out / "figures" / "gradient_variance.png", "tr Cov(gradient)",
-                 "gradient variance", log=True)
+                 "gradient variance", log=bool((grads.variance > 0).all()))
     panels = {m: {g: f for g, f in frame.groupby("guide")} for m, frame in result["curves"].groupby("model")}
-    curves(panels, out / "figures" / "curves.png", "step", ("elbo", "log_likelihood"), "training")
+    curves(panels, out / "figures" / "curves.png", "step", ("elbo", "log_likelihood"), "training", unit)
     gap = result["gap"].dropna(subset=["gap"])
     gap_values = {m: dict(zip(f.guide, f.gap.clip(lower=1e-6))) for m, f in gap.groupby("model")}
     if gap_values:

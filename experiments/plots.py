@@ -142,8 +142,9 @@ def grouped_bars(values: dict, path: Path, ylabel: str, title: str, log: bool = 
     return save_figure_at(fig, path)
 
 
-def curves(frames: dict, path: Path, x: str, ys: tuple[str, ...], title: str) -> Path:
-    """One panel per key of ``frames`` ({panel: {line label: DataFrame}}): columns ``ys`` against ``x``."""
+def curves(frames: dict, path: Path, x: str, ys: tuple[str, ...], title: str, unit: str = "nats per row") -> Path:
+    """One panel per key of ``frames`` ({panel: {line label: DataFrame}}): columns ``ys`` against
+    ``x``; lines that coincide are drawn dashed over each other so that each stays visible."""
     panels = list(frames)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
     for ax, panel in zip(axes[0], panels):
@@ -151,9 +152,11 @@ def curves(frames: dict, path: Path, x: str, ys: tuple[str, ...], title: str) ->
             colour = REGIME_COLOURS[i % len(REGIME_COLOURS)]
             for y, style in zip(ys, ("-", "--", ":")):
                 if frame[y].notna().any():
-                    ax.plot(frame[x], frame[y], style, color=colour, label=f"{label} {y}")
+                    overlap = {} if i == 0 else {"dashes": (2 + 2 * i, 2)}
+                    ax.plot(frame[x], frame[y], style, color=colour, label=f"{label} {y}",
+                            linewidth=2.5 - 0.6 * (i % 3), **overlap)
         ax.set_xlabel(x)
-        ax.set_ylabel("nats per row")
+        ax.set_ylabel(unit)
         ax.set_title(f"{title}: {panel}", fontsize=9)
         ax.legend(fontsize=6)
     return save_figure_at(fig, path)

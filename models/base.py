@@ -18,6 +18,7 @@ integrated out, trained by :class:`Marginalized`).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from collections.abc import Callable
 import pyro
 import torch
 from pyro.distributions import TorchDistribution
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, pyro_method
 from torch.distributions import constraints
 from torch import nn
 
@@ -34,6 +35,18 @@ from torch import nn
 def local_params():
     """A context in which PyroModules keep their parameters in the module, not the global store."""
     return pyro.settings.context(module_local_params=True)
+
+
+def local_method(fn):
+    """:func:`pyro.nn.pyro_method` for dlvm's modules: the method runs in the module's Pyro context
+    (its ``PyroSample`` globals are named sample sites) with module-local parameters."""
+    method = pyro_method(fn)
+
+    @functools.wraps(fn)
+    def wrapped(self, *args, **kwargs):
+        with local_params():
+            return method(self, *args, **kwargs)
+    return wrapped
 
 
 class LocalParams:

@@ -27,11 +27,11 @@ import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroParam, PyroSample, pyro_method
+from pyro.nn import PyroParam, PyroSample
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
-from .base import LatentVariableModel, fill_missing
+from .base import LatentVariableModel, fill_missing, local_method
 from .mixture import GaussianComponents, best_of_restarts, check_components, kmeans_start, weighted_moments
 
 
@@ -162,7 +162,7 @@ class GaussianHMM(LatentVariableModel):
             pyro.factor("x", forward_log_likelihood(log_pi, log_a, emission))
 
     # -- exact quantities
-    @pyro_method
+    @local_method
     def log_marginal(self, x, mask=None) -> torch.Tensor:
         """Exact log p(x_{1:T}) per sequence, shape (N,)."""
         return forward_log_likelihood(*self._pieces(x, mask))
@@ -174,7 +174,7 @@ class GaussianHMM(LatentVariableModel):
             return x.new_full((x.shape[0],), float(x.shape[1]))
         return mask.any(-1).sum(-1).to(x.dtype)
 
-    @pyro_method
+    @local_method
     def posterior(self, x, mask=None) -> torch.Tensor:
         """Smoothed state marginals p(z_t = k | x_{1:T}) (forward-backward), shape (N, T, K)."""
         log_pi, log_a, emission = self._pieces(x, mask)
@@ -184,13 +184,13 @@ class GaussianHMM(LatentVariableModel):
             (marginals,) = torch.autograd.grad(total, emission)
         return marginals
 
-    @pyro_method
+    @local_method
     def viterbi(self, x, mask=None) -> torch.Tensor:
         """Most probable state path per sequence, shape (N, T)."""
         with torch.no_grad():
             return viterbi_path(*self._pieces(x, mask))
 
-    @pyro_method
+    @local_method
     def covariances(self) -> torch.Tensor:
         """Emission covariances Sigma_k, shape (K, D, D)."""
         return self.gaussians.covariances()
@@ -200,13 +200,13 @@ class GaussianHMM(LatentVariableModel):
         """Emission means mu_k, shape (K, D)."""
         return self.gaussians.current()[0]
 
-    @pyro_method
+    @local_method
     def expected_durations(self) -> torch.Tensor:
         """Expected stay in each state, 1 / (1 - A_kk) time steps, shape (K,)."""
         with torch.no_grad():
             return 1.0 / (1.0 - torch.diagonal(self.transition)).clamp(min=1e-12)
 
-    @pyro_method
+    @local_method
     def stationary_distribution(self) -> torch.Tensor:
         """The stationary distribution of the chain (left eigenvector of A for eigenvalue 1), (K,)."""
         with torch.no_grad():
@@ -216,7 +216,7 @@ class GaussianHMM(LatentVariableModel):
             rhs = torch.cat([a.new_zeros(k), a.new_ones(1)])
             return torch.linalg.lstsq(system, rhs.unsqueeze(-1)).solution.squeeze(-1)
 
-    @pyro_method
+    @local_method
     @torch.no_grad()
     def sample(self, length: int, n: int = 1, return_states: bool = False):
         """n sequences of ``length`` steps (n, T, D) (and their states (n, T) with ``return_states``)."""

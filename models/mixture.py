@@ -25,11 +25,11 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule, PyroParam, PyroSample, pyro_method
+from pyro.nn import PyroModule, PyroParam, PyroSample
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
-from .base import LatentVariableModel, LocalParams, fill_missing
+from .base import LatentVariableModel, LocalParams, fill_missing, local_method
 from .factor import NOISE_FLOOR, check_factor_options, linear_gaussian_log_prob, principal_components_start
 
 #: added to every component variance (as scikit-learn's reg_covar): constant data or a component
@@ -192,7 +192,7 @@ class GaussianComponents(LocalParams, PyroModule):
         floor = spread.new_full(spread.shape[:-1], VARIANCE_FLOOR)
         return linear_gaussian_log_prob(xk, means, spread, floor, mk)
 
-    @pyro_method
+    @local_method
     def covariances(self) -> torch.Tensor:
         """Sigma_k, shape (K, D, D)."""
         _, spread = self.current()
@@ -201,7 +201,7 @@ class GaussianComponents(LocalParams, PyroModule):
         eye = torch.eye(self.num_features, dtype=spread.dtype, device=spread.device)
         return spread @ spread.mT + VARIANCE_FLOOR * eye
 
-    @pyro_method
+    @local_method
     def sample(self, index: torch.Tensor) -> torch.Tensor:
         """One draw from component ``index[i]`` for every entry: index (...) -> (..., D)."""
         means, spread = self.current()
@@ -289,22 +289,22 @@ class _Mixture(LatentVariableModel):
             pyro.factor("x", table.logsumexp(-1))
 
     # -- exact quantities
-    @pyro_method
+    @local_method
     def log_marginal(self, x, mask=None) -> torch.Tensor:
         """Exact log p(x_i) per row (eq. 6.3), shape (B,)."""
         return self._joint_table(x, mask).logsumexp(-1)
 
-    @pyro_method
+    @local_method
     def posterior(self, x, mask=None) -> torch.Tensor:
         """Responsibilities p(z_i = k | x_i) (eq. 6.4), shape (B, K)."""
         return self._joint_table(x, mask).softmax(-1)
 
-    @pyro_method
+    @local_method
     def predict(self, x, mask=None) -> torch.Tensor:
         """Most probable component per row, shape (B,)."""
         return self._joint_table(x, mask).argmax(-1)
 
-    @pyro_method
+    @local_method
     @torch.no_grad()
     def sample(self, n: int, return_components: bool = False):
         """n rows from the model (n, D) (and their components (n,) with ``return_components``)."""
@@ -368,7 +368,7 @@ class GaussianMixture(_Mixture):
     def means(self) -> torch.Tensor:
         return self.gaussians.current()[0]
 
-    @pyro_method
+    @local_method
     def covariances(self) -> torch.Tensor:
         """Sigma_k, shape (K, D, D)."""
         return self.gaussians.covariances()
@@ -419,7 +419,7 @@ class MixtureOfPPCA(_Mixture):
             x.unsqueeze(-2), self.loc, self.loadings, self.psi, None if mask is None else mask.unsqueeze(-2)
         )
 
-    @pyro_method
+    @local_method
     def covariances(self) -> torch.Tensor:
         """W_k W_k^T + Psi_k, shape (K, D, D)."""
         return self.loadings @ self.loadings.mT + torch.diag_embed(self.psi)
