@@ -11,6 +11,7 @@ shape (chain, draw, ...); observed_data arrays have no sample dims.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -22,8 +23,8 @@ with warnings.catch_warnings():
 ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
 SAMPLED_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "sample_stats")
 GROUPS = SAMPLED_GROUPS + ("observed_data",)
-#: Pareto k thresholds (Vehtari et al. 2017; Yao et al. 2018): good, ok, bad, very bad
-K_BINS = (0.5, 0.7, 1.0)
+#: above this Pareto k the importance ratios have no finite mean: "very bad" at any sample size
+K_VERY_BAD = 1.0
 
 
 def from_dict(groups: dict, coords: dict | None = None, dims: dict | None = None):
@@ -63,30 +64,56 @@ def summary(data, mcmc: bool, hdi_prob: float = 0.94):
     return table[keep].astype(float)
 
 
-def pareto_k_counts(k) -> dict:
-    """How many of the values ``k`` fall in each Pareto k bin (<= 0.5, <= 0.7, <= 1, > 1)."""
+def khat_threshold(num_draws: int) -> float:
+    """The largest Pareto k at which PSIS with ``num_draws`` draws is reliable: min(1 - 1/log10(S),
+    0.7) (Vehtari et al. 2024, "Pareto smoothed importance sampling"; ArviZ's ``good_k``)."""
+    if num_draws < 2:
+        raise ValueError(f"PSIS needs at least 2 draws, got {num_draws}")
+    return min(1.0 - 1.0 / math.log10(num_draws), 0.7)
+
+
+def pareto_k_counts(k, num_draws: int) -> dict:
+    """How many of the values ``k`` (from ``num_draws`` draws each) are good (at most
+    :func:`khat_threshold`), bad (up to 1) or very bad (above 1)."""
     k = np.asarray(k, dtype=float).ravel()
-    good, ok, bad = K_BINS
-    return {
-        "good": int((k <= good).sum()), "ok": int(((k > good) & (k <= ok)).sum()),
-        "bad": int(((k > ok) & (k <= bad)).sum()), "very_bad": int((k > bad).sum()),
-    }
+    good = khat_threshold(num_draws)
+    return {"good": int((k <= good).sum()), "bad": int(((k > good) & (k <= K_VERY_BAD)).sum()),
+            "very_bad": int((k > K_VERY_BAD).sum())}
 
 
-def loo(data) -> dict:
-    """PSIS-LOO from the log_likelihood group: elpd, its se, p_loo, the Pareto k per observation
-    and their counts per bin (:func:`pareto_k_counts`)."""
+def _num_draws(data) -> int:
+    """Chains x draws of the log_likelihood group."""
+    log_lik = data["log_likelihood"] if ARVIZ_1 else data.log_likelihood
+    return int(log_lik.sizes["chain"] * log_lik.sizes["draw"])
+
+
+def loo(data, var_name: str | None = None) -> dict:
+    """PSIS-LOO from the log_likelihood group (``var_name`` picks one observed site where there are
+    several): elpd, its se, p_loo, the Pareto k per observation, the sample-size-dependent k
+    threshold and the counts per bin (:func:`pareto_k_counts`)."""
     with warnings.catch_warnings():
         # arviz warns when some k is large; the counts below report it
         warnings.simplefilter("ignore")
-        result = az.loo(data, pointwise=True)
+        result = az.loo(data, pointwise=True, var_name=var_name)
     if ARVIZ_1:
         elpd, p_loo = float(result.elpd), float(result.p)
     else:
         elpd, p_loo = float(result.elpd_loo), float(result.p_loo)
     k = np.asarray(result.pareto_k).ravel()
+    draws = _num_draws(data)
     return {"elpd": elpd, "se": float(result.se), "p_loo": p_loo, "pareto_k": k,
-            "k_counts": pareto_k_counts(k)}
+            "k_threshold": khat_threshold(draws), "k_counts": pareto_k_counts(k, draws)}
+
+
+def compare(named: dict, var_name: str | None = None):
+    """PSIS-LOO comparison of ``{name: data}``, best first: rank, elpd, se, p (effective number of
+    parameters), elpd_diff (elpd minus the best one's, <= 0), dse and the stacking weight."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.compare(named, var_name=var_name)
+    table = table.rename(columns={"elpd_loo": "elpd", "p_loo": "p"})
+    table["elpd_diff"] = table["elpd"] - table["elpd"].max()
+    return table[["rank", "elpd", "se", "p", "elpd_diff", "dse", "weight"]].astype(float)
 
 
 def self_check() -> str:
@@ -115,6 +142,12 @@ def self_check() -> str:
         raise AssertionError(f"unexpected loo result {result}")
     if sum(result["k_counts"].values()) != rows:
         raise AssertionError("Pareto k counts do not add up to the rows")
+    other = from_dict({"posterior": {"mu": mu}, "log_likelihood": {"x": log_lik - 1.0}})
+    table = compare({"near": data, "far": other})
+    if list(table.index) != ["near", "far"] or abs(table.loc["far", "elpd_diff"] + rows) > 1e-6:
+        raise AssertionError(f"unexpected comparison\n{table}")
+    if abs(result["k_threshold"] - min(1 - 1 / np.log10(draws), 0.7)) > 1e-12:
+        raise AssertionError(f"unexpected Pareto k threshold {result['k_threshold']}")
     return f"arviz adapter ok (arviz {az.__version__})"
 
 

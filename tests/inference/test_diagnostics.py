@@ -39,7 +39,7 @@ def test_to_arviz_from_an_svi_fit_has_the_groups_dims_and_coords():
     z = data.posterior["z"]
     assert z.dims == ("chain", "draw", "z_row", "z_dim_0") and z.shape == (1, 50, 2, 1)
     assert list(data.posterior["z_row"].values) == [0, 3]
-    assert data.log_likelihood["x"].dims == ("chain", "draw", "row") and data.log_likelihood["x"].shape == (1, 50, 20)
+    assert data.log_likelihood["x"].dims == ("chain", "draw", "data") and data.log_likelihood["x"].shape == (1, 50, 20)
     assert data.posterior_predictive["x"].shape == (1, 50, 20, 4)
     np.testing.assert_allclose(data.observed_data["x"].values, x.numpy())
     # ML globals: the exact log p(x_i) is the pointwise log-likelihood of every draw
