@@ -2,8 +2,9 @@
 
 Writes ``summary.csv`` (mean, sd, hdi; ess and r_hat for MCMC only), ``loo.json`` (elpd, se,
 p_loo, Pareto k counts), ``psis_khat.csv`` (the guide's importance-weight k-hat per row; the share
-of rows above 0.7 is where the amortized guide fails), ``figures/ppc.png`` (posterior predictive
-check) and, for MCMC, ``figures/trace.png`` and ``figures/forest.png``.
+of rows above the sample-size-dependent threshold, 0.7 at most, is where the amortized guide
+fails), ``figures/ppc.png`` (posterior predictive check) and, for MCMC, ``figures/trace.png`` and
+``figures/forest.png``.
 """
 from __future__ import annotations
 
@@ -20,9 +21,6 @@ from dlvm.models.base import has_global_latents
 
 from .plots import plt, save_figure_at
 from .runs import check_event_shape, load_run, run_data
-
-K_THRESHOLD = 0.7
-
 
 def _read(data, config: dict):
     """(x, mask) from an array, or from a data-set name / file path / the run's own data (None)."""
@@ -77,6 +75,7 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
     khat = psis_khat(run.trained, run.guide, x, mask, num_draws=khat_draws, seed=seed)
     pd.DataFrame({"row": np.arange(len(khat)), "khat": khat}).to_csv(out / "psis_khat.csv", index=False)
     files.append("psis_khat.csv")
+    threshold = arviz_adapter.khat_threshold(khat_draws)
     replicated = idata.posterior_predictive["x"].values.reshape(-1)
     observed = idata.observed_data["x"].values.reshape(-1)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -93,7 +92,8 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
                 files.append(f"figures/{name}.png")
     summary = {
         "elpd_loo": loo["elpd"], "p_loo": loo["p_loo"], "pareto_k_counts": loo["k_counts"],
-        "khat_share_above_0.7": float(np.mean(khat > K_THRESHOLD)), "khat_median": float(np.median(khat)),
+        "khat_threshold": threshold, "khat_share_above_threshold": float(np.mean(khat > threshold)),
+        "khat_median": float(np.median(khat)),
         "mcmc": mcmc, "files": files,
     }
     (out / "diagnostics.json").write_text(json.dumps(summary, indent=2) + "\n")
