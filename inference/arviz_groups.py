@@ -4,7 +4,8 @@ The model and guide are called as :class:`pyro.infer.SVI` calls them, ``model(*a
 covariates are ordinary arguments. Everything about a site (its plates, its event dims, whether it
 is observed) is read from a trace of the model conditioned on a draw:
 
-* latent sites (any name; globals and plate-locals) go into ``posterior``;
+* latent sites (any name; globals and plate-locals) and ``pyro.deterministic`` sites go into
+  ``posterior``;
 * observed sites (any name, any number) go into ``log_likelihood`` (the log-density of every batch
   element: the elements are independent given the draw, so PSIS-LOO can leave each one out),
   ``observed_data`` and ``posterior_predictive`` (:class:`pyro.infer.Predictive` on
@@ -22,6 +23,7 @@ import numpy as np
 import pyro.poutine as poutine
 import torch
 from pyro.infer import MCMC, Predictive
+from pyro.poutine.uncondition_messenger import UnconditionMessenger
 
 from .engine import latent_sites
 
@@ -66,6 +68,12 @@ def observed_sites(trace, drawn=()) -> dict:
     }
 
 
+def deterministic_sites(trace) -> dict:
+    """The ``pyro.deterministic`` sites of a trace (functions of the latents: they join the posterior)."""
+    return {name: site for name, site in trace.nodes.items()
+            if site["type"] == "sample" and site["infer"].get("_deterministic")}
+
+
 @torch.no_grad()
 def sample_guide(guide, num: int, args=(), kwargs=None, dtype: torch.dtype | None = None) -> Draws:
     """``num`` independent draws of every latent site of ``guide(*args, **kwargs)`` (1 chain)."""
@@ -103,7 +111,7 @@ def mcmc_draws(mcmc) -> Draws:
     else:
         raise ValueError(f"mcmc must be a pyro.infer.MCMC that has run or dlvm's NutsResult, not {type(mcmc).__name__}")
     if not samples:
-        raise ValueError("the MCMC result has no latent sites to convert")
+        raise ValueError("the MCMC has no draws: call mcmc.run(*args, **kwargs) first (on a model with latent sites)")
     chains, per_chain = next(iter(samples.values())).shape[:2]
     if diverging is None:
         diverging = _divergences(mcmc, chains, per_chain)
@@ -172,22 +180,42 @@ def log_likelihood_of_draw(model, args=(), kwargs=None) -> Callable[[dict], dict
     return log_likelihood
 
 
+class _Uncondition(UnconditionMessenger):
+    """``poutine.uncondition`` that keeps ``pyro.deterministic`` values (resampling their Delta
+    would broadcast it over the plates)."""
+
+    def _pyro_sample(self, msg) -> None:
+        if not msg["infer"].get("_deterministic"):
+            super()._pyro_sample(msg)
+
+
 @torch.no_grad()
-def posterior_predictive(model, draws: Draws, names, args=(), kwargs=None) -> dict[str, torch.Tensor]:
-    """Replicated observed sites ``names`` {name: (num, ...)}: Predictive on the model with its
-    observations unconditioned, given each draw."""
-    unconditioned = poutine.uncondition(model)
+def posterior_predictive(model, draws: Draws, shapes: dict, args=(), kwargs=None) -> dict[str, torch.Tensor]:
+    """Sites {name: (num, *shapes[name])} given each draw, by Predictive on the model with its
+    observations unconditioned: replicated observations, and deterministic sites."""
+    unconditioned = _Uncondition()(model)
     if draws.values:
-        predictive = Predictive(unconditioned, posterior_samples=draws.values, return_sites=list(names))
+        predictive = Predictive(unconditioned, posterior_samples=draws.values, return_sites=list(shapes))
     else:
-        predictive = Predictive(unconditioned, num_samples=draws.num, return_sites=list(names))
-    return predictive(*args, **(kwargs or {}))
+        predictive = Predictive(unconditioned, num_samples=draws.num, return_sites=list(shapes))
+    out = predictive(*args, **(kwargs or {}))
+    # Predictive pads sites with fewer batch dims than the model's plates
+    return {name: out[name].reshape(draws.num, *shape) for name, shape in shapes.items()}
+
+
+def _event_dim(site) -> int:
+    """The event dims of a site's value; a ``pyro.deterministic`` value inside plates (whose event
+    dims default to all of its dims) keeps its plate dims."""
+    fn, value = site["fn"], site["value"]
+    if fn.batch_shape + fn.event_shape == value.shape:
+        return fn.event_dim
+    return max(0, value.ndim - len(fn.batch_shape))
 
 
 def site_dims(name: str, site, ndim: int, event: bool = True) -> list[str]:
     """Dim names of a site's value (``event``) or of its log-density (batch dims only), ``ndim`` dims:
     plate dims after their plates, the others ``NAME_dim_k``."""
-    event_dim = site["fn"].event_dim if event else 0
+    event_dim = _event_dim(site) if event else 0
     batch = ndim - event_dim
     plates = {f.dim: f.name for f in site["cond_indep_stack"] if f.vectorized}
     names, k = [], 0
@@ -204,7 +232,7 @@ def rows_plate_dim(site) -> int | None:
     """The tensor dim (negative, of the value) of the site's ``"data"`` plate, None outside it."""
     for frame in site["cond_indep_stack"]:
         if frame.vectorized and frame.name == ROWS_PLATE:
-            return frame.dim - site["fn"].event_dim
+            return frame.dim - _event_dim(site)
     return None
 
 

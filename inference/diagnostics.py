@@ -4,7 +4,7 @@
 ``pyro.infer.MCMC`` (or :func:`run_nuts`), for ArviZ through :mod:`dlvm.inference.arviz_adapter`
 (the only module that imports arviz); :mod:`dlvm.inference.arviz_groups` reads the sites. Groups:
 
-* ``posterior``: every latent site, dims named after its plates; latents in the ``"data"`` plate
+* ``posterior``: every latent and ``pyro.deterministic`` site, dims named after its plates; latents in the ``"data"`` plate
   (per-row locals) only for the rows ``local_rows`` (dim ``z_row``). Guide draws are independent,
   stored as 1 chain x S draws;
 * ``log_likelihood``: the log-density of each observed site per batch element and draw, so that
@@ -35,8 +35,9 @@ from dlvm.models.base import call_in_context
 
 from . import arviz_adapter
 from .arviz_groups import (
-    Draws, as_numpy, conditioned_trace, drawn_sites, log_likelihood_of_draw, mcmc_draws, observed_sites,
-    observed_value, over_draws, posterior_predictive, rows_plate_dim, sample_guide, short_names, site_dims,
+    Draws, as_numpy, conditioned_trace, deterministic_sites, log_likelihood_of_draw, mcmc_draws,
+    observed_sites, observed_value, over_draws, posterior_predictive, rows_plate_dim, sample_guide,
+    short_names, site_dims,
 )
 from .estimators import model_observations
 from .evaluate import log_weights
@@ -109,10 +110,20 @@ def to_arviz(model, data=None, mask=None, *, guide=None, mcmc=None, args=(), kwa
         args, kwargs: the model's arguments: observations and covariates, as for ``SVI.step``.
         local_rows: rows whose latents in the ``"data"`` plate go into the posterior (dim ``z_row``).
     """
+    groups, coords, dims = posterior_groups(
+        model, data, mask, guide=guide, mcmc=mcmc, args=args, kwargs=kwargs, num_draws=num_draws,
+        local_rows=local_rows, seed=seed)
+    return arviz_adapter.from_dict(groups, coords=coords, dims=dims)
+
+
+def posterior_groups(model, data=None, mask=None, *, guide=None, mcmc=None, args=(), kwargs=None,
+                     num_draws: int = 500, local_rows=None, seed: int = 0) -> tuple[dict, dict, dict]:
+    """The groups of :func:`to_arviz` as numpy arrays: ({group: {var: array}}, coords, dims)."""
     if (guide is None) == (mcmc is None):
         raise ValueError("give exactly one of guide (an SVI fit) or mcmc (a pyro.infer.MCMC or NUTS result)")
-    if data is not None and args:
-        raise ValueError("give the observations either as data (dlvm rows, with mask) or as args, not both")
+    if data is not None and (args or not isinstance(model, torch.nn.Module)):
+        raise ValueError("data and mask are for dlvm models (called as model(x, mask)); pass any other "
+                         "model's arguments as args=(...) and kwargs={...}")
     pyro.set_rng_seed(seed)
     x = None
     if data is not None:
@@ -133,8 +144,12 @@ def to_arviz(model, data=None, mask=None, *, guide=None, mcmc=None, args=(), kwa
     values = {name: observed_value(name, site) for name, site in observed.items()}
     if x is not None and mask is not None:
         values[OBSERVED] = torch.where(mask, x, torch.nan)
-    replicated = posterior_predictive(model, draws, values, args, kwargs)
-    return _assemble(trace, draws, log_lik, replicated, values, local_rows)
+    derived = list(deterministic_sites(trace))
+    shapes = {**{n: v.shape for n, v in values.items()}, **{n: trace.nodes[n]["value"].shape for n in derived}}
+    replicated = posterior_predictive(model, draws, shapes, args, kwargs)
+    posterior = Draws({**draws.values, **{n: replicated.pop(n) for n in derived}}, draws.chains, draws.per_chain,
+                      draws.diverging)
+    return _groups(trace, posterior, log_lik, replicated, values, local_rows)
 
 
 def _exact_log_likelihood(model, draws: Draws, trace, x, mask) -> dict[str, torch.Tensor]:
@@ -164,7 +179,7 @@ def _posterior(trace, draws: Draws, local_rows, names: dict, dims: dict, coords:
         site = trace.nodes.get(name)
         if site is None:  # a guide-only site: not part of the model's posterior
             continue
-        site_dim_names = site_dims(name, site, value.ndim - 1)
+        site_dim_names = site_dims(names[name], site, value.ndim - 1)
         rows_dim = rows_plate_dim(site)
         if rows_dim is not None:
             if local_rows is None:
@@ -178,13 +193,13 @@ def _posterior(trace, draws: Draws, local_rows, names: dict, dims: dict, coords:
     return posterior
 
 
-def _assemble(trace, draws: Draws, log_lik: dict, replicated: dict, observed: dict, local_rows):
-    """The ArviZ data of the groups, with dims named after the sites' plates."""
+def _groups(trace, draws: Draws, log_lik: dict, replicated: dict, observed: dict, local_rows):
+    """(groups, coords, dims) of the draws, with dims named after the sites' plates."""
     names = short_names(list(draws.values) + list(observed))
     dims, coords = {}, {}
     posterior = _posterior(trace, draws, local_rows, names, dims, coords)
     for name, value in observed.items():
-        dims[names[name]] = site_dims(name, trace.nodes[name], value.ndim)
+        dims[names[name]] = site_dims(names[name], trace.nodes[name], value.ndim)
     groups = {
         "posterior": posterior,
         "posterior_predictive": {names[n]: draws.by_chain(v) for n, v in replicated.items()},
@@ -193,7 +208,7 @@ def _assemble(trace, draws: Draws, log_lik: dict, replicated: dict, observed: di
     }
     if draws.diverging is not None:
         groups["sample_stats"] = {"diverging": as_numpy(draws.diverging)}
-    return arviz_adapter.from_dict(groups, coords=coords, dims=dims)
+    return groups, coords, dims
 
 
 def pareto_khat(log_weights: torch.Tensor) -> torch.Tensor:
