@@ -35,9 +35,9 @@ from dlvm.models.base import call_in_context
 
 from . import arviz_adapter
 from .arviz_groups import (
-    Draws, as_numpy, conditioned_trace, deterministic_sites, log_likelihood_of_draw, mcmc_draws,
-    observed_sites, observed_value, over_draws, posterior_predictive, rows_plate_dim, sample_guide,
-    short_names, site_dims,
+    ROWS_PLATE, Draws, as_numpy, conditioned_trace, deterministic_sites, log_likelihood_of_draw,
+    mcmc_draws, observed_sites, observed_value, over_draws, posterior_predictive, rows_plate_dim,
+    sample_guide, short_names, site_dims,
 )
 from .estimators import model_observations
 from .evaluate import log_weights
@@ -116,6 +116,7 @@ def to_arviz(model, data=None, mask=None, *, guide=None, mcmc=None, args=(), kwa
     return arviz_adapter.from_dict(groups, coords=coords, dims=dims)
 
 
+@torch.no_grad()
 def posterior_groups(model, data=None, mask=None, *, guide=None, mcmc=None, args=(), kwargs=None,
                      num_draws: int = 500, local_rows=None, seed: int = 0) -> tuple[dict, dict, dict]:
     """The groups of :func:`to_arviz` as numpy arrays: ({group: {var: array}}, coords, dims)."""
@@ -135,21 +136,28 @@ def posterior_groups(model, data=None, mask=None, *, guide=None, mcmc=None, args
         draws = mcmc_draws(mcmc)
     trace = conditioned_trace(model, {n: v[0] for n, v in draws.values.items()}, args, kwargs)
     observed = observed_sites(trace, draws.values)
-    if not observed:
-        raise ValueError("the model observes no site: pass the data it conditions on (obs=...) in args or kwargs")
+    values = _observations(observed, x, mask)
     if x is not None and hasattr(model, "log_marginal"):
         log_lik = _exact_log_likelihood(model, draws, trace, x, mask)
     else:
         log_lik = over_draws(log_likelihood_of_draw(model, args, kwargs), draws.values, draws.num)
-    values = {name: observed_value(name, site) for name, site in observed.items()}
-    if x is not None and mask is not None:
-        values[OBSERVED] = torch.where(mask, x, torch.nan)
     derived = list(deterministic_sites(trace))
-    shapes = {**{n: v.shape for n, v in values.items()}, **{n: trace.nodes[n]["value"].shape for n in derived}}
-    replicated = posterior_predictive(model, draws, shapes, args, kwargs)
-    posterior = Draws({**draws.values, **{n: replicated.pop(n) for n in derived}}, draws.chains, draws.per_chain,
+    shapes = {**{n: values[n].shape for n in observed}, **{n: trace.nodes[n]["value"].shape for n in derived}}
+    predicted = posterior_predictive(model, draws, shapes, args, kwargs) if shapes else {}
+    posterior = Draws({**draws.values, **{n: predicted.pop(n) for n in derived}}, draws.chains, draws.per_chain,
                       draws.diverging)
-    return _groups(trace, posterior, log_lik, replicated, values, local_rows)
+    return _groups(trace, posterior, log_lik, predicted, values, local_rows)
+
+
+def _observations(observed: dict, x, mask) -> dict[str, torch.Tensor]:
+    """{site: value} of the observed sites; dlvm's rows ``x`` (NaN where missing) are the
+    observation ``"x"``, also where the model observes them through ``pyro.factor``."""
+    values = {name: observed_value(name, site) for name, site in observed.items()}
+    if x is not None:
+        values[OBSERVED] = x if mask is None else torch.where(mask, x, torch.nan)
+    if not values:
+        raise ValueError("the model observes no site: pass the data it conditions on (obs=...) in args or kwargs")
+    return values
 
 
 def _exact_log_likelihood(model, draws: Draws, trace, x, mask) -> dict[str, torch.Tensor]:
@@ -199,7 +207,11 @@ def _groups(trace, draws: Draws, log_lik: dict, replicated: dict, observed: dict
     dims, coords = {}, {}
     posterior = _posterior(trace, draws, local_rows, names, dims, coords)
     for name, value in observed.items():
-        dims[names[name]] = site_dims(names[name], trace.nodes[name], value.ndim)
+        site = trace.nodes.get(name)
+        if site is None or site["infer"].get("is_auxiliary"):  # dlvm rows observed through pyro.factor
+            dims[names[name]] = [ROWS_PLATE] + [f"{names[name]}_dim_{i}" for i in range(value.ndim - 1)]
+        else:
+            dims[names[name]] = site_dims(names[name], site, value.ndim)
     groups = {
         "posterior": posterior,
         "posterior_predictive": {names[n]: draws.by_chain(v) for n, v in replicated.items()},

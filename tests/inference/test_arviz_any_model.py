@@ -1,7 +1,6 @@
 """to_arviz on users' own Pyro models: any site names and plates, covariates, several observed
 sites, any guide, pyro.infer.MCMC objects; numbers checked against hand computations."""
 import math
-import time
 import warnings
 
 import numpy as np
@@ -18,7 +17,7 @@ from torch.distributions import constraints
 from dlvm.guides import pair
 from dlvm.inference import arviz_adapter, fit
 from dlvm.inference.diagnostics import posterior_groups, to_arviz
-from dlvm.models import FactorAnalysis
+from dlvm.models import FactorAnalysis, GaussianHMM
 
 from .arviz1_env import run_adapter
 
@@ -100,18 +99,11 @@ def test_eight_schools_fitted_by_plain_svi(family, tmp_path):
     assert arviz_adapter.plot_trace(data, tmp_path / "trace.png").stat().st_size > 0
 
 
-@pytest.fixture(scope="module")
-def nuts_run():
-    pyro.set_rng_seed(1)
-    mcmc = MCMC(NUTS(eight_schools), num_samples=200, warmup_steps=200, num_chains=1, disable_progbar=True)
-    began = time.perf_counter()
-    mcmc.run(SIGMA, Y)
-    return mcmc, time.perf_counter() - began
-
-
+@pytest.mark.slow
 @pytest.mark.usefixtures("plain_pyro")
-def test_a_users_own_mcmc_object_converts_with_divergences(nuts_run, tmp_path):
-    mcmc, seconds = nuts_run
+def test_a_users_own_mcmc_object_converts_with_divergences(tmp_path):
+    mcmc = MCMC(NUTS(eight_schools), num_samples=200, warmup_steps=200, num_chains=1, disable_progbar=True)
+    mcmc.run(SIGMA, Y)
     data = to_arviz(eight_schools, mcmc=mcmc, args=(SIGMA, Y))
     check_eight_schools(data, 200)
     diverging = values(data, "sample_stats", "diverging")
@@ -126,7 +118,6 @@ def test_a_users_own_mcmc_object_converts_with_divergences(nuts_run, tmp_path):
     assert set(table.index) == {"nuts", "svi"} and table["elpd_diff"].max() == 0.0
     assert quietly(az.compare, {"nuts": data, "svi": svi}).shape[0] == 2
     assert arviz_adapter.plot_trace(data, tmp_path / "trace.png").stat().st_size > 0
-    print(f"NUTS on eight schools, 200 + 200 draws: {seconds:.1f} s")
 
 
 LAB = torch.tensor([0.3, 1.1, 0.4, -0.2, 0.9])
@@ -158,7 +149,7 @@ def conjugate_level():
 
 @pytest.mark.usefixtures("plain_pyro")
 def test_two_observed_sites_of_other_names_and_a_global_param_store_guide():
-    guide = svi_fit(two_instruments, level_guide, LAB, FIELD, steps=1500, lr=0.02)
+    guide = svi_fit(two_instruments, level_guide, LAB, FIELD, steps=700, lr=0.03)
     data = to_arviz(two_instruments, guide=guide, args=(LAB, FIELD), num_draws=1000)
     level = values(data, "posterior", "level")
     loc, scale = (float(pyro.param(n).detach()) for n in ("level_loc", "level_scale"))
@@ -176,10 +167,16 @@ def test_two_observed_sites_of_other_names_and_a_global_param_store_guide():
         arviz_adapter.loo(data)
 
 
-def test_nuts_posterior_mean_of_a_conjugate_model_is_the_closed_form():
+@pytest.fixture(scope="module")
+def conjugate_nuts():
+    pyro.set_rng_seed(2)
     mcmc = MCMC(NUTS(two_instruments), num_samples=400, warmup_steps=200, disable_progbar=True)
     mcmc.run(LAB, FIELD)
-    data = to_arviz(two_instruments, mcmc=mcmc, args=(LAB, FIELD))
+    return mcmc
+
+
+def test_nuts_posterior_mean_of_a_conjugate_model_is_the_closed_form(conjugate_nuts):
+    data = to_arviz(two_instruments, mcmc=conjugate_nuts, args=(LAB, FIELD))
     mean, sd = conjugate_level()
     level = values(data, "posterior", "level")
     assert abs(level.mean() - mean) < 5 * sd / math.sqrt(100)  # ESS of 400 NUTS draws >= 100
@@ -208,7 +205,7 @@ def test_bayesian_regression_with_covariates():
     covariates = torch.randn(60, 3)
     target = covariates @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 + 0.5 * torch.randn(60)
     model = Regression(3)
-    guide = svi_fit(model, AutoMultivariateNormal(model), covariates, target, steps=800, lr=0.03)
+    guide = svi_fit(model, AutoMultivariateNormal(model), covariates, target, steps=500, lr=0.05)
     data = to_arviz(model, guide=guide, args=(covariates,), kwargs={"target": target}, num_draws=300)
     assert data.posterior["weight"].dims == ("chain", "draw", "weight_dim_0", "weight_dim_1")
     assert data.posterior["bias"].dims == ("chain", "draw", "bias_dim_0")
@@ -235,6 +232,16 @@ def test_a_bayesian_dlvm_model_still_converts_with_its_exact_likelihood():
     by_hand = dist.LowRankMultivariateNormal(loc, loadings, psi.expand(4)).log_prob(x)
     np.testing.assert_allclose(values(data, "log_likelihood", "x")[0, 7], by_hand.numpy(), rtol=1e-6)
     assert np.isfinite(arviz_adapter.loo(data)["elpd"])
+
+
+def test_a_dlvm_hmm_observing_its_rows_through_pyro_factor_converts():
+    x = torch.randn(6, 20, 1, dtype=torch.float64)
+    trained, guide = pair(GaussianHMM(1, 2).double(), "exact", (20, 1))
+    data = to_arviz(trained, x, guide=guide, num_draws=20)
+    assert data.log_likelihood["x"].dims == ("chain", "draw", "data")
+    np.testing.assert_allclose(values(data, "log_likelihood", "x")[0, 3], trained.log_marginal(x).detach().numpy())
+    assert data.observed_data["x"].dims == ("data", "x_dim_0", "x_dim_1")
+    assert "posterior_predictive" not in arviz_adapter.group_names(data)  # a pyro.factor cannot be replicated
 
 
 def unobserved(scale):
@@ -277,14 +284,13 @@ def test_what_cannot_be_converted_is_one_line_naming_the_fix(call, message):
 
 
 @pytest.mark.usefixtures("plain_pyro")
-def test_converted_groups_work_under_arviz_1(nuts_run, tmp_path):
+def test_converted_groups_work_under_arviz_1(conjugate_nuts, tmp_path):
     """summary, loo of every observed site, compare and plot_trace on real conversions, under arviz 1.x."""
-    mcmc, _ = nuts_run
     files = []
     for name, groups in {
-        "eight_schools_nuts": posterior_groups(eight_schools, mcmc=mcmc, args=(SIGMA, Y)),
-        "two_instruments_svi": posterior_groups(two_instruments, guide=svi_fit(two_instruments, level_guide, LAB, FIELD),
-                                                args=(LAB, FIELD), num_draws=200),
+        "two_instruments_nuts": posterior_groups(two_instruments, mcmc=conjugate_nuts, args=(LAB, FIELD)),
+        "eight_schools_svi": posterior_groups(eight_schools, guide=svi_fit(eight_schools, AutoNormal(eight_schools), SIGMA, Y, steps=100),
+                                              args=(SIGMA, Y), num_draws=200),
     }.items():
         files.append(arviz_adapter.save_groups(tmp_path / f"{name}.npz", *groups))
         assert arviz_adapter.check_saved(files[-1]).startswith("arviz adapter ok")
