@@ -2,6 +2,7 @@
 sites, any guide, pyro.infer.MCMC objects; numbers checked against hand computations."""
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pyro
@@ -296,3 +297,17 @@ def test_converted_groups_work_under_arviz_1(conjugate_nuts, tmp_path):
         assert arviz_adapter.check_saved(files[-1]).startswith("arviz adapter ok")
     out = run_adapter(*files)
     assert out.count("arviz adapter ok (arviz 1.") == 2
+
+
+def readme_example(heading: str) -> str:
+    """The first python block of the README section ``heading``."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split(f"## {heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_runs(capsys):
+    pyro.clear_param_store()
+    exec(compile(readme_example("ArviZ for any Pyro model"), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "theta[7]" in out and "'good'" in out
