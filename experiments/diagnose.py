@@ -43,6 +43,20 @@ def _arviz_plot(name: str, data, path: Path, **kwargs) -> Path | None:
     return save_figure_at(fig, path)
 
 
+def _ppc_figure(idata, path: Path) -> None:
+    """Histograms of the replicated and the observed ``x`` over all coordinates."""
+    replicated = idata.posterior_predictive["x"].values.reshape(-1)
+    observed = idata.observed_data["x"].values.reshape(-1)
+    observed = observed[np.isfinite(observed)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.histogram_bin_edges(np.concatenate([observed, replicated]), 40)
+    ax.hist(replicated, bins=bins, density=True, alpha=0.5, label="posterior predictive")
+    ax.hist(observed, bins=bins, density=True, histtype="step", color="black", label="observed")
+    ax.set_title("posterior predictive check (all coordinates)")
+    ax.legend()
+    save_figure_at(fig, path)
+
+
 def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int = 500,
              num_samples: int = 300, warmup: int = 300, chains: int = 2, khat_draws: int = 200,
              seed: int = 0) -> dict:
@@ -76,16 +90,9 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
     pd.DataFrame({"row": np.arange(len(khat)), "khat": khat}).to_csv(out / "psis_khat.csv", index=False)
     files.append("psis_khat.csv")
     threshold = arviz_adapter.khat_threshold(khat_draws)
-    replicated = idata.posterior_predictive["x"].values.reshape(-1)
-    observed = idata.observed_data["x"].values.reshape(-1)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.histogram_bin_edges(np.concatenate([observed[np.isfinite(observed)], replicated]), 40)
-    ax.hist(replicated, bins=bins, density=True, alpha=0.5, label="posterior predictive")
-    ax.hist(observed[np.isfinite(observed)], bins=bins, density=True, histtype="step", color="black", label="observed")
-    ax.set_title("posterior predictive check (all coordinates)")
-    ax.legend()
-    save_figure_at(fig, out / "figures" / "ppc.png")
-    files.append("figures/ppc.png")
+    if "posterior_predictive" in arviz_adapter.group_names(idata):  # not for rows observed by pyro.factor
+        _ppc_figure(idata, out / "figures" / "ppc.png")
+        files.append("figures/ppc.png")
     if mcmc:
         for name in ("trace", "forest"):
             if _arviz_plot(f"plot_{name}", idata, out / "figures" / f"{name}.png") is not None:

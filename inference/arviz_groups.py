@@ -101,11 +101,7 @@ def mcmc_draws(mcmc) -> Draws:
     """The draws of a ``pyro.infer.MCMC`` that has run, or of an object with ``samples``
     {site: (chains, draws, ...)} and ``diverging`` (chains, draws) such as dlvm's NUTS result."""
     if isinstance(mcmc, MCMC):
-        try:
-            samples = mcmc.get_samples(group_by_chain=True)
-        except (AttributeError, TypeError):
-            raise ValueError("this pyro.infer.MCMC has no samples yet: call mcmc.run(*args, **kwargs) first") from None
-        diverging = None
+        samples, diverging = mcmc.get_samples(group_by_chain=True), None  # None before mcmc.run
     elif isinstance(getattr(mcmc, "samples", None), dict) and hasattr(mcmc, "diverging"):
         samples, diverging = mcmc.samples, mcmc.diverging
     else:
