@@ -168,6 +168,25 @@ def test_two_observed_sites_of_other_names_and_a_global_param_store_guide():
         arviz_adapter.loo(data)
 
 
+def with_a_learned_scale(y):
+    """A model with a point-estimated parameter in Pyro's global parameter store."""
+    scale = pyro.param("reading_scale", torch.tensor(1.0), constraint=constraints.positive)
+    level = pyro.sample("level", dist.Normal(0.0, 10.0))
+    with pyro.plate("readings", y.shape[0]):
+        pyro.sample("reading", dist.Normal(level, scale), obs=y)
+
+
+@pytest.mark.usefixtures("plain_pyro")
+def test_a_model_with_pyro_param_uses_the_fitted_parameter():
+    guide = svi_fit(with_a_learned_scale, AutoDiagonalNormal(with_a_learned_scale), FIELD, steps=300)
+    data = to_arviz(with_a_learned_scale, guide=guide, args=(FIELD,), num_draws=100)
+    scale = pyro.param("reading_scale").detach().double()
+    assert abs(float(scale) - 1.0) > 0.1  # moved away from its start
+    level = torch.as_tensor(values(data, "posterior", "level"))[..., None]
+    by_hand = dist.Normal(level, scale).log_prob(FIELD.double()).numpy()
+    np.testing.assert_allclose(values(data, "log_likelihood", "reading"), by_hand, rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def conjugate_nuts():
     pyro.set_rng_seed(2)
