@@ -154,7 +154,8 @@ def plot_trace(data, path) -> Path:
 
 def save_groups(path, groups: dict, coords: dict | None = None, dims: dict | None = None) -> Path:
     """Write ``{group: {var: array}}`` with its coords and dims to one .npz file (see :func:`load_groups`)."""
-    arrays = {f"{group}/{name}": np.asarray(value) for group, values in groups.items() for name, value in values.items()}
+    arrays = {f"{group}/{name}": np.asarray(value)
+              for group, values in groups.items() for name, value in values.items()}
     meta = {"coords": {k: np.asarray(v).tolist() for k, v in (coords or {}).items()}, "dims": dims or {}}
     np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
     return Path(path)

@@ -4,8 +4,8 @@
 ``pyro.infer.MCMC`` (or :func:`run_nuts`), for ArviZ through :mod:`dlvm.inference.arviz_adapter`
 (the only module that imports arviz); :mod:`dlvm.inference.arviz_groups` reads the sites. Groups:
 
-* ``posterior``: every latent and ``pyro.deterministic`` site, dims named after its plates; latents in the ``"data"`` plate
-  (per-row locals) only for the rows ``local_rows`` (dim ``z_row``). Guide draws are independent,
+* ``posterior``: every latent and ``pyro.deterministic`` site, dims named after its plates;
+  latents in the ``"data"`` plate (per-row locals) only for the rows ``local_rows`` (dim ``z_row``). Guide draws are independent,
   stored as 1 chain x S draws;
 * ``log_likelihood``: the log-density of each observed site per batch element and draw, so that
   ``loo`` works; for a dlvm model given ``data`` with an exact ``log_marginal``, log p(x_i | globals)

@@ -36,7 +36,8 @@ def arviz1_python() -> Path:
     if not bin_python.exists():
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
     if not (_has(bin_python, "arviz") and _has(bin_python, "matplotlib")):
-        install = subprocess.run([str(bin_python), "-m", "pip", "install", "-q", *PACKAGES], capture_output=True, text=True)
+        install = subprocess.run([str(bin_python), "-m", "pip", "install", "-q", *PACKAGES],
+                                 capture_output=True, text=True)
         if install.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
             pytest.skip(f"could not install {' '.join(PACKAGES)} for Python 3.12: {install.stderr.strip()[-200:]}")

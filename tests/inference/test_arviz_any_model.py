@@ -70,7 +70,7 @@ def check_eight_schools(data, draws):
     assert GROUPS <= set(arviz_adapter.group_names(data))
     assert data.posterior["eta"].dims == ("chain", "draw", "schools")
     assert data.posterior["theta"].dims == ("chain", "draw", "schools")
-    assert data.posterior["mu"].dims == ("chain", "draw") and data.posterior["mu"].shape[1] * data.posterior["mu"].shape[0] == draws
+    assert data.posterior["mu"].dims == ("chain", "draw") and data.posterior["mu"].size == draws
     mu, tau, eta, theta = (values(data, "posterior", n) for n in ("mu", "tau", "eta", "theta"))
     np.testing.assert_allclose(theta, mu[..., None] + tau[..., None] * eta, rtol=1e-5, atol=1e-5)
     by_hand = dist.Normal(torch.as_tensor(theta), SIGMA.double()).log_prob(Y.double()).numpy()
@@ -242,13 +242,15 @@ def test_bayesian_regression_with_covariates():
 
 def test_a_bayesian_dlvm_model_still_converts_with_its_exact_likelihood():
     torch.manual_seed(0)
-    x = torch.randn(30, 4, dtype=torch.float64) @ torch.tensor([[1.0, 0.5, 0.0, 0.2]] * 4, dtype=torch.float64) + torch.randn(30, 4, dtype=torch.float64)
+    z = torch.randn(30, 1, dtype=torch.float64)
+    x = z @ torch.tensor([[1.0, 0.5, 0.0, 0.2]], dtype=torch.float64) + torch.randn(30, 4, dtype=torch.float64)
     trained, guide = pair(FactorAnalysis(4, 1, bayesian=True).double(), "exact", (4,))
     fit(trained, guide, x, epochs=150, lr=0.02, progress=False)
     data = to_arviz(trained, x, guide=guide, num_draws=100)
     assert {"loc", "loadings", "noise_variance"} <= set(data.posterior.data_vars)
     assert data.log_likelihood["x"].dims == ("chain", "draw", "data")
-    loc, loadings, psi = (torch.as_tensor(values(data, "posterior", n)[0, 7]) for n in ("loc", "loadings", "noise_variance"))
+    loc, loadings, psi = (torch.as_tensor(values(data, "posterior", n)[0, 7])
+                          for n in ("loc", "loadings", "noise_variance"))
     by_hand = dist.LowRankMultivariateNormal(loc, loadings, psi.expand(4)).log_prob(x)
     np.testing.assert_allclose(values(data, "log_likelihood", "x")[0, 7], by_hand.numpy(), rtol=1e-6)
     assert np.isfinite(arviz_adapter.loo(data)["elpd"])
@@ -309,8 +311,9 @@ def test_converted_groups_work_under_arviz_1(conjugate_nuts, tmp_path):
     files = []
     for name, groups in {
         "two_instruments_nuts": posterior_groups(two_instruments, mcmc=conjugate_nuts, args=(LAB, FIELD)),
-        "eight_schools_svi": posterior_groups(eight_schools, guide=svi_fit(eight_schools, AutoNormal(eight_schools), SIGMA, Y, steps=100),
-                                              args=(SIGMA, Y), num_draws=200),
+        "eight_schools_svi": posterior_groups(
+            eight_schools, guide=svi_fit(eight_schools, AutoNormal(eight_schools), SIGMA, Y, steps=100),
+            args=(SIGMA, Y), num_draws=200),
     }.items():
         files.append(arviz_adapter.save_groups(tmp_path / f"{name}.npz", *groups))
         assert arviz_adapter.check_saved(files[-1]).startswith("arviz adapter ok")
