@@ -2,8 +2,9 @@
 
 Writes ``summary.csv`` (mean, sd, hdi; ess and r_hat for MCMC only), ``loo.json`` (elpd, se,
 p_loo, Pareto k counts), ``psis_khat.csv`` (the guide's importance-weight k-hat per row; the share
-of rows above 0.7 is where the amortized guide fails), ``figures/ppc.png`` (posterior predictive
-check) and, for MCMC, ``figures/trace.png`` and ``figures/forest.png``.
+of rows above the sample-size-dependent threshold, 0.7 at most, is where the amortized guide
+fails), ``figures/ppc.png`` (posterior predictive check) and, for MCMC, ``figures/trace.png`` and
+``figures/forest.png``.
 """
 from __future__ import annotations
 
@@ -20,9 +21,6 @@ from dlvm.models.base import has_global_latents
 
 from .plots import plt, save_figure_at
 from .runs import check_event_shape, load_run, run_data
-
-K_THRESHOLD = 0.7
-
 
 def _read(data, config: dict):
     """(x, mask) from an array, or from a data-set name / file path / the run's own data (None)."""
@@ -43,6 +41,20 @@ def _arviz_plot(name: str, data, path: Path, **kwargs) -> Path | None:
         axes = function(data, **kwargs)
     fig = np.ravel(axes)[0].figure if not hasattr(axes, "figure") else axes.figure
     return save_figure_at(fig, path)
+
+
+def _ppc_figure(idata, path: Path) -> None:
+    """Histograms of the replicated and the observed ``x`` over all coordinates."""
+    replicated = idata.posterior_predictive["x"].values.reshape(-1)
+    observed = idata.observed_data["x"].values.reshape(-1)
+    observed = observed[np.isfinite(observed)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.histogram_bin_edges(np.concatenate([observed, replicated]), 40)
+    ax.hist(replicated, bins=bins, density=True, alpha=0.5, label="posterior predictive")
+    ax.hist(observed, bins=bins, density=True, histtype="step", color="black", label="observed")
+    ax.set_title("posterior predictive check (all coordinates)")
+    ax.legend()
+    save_figure_at(fig, path)
 
 
 def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int = 500,
@@ -77,23 +89,18 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
     khat = psis_khat(run.trained, run.guide, x, mask, num_draws=khat_draws, seed=seed)
     pd.DataFrame({"row": np.arange(len(khat)), "khat": khat}).to_csv(out / "psis_khat.csv", index=False)
     files.append("psis_khat.csv")
-    replicated = idata.posterior_predictive["x"].values.reshape(-1)
-    observed = idata.observed_data["x"].values.reshape(-1)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.histogram_bin_edges(np.concatenate([observed[np.isfinite(observed)], replicated]), 40)
-    ax.hist(replicated, bins=bins, density=True, alpha=0.5, label="posterior predictive")
-    ax.hist(observed[np.isfinite(observed)], bins=bins, density=True, histtype="step", color="black", label="observed")
-    ax.set_title("posterior predictive check (all coordinates)")
-    ax.legend()
-    save_figure_at(fig, out / "figures" / "ppc.png")
-    files.append("figures/ppc.png")
+    threshold = arviz_adapter.khat_threshold(khat_draws)
+    if "posterior_predictive" in arviz_adapter.group_names(idata):  # not for rows observed by pyro.factor
+        _ppc_figure(idata, out / "figures" / "ppc.png")
+        files.append("figures/ppc.png")
     if mcmc:
         for name in ("trace", "forest"):
             if _arviz_plot(f"plot_{name}", idata, out / "figures" / f"{name}.png") is not None:
                 files.append(f"figures/{name}.png")
     summary = {
         "elpd_loo": loo["elpd"], "p_loo": loo["p_loo"], "pareto_k_counts": loo["k_counts"],
-        "khat_share_above_0.7": float(np.mean(khat > K_THRESHOLD)), "khat_median": float(np.median(khat)),
+        "khat_threshold": threshold, "khat_share_above_threshold": float(np.mean(khat > threshold)),
+        "khat_median": float(np.median(khat)),
         "mcmc": mcmc, "files": files,
     }
     (out / "diagnostics.json").write_text(json.dumps(summary, indent=2) + "\n")

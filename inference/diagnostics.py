@@ -1,18 +1,22 @@
-"""Posterior diagnostics: ArviZ data from an SVI fit or from NUTS, and PSIS k-hat of a guide.
+"""Posterior diagnostics: ArviZ data from an SVI fit or from MCMC, and PSIS k-hat of a guide.
 
-:func:`to_arviz` arranges posterior draws for ArviZ through :mod:`dlvm.inference.arviz_adapter`
-(the only module that imports arviz), with the groups
+:func:`to_arviz` converts the posterior of any Pyro model, fitted by any guide or sampled by
+``pyro.infer.MCMC`` (or :func:`run_nuts`), for ArviZ through :mod:`dlvm.inference.arviz_adapter`
+(the only module that imports arviz); :mod:`dlvm.inference.arviz_groups` reads the sites. Groups:
 
-* ``posterior``: global latents (Bayesian models) and, for SVI, the local latents of chosen rows
-  (dim ``z_row``); SVI draws are independent, stored as 1 chain x S draws;
-* ``posterior_predictive``: replicated ``x`` from :class:`pyro.infer.Predictive` on the model with
-  its observation unconditioned (dims ``row``, ...);
-* ``log_likelihood``: log p(x_i | theta) per row and draw (the model's exact ``log_marginal`` with
-  the globals of the draw where it exists, else log p(x_i | z_i, theta)), so ``loo`` works;
-* ``observed_data`` and, for NUTS, ``sample_stats`` (``diverging``).
+* ``posterior``: every latent and ``pyro.deterministic`` site, dims named after its plates;
+  latents in the ``"data"`` plate (per-row locals) only for the rows ``local_rows`` (dim ``z_row``). Guide draws are independent,
+  stored as 1 chain x S draws;
+* ``log_likelihood``: the log-density of each observed site per batch element and draw, so that
+  ``loo`` works; for a dlvm model given ``data`` with an exact ``log_marginal``, log p(x_i | globals)
+  with the local latent integrated out;
+* ``observed_data`` and ``posterior_predictive`` (:class:`pyro.infer.Predictive` on the model with
+  its observations unconditioned);
+* for MCMC, ``sample_stats`` (``diverging``).
 
 :func:`psis_khat` is the Pareto k of each row's importance weights log p(x_i, z) - log q(z | x_i)
-(Yao et al. 2018): k > 0.7 marks the rows where the guide is a poor importance sampler.
+(Yao et al. 2018): above :func:`~dlvm.inference.arviz_adapter.khat_threshold` of the number of
+draws (0.7 at most) the guide is a poor importance sampler for that row.
 """
 from __future__ import annotations
 
@@ -24,78 +28,31 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer import MCMC, NUTS, Predictive
+from pyro.infer import MCMC, NUTS
 from pyro.ops.stats import fit_generalized_pareto
 
 from dlvm.models.base import call_in_context
 
 from . import arviz_adapter
-from .sites import latent_sites
+from .arviz_groups import (
+    ROWS_PLATE, Draws, as_numpy, conditioned_trace, log_likelihood_of_draw,
+    mcmc_draws, observed_value, over_draws, posterior_predictive, rows_plate_dim,
+    sample_guide, short_names, site_dims,
+)
 from .estimators import model_observations
-from .evaluate import _per_row, log_weights
+from .evaluate import log_weights
+from .sites import deterministic_sites, observed_sites
 
+#: the observed site of dlvm's models
 OBSERVED = "x"
-
-
-def _in_data_plate(site) -> bool:
-    return any(frame.name == "data" for frame in site["cond_indep_stack"])
-
-
-def _latent_sites(trace):
-    """Latent sites of a guide trace other than an autoguide's auxiliary ones."""
-    return {name: site for name, site in latent_sites(trace).items() if not site["infer"].get("is_auxiliary")}
+#: the posterior dim of the chosen rows of per-row latents
+LOCAL_ROWS_DIM = "z_row"
 
 
 def guide_draws(guide, x, mask=None, num_draws: int = 500) -> dict[str, torch.Tensor]:
-    """``num_draws`` independent draws of every latent site of the guide: {site: (S, ...)}."""
-    draws: dict[str, list] = {}
-    with torch.no_grad():
-        for _ in range(num_draws):
-            trace = poutine.trace(guide).get_trace(x, mask)
-            for name, site in _latent_sites(trace).items():
-                value = site["value"].detach()
-                # lazily built guide parameters (AutoNormal) may not share the data's dtype
-                draws.setdefault(name, []).append(value.to(x.dtype) if value.is_floating_point() else value)
-    return {name: torch.stack(values) for name, values in draws.items()}
-
-
-def global_site_names(guide, x, mask=None) -> list[str]:
-    """Latent sites of the guide outside the ``"data"`` plate (the model's global latents)."""
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(guide).get_trace(x, mask)
-    return [n for n, s in _latent_sites(trace).items() if not _in_data_plate(s)]
-
-
-@torch.no_grad()
-def pointwise_log_likelihood(model, draws: dict, x, mask=None) -> torch.Tensor:
-    """log p(x_i | draw s) per draw and row, shape (S, B).
-
-    With ``model.log_marginal`` (exact) the local latent is integrated out and the draw supplies the
-    globals; otherwise the draw's local latents are conditioned on too.
-    """
-    num = next(iter(draws.values())).shape[0] if draws else 1
-    rows = []
-    for s in range(num):
-        values = {name: v[s] for name, v in draws.items()}
-        if hasattr(model, "log_marginal"):
-            conditioned = poutine.condition(model.log_marginal, data=values)
-            rows.append(call_in_context(model, conditioned, x, mask))
-            continue
-        trace = poutine.trace(poutine.condition(model, data=values)).get_trace(x, mask)
-        site = trace.nodes[OBSERVED]
-        frame = next(f for f in site["cond_indep_stack"] if f.name == "data")
-        rows.append(_per_row(site["fn"].log_prob(site["value"]), frame.dim, x.shape[0]))
-    return torch.stack(rows)
-
-
-@torch.no_grad()
-def posterior_predictive(model, draws: dict, x, mask=None, num_draws: int | None = None) -> torch.Tensor:
-    """Replicated observations (S, B, ...) given each draw: Predictive on the unconditioned model."""
-    if draws:
-        predictive = Predictive(poutine.uncondition(model), posterior_samples=draws, return_sites=[OBSERVED])
-    else:
-        predictive = Predictive(poutine.uncondition(model), num_samples=num_draws or 1, return_sites=[OBSERVED])
-    return predictive(x, mask)[OBSERVED]
+    """``num_draws`` independent draws of every latent site of a dlvm guide on rows ``x``:
+    {site: (S, ...)} in the data's dtype."""
+    return sample_guide(guide, num_draws, (x, mask), dtype=x.dtype).values
 
 
 @dataclass
@@ -131,91 +88,140 @@ def run_nuts(model, data, mask=None, *, num_samples: int = 300, warmup: int = 30
         began = time.perf_counter()
         mcmc.run(x, mask)
         seconds += time.perf_counter() - began
-        for name, value in mcmc.get_samples().items():
-            samples.setdefault(name, []).append(value.detach())
-        flags = torch.zeros(num_samples, dtype=torch.bool)
-        flags[list(mcmc.diagnostics().get("divergences", {}).get("chain 0", []))] = True
-        diverging.append(flags)
+        draws = mcmc_draws(mcmc)
+        for name, value in draws.values.items():
+            samples.setdefault(name, []).append(value)
+        diverging.append(draws.diverging[0])
     return NutsResult({n: torch.stack(v) for n, v in samples.items()}, torch.stack(diverging), seconds)
 
 
-def _short_names(names) -> dict[str, str]:
-    """Site name -> ArviZ variable name: the last dotted part where that is unambiguous."""
-    short = {n: n.split(".")[-1] for n in names}
-    counts = {}
-    for value in short.values():
-        counts[value] = counts.get(value, 0) + 1
-    return {n: (s if counts[s] == 1 else n) for n, s in short.items()}
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().double().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
-
-
-def to_arviz(model, data, mask=None, *, guide=None, mcmc: NutsResult | None = None, num_draws: int = 500,
-             local_rows=None, seed: int = 0):
-    """ArviZ data (InferenceData for arviz 0.23, DataTree for 1.x) from an SVI fit or from NUTS.
+def to_arviz(model, data=None, mask=None, *, guide=None, mcmc=None, args=(), kwargs=None,
+             num_draws: int = 500, local_rows=None, seed: int = 0):
+    """ArviZ data (InferenceData for arviz 0.23, DataTree for 1.x) of any Pyro model's posterior.
 
     Args:
-        model: the model the guide or NUTS ran on (e.g. ``Marginalized(model)`` for NUTS).
-        data, mask: the observations (N, ...).
-        guide: an SVI guide: ``num_draws`` independent draws, stored as 1 chain x S draws.
-        mcmc: a :class:`NutsResult` (chains x draws), instead of ``guide``.
-        local_rows: indices of rows whose local latents (SVI only) go into the posterior.
+        model: the model, called as SVI calls it: ``model(*args, **kwargs)`` (a function, a
+            PyroModule, a model using ``pyro.param``). For NUTS on a dlvm model, the model it ran on
+            (e.g. ``Marginalized(model)``).
+        data, mask: dlvm's calling convention instead of ``args``: rows (N, ...) and their mask,
+            the model called as ``model(x, mask)``.
+        guide: a fitted guide (any AutoGuide, a hand-written one, dlvm's): ``num_draws``
+            independent draws, stored as 1 chain x S draws.
+        mcmc: instead of ``guide``, a ``pyro.infer.MCMC`` that has run or dlvm's :class:`NutsResult`.
+        args, kwargs: the model's arguments: observations and covariates, as for ``SVI.step``.
+        local_rows: rows whose latents in the ``"data"`` plate go into the posterior (dim ``z_row``).
     """
+    groups, coords, dims = posterior_groups(
+        model, data, mask, guide=guide, mcmc=mcmc, args=args, kwargs=kwargs, num_draws=num_draws,
+        local_rows=local_rows, seed=seed)
+    return arviz_adapter.from_dict(groups, coords=coords, dims=dims)
+
+
+@torch.no_grad()
+def posterior_groups(model, data=None, mask=None, *, guide=None, mcmc=None, args=(), kwargs=None,
+                     num_draws: int = 500, local_rows=None, seed: int = 0) -> tuple[dict, dict, dict]:
+    """The groups of :func:`to_arviz` as numpy arrays: ({group: {var: array}}, coords, dims)."""
     if (guide is None) == (mcmc is None):
-        raise ValueError("give exactly one of guide (an SVI fit) or mcmc (a NUTS result)")
+        raise ValueError("give exactly one of guide (an SVI fit) or mcmc (a pyro.infer.MCMC or NUTS result)")
+    if data is not None and (args or not isinstance(model, torch.nn.Module)):
+        raise ValueError("data and mask are for dlvm models (called as model(x, mask)); pass any other "
+                         "model's arguments as args=(...) and kwargs={...}")
     pyro.set_rng_seed(seed)
-    x, mask = model_observations(model, data, mask)
-    rows = x.shape[0]
+    x = None
+    if data is not None:
+        x, mask = model_observations(model, data, mask)
+        args = (x, mask)
     if guide is not None:
-        draws = guide_draws(guide, x, mask, num_draws)
-        globals_ = global_site_names(guide, x, mask)
-        global_draws = {n: draws[n] for n in globals_}
-        chains, per_chain = 1, num_draws
-        # the likelihood and predictive use the globals and, where z is not integrated out, z
-        conditioning = global_draws if hasattr(model, "log_marginal") else draws
-        predictive_draws = draws
+        draws = sample_guide(guide, num_draws, args, kwargs, dtype=None if x is None else x.dtype)
     else:
-        chains, per_chain = next(iter(mcmc.samples.values())).shape[:2] if mcmc.samples else (1, num_draws)
-        global_draws = {n: v.reshape(chains * per_chain, *v.shape[2:]) for n, v in mcmc.samples.items()}
-        conditioning = predictive_draws = global_draws
-    log_lik = pointwise_log_likelihood(model, conditioning, x, mask)
-    if log_lik.shape[0] == 1 and chains * per_chain > 1:  # nothing latent: the same every draw
-        log_lik = log_lik.expand(chains * per_chain, rows)
-    replicated = posterior_predictive(model, predictive_draws, x, mask, chains * per_chain)
+        draws = mcmc_draws(mcmc)
+    trace = conditioned_trace(model, {n: v[0] for n, v in draws.values.items()}, args, kwargs)
+    observed = observed_sites(trace, draws.values)
+    values = _observations(observed, x, mask)
+    if x is not None and hasattr(model, "log_marginal"):
+        log_lik = _exact_log_likelihood(model, draws, trace, x, mask)
+    else:
+        log_lik = over_draws(log_likelihood_of_draw(model, args, kwargs), draws.values, draws.num)
+    derived = list(deterministic_sites(trace))
+    shapes = {**{n: values[n].shape for n in observed}, **{n: trace.nodes[n]["value"].shape for n in derived}}
+    predicted = posterior_predictive(model, draws, shapes, args, kwargs) if shapes else {}
+    posterior = Draws({**draws.values, **{n: predicted.pop(n) for n in derived}}, draws.chains, draws.per_chain,
+                      draws.diverging)
+    return _groups(trace, posterior, log_lik, predicted, values, local_rows)
 
-    def sampled(t):
-        return _numpy(t.reshape(chains, per_chain, *t.shape[1:]))
 
-    names = _short_names(global_draws)
-    posterior = {names[n]: sampled(v) for n, v in global_draws.items()}
-    coords = {"row": np.arange(rows)}
-    dims = {OBSERVED: ["row"] + [f"{OBSERVED}_dim_{i}" for i in range(x.ndim - 1)]}
-    for n, v in global_draws.items():
-        dims[names[n]] = [f"{names[n]}_dim_{i}" for i in range(v.ndim - 1)]
-    if guide is not None and local_rows is not None:
-        local_rows = np.asarray(local_rows, dtype=int)
-        if local_rows.size and (local_rows.min() < -rows or local_rows.max() >= rows):
-            raise ValueError(f"local_rows must index the {rows} rows of the data")
-        coords["z_row"] = local_rows
-        for n, v in draws.items():
-            if n not in global_draws:
-                picked = v[:, torch.as_tensor(local_rows, device=v.device)]
-                posterior[n] = sampled(picked)
-                dims[n] = ["z_row"] + [f"{n}_dim_{i}" for i in range(picked.ndim - 2)]
-    observed = _numpy(x)
-    if mask is not None:
-        observed = np.where(_numpy(mask), observed, np.nan)
+def _observations(observed: dict, x, mask) -> dict[str, torch.Tensor]:
+    """{site: value} of the observed sites; dlvm's rows ``x`` (NaN where missing) are the
+    observation ``"x"``, also where the model observes them through ``pyro.factor``."""
+    values = {name: observed_value(name, site) for name, site in observed.items()}
+    if x is not None:
+        values[OBSERVED] = x if mask is None else torch.where(mask, x, torch.nan)
+    if not values:
+        raise ValueError("the model observes no site: pass the data it conditions on (obs=...) in args or kwargs")
+    return values
+
+
+def _exact_log_likelihood(model, draws: Draws, trace, x, mask) -> dict[str, torch.Tensor]:
+    """{"x": log p(x_i | globals) (S, rows)} of a dlvm model with an exact ``log_marginal``: the
+    draw supplies the globals, the local latent is integrated out."""
+    globals_ = {n: v for n, v in draws.values.items() if n in trace.nodes and rows_plate_dim(trace.nodes[n]) is None}
+
+    def exact(values: dict) -> dict:
+        return {OBSERVED: call_in_context(model, poutine.condition(model.log_marginal, data=values), x, mask)}
+
+    return over_draws(exact, globals_, draws.num)
+
+
+def _local_rows(local_rows, site) -> torch.Tensor:
+    """``local_rows`` as an index tensor, checked against the size of the site's ``"data"`` plate."""
+    rows = site["value"].shape[rows_plate_dim(site)]
+    index = torch.as_tensor(np.asarray(local_rows, dtype=int))
+    if index.numel() and (int(index.min()) < -rows or int(index.max()) >= rows):
+        raise ValueError(f"local_rows must index the {rows} rows of the data")
+    return index % rows
+
+
+def _posterior(trace, draws: Draws, local_rows, names: dict, dims: dict, coords: dict) -> dict:
+    """The posterior group: the model's latent sites, per-row locals only for ``local_rows``."""
+    posterior = {}
+    for name, value in draws.values.items():
+        site = trace.nodes.get(name)
+        if site is None:  # a guide-only site: not part of the model's posterior
+            continue
+        site_dim_names = site_dims(names[name], site, value.ndim - 1)
+        rows_dim = rows_plate_dim(site)
+        if rows_dim is not None:
+            if local_rows is None:
+                continue
+            index = _local_rows(local_rows, site)
+            value = value.index_select(rows_dim, index.to(value.device))
+            site_dim_names[rows_dim] = LOCAL_ROWS_DIM
+            coords[LOCAL_ROWS_DIM] = index.numpy()
+        posterior[names[name]] = draws.by_chain(value)
+        dims[names[name]] = site_dim_names
+    return posterior
+
+
+def _groups(trace, draws: Draws, log_lik: dict, replicated: dict, observed: dict, local_rows):
+    """(groups, coords, dims) of the draws, with dims named after the sites' plates."""
+    names = short_names(list(draws.values) + list(observed))
+    dims, coords = {}, {}
+    posterior = _posterior(trace, draws, local_rows, names, dims, coords)
+    for name, value in observed.items():
+        site = trace.nodes.get(name)
+        if site is None or site["infer"].get("is_auxiliary"):  # dlvm rows observed through pyro.factor
+            dims[names[name]] = [ROWS_PLATE] + [f"{names[name]}_dim_{i}" for i in range(value.ndim - 1)]
+        else:
+            dims[names[name]] = site_dims(names[name], site, value.ndim)
     groups = {
         "posterior": posterior,
-        "posterior_predictive": {OBSERVED: sampled(replicated)},
-        "log_likelihood": {OBSERVED: sampled(log_lik)},
-        "observed_data": {OBSERVED: observed},
+        "posterior_predictive": {names[n]: draws.by_chain(v) for n, v in replicated.items()},
+        "log_likelihood": {names[n]: draws.by_chain(v) for n, v in log_lik.items()},
+        "observed_data": {names[n]: as_numpy(v) for n, v in observed.items()},
     }
-    if mcmc is not None:
-        groups["sample_stats"] = {"diverging": _numpy(mcmc.diverging)}
-    return arviz_adapter.from_dict(groups, coords=coords, dims=dims)
+    if draws.diverging is not None:
+        groups["sample_stats"] = {"diverging": as_numpy(draws.diverging)}
+    return groups, coords, dims
 
 
 def pareto_khat(log_weights: torch.Tensor) -> torch.Tensor:
@@ -237,8 +243,9 @@ def pareto_khat(log_weights: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def psis_khat(model, guide, data, mask=None, num_draws: int = 200, seed: int = 0) -> np.ndarray:
     """k-hat per row (B,) of the importance weights log p(x_i, z) - log q(z | x_i), z ~ q, from
-    ``num_draws`` draws (:func:`dlvm.inference.log_weights`). Below 0.5 the guide is a good
-    importance sampler for that row; above 0.7 it is a poor one."""
+    ``num_draws`` draws (:func:`dlvm.inference.log_weights`). Above
+    ``arviz_adapter.khat_threshold(num_draws)`` (0.7 at most) the guide is a poor importance sampler
+    for that row."""
     pyro.set_rng_seed(seed)
     x, mask = model_observations(model, data, mask)
     draws = torch.stack([log_weights(model, guide, x, mask) for _ in range(num_draws)])

@@ -30,9 +30,18 @@ def latent_sites(trace) -> dict:
             if is_latent(site) and not site["infer"].get("is_auxiliary")}
 
 
-def observed_sites(trace) -> dict:
-    """The observed sample sites of a trace ({name: site})."""
-    return {name: site for name, site in trace.nodes.items() if is_observed(site)}
+def observed_sites(trace, drawn=()) -> dict:
+    """The observed sample sites of a trace ({name: site}), other than the ``drawn`` latents it
+    was conditioned on, ``pyro.deterministic`` values and ``pyro.factor`` terms."""
+    return {name: site for name, site in trace.nodes.items()
+            if is_observed(site) and name not in drawn and not site["infer"].get("_deterministic")
+            and not site["infer"].get("is_auxiliary")}
+
+
+def deterministic_sites(trace) -> dict:
+    """The ``pyro.deterministic`` sites of a trace (functions of the latents)."""
+    return {name: site for name, site in trace.nodes.items()
+            if site["type"] == "sample" and site["infer"].get("_deterministic")}
 
 
 def enumerated_sites(model_trace, guide_trace) -> list[str]:

@@ -15,5 +15,5 @@ def test_diagnostics_quick(tmp_path):
     assert summary["gmm_svi_vs_nuts_max_difference_in_sd"] < 2.0
     assert set(pd.read_csv(tmp_path / "gmm_svi_vs_nuts.csv")["quantity"]) == {"weight", "mean", "sd"}
     assert summary["nuts_max_r_hat"] < 1.1 and summary["nuts_divergences"] == 0
-    assert 0.0 <= summary["khat_share_above_0.7"] <= 1.0
+    assert 0.0 <= summary["khat_share_above_threshold"] <= 1.0
     assert summary["caption"].count(".") >= 2

@@ -186,7 +186,7 @@ def test_compare_and_diagnose_commands(tmp_path, csv, capsys):
     capsys.readouterr()
     assert run_cli("diagnose", out) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert 0 <= summary["khat_share_above_0.7"] <= 1
+    assert 0 <= summary["khat_share_above_threshold"] <= 1
     assert (out / "diagnostics" / "psis_khat.csv").exists()
     assert run_cli("diagnose", out, "--mcmc", "--overwrite") != 0  # ML globals: nothing to sample
     assert "needs a Bayesian model" in capsys.readouterr().err
