@@ -75,7 +75,9 @@ CASES = {
     "pickle that would run code": (lambda f: ["evaluate", broken_checkpoint(f, "exploit")], "not a readable dlvm checkpoint"),
     "output folder that holds a run": (lambda f: ["fit", "fa", "--data", write(f, "good.csv", GOOD), "--out", fitted(f)], "already holds a run"),
     "not a run folder": (lambda f: ["evaluate", str(f)], "not a dlvm run folder"),
-    "data of another width": (lambda f: ["evaluate", fitted(f), "--data", write(f, "narrow.csv", "a,b\n1,2\n3,4\n")], "the model expects"),
+    "data of another width": (lambda f: ["evaluate", fitted(f), "--data", write(f, "narrow.csv", "a,b\n1,2\n3,4\n")], "lacks 'c'"),
+    "array of another width": (lambda f: ["evaluate", fitted(f), "--data", write(f, "narrow.npy", np.ones((4, 2)))],
+                               "the model expects"),
     "unknown experiment": (lambda f: ["run", "nope", "--out", "{out}"], "unknown experiment 'nope'"),
     "zero samples": (lambda f: ["sample", fitted(f), "-n", "0", "--out", "{out}.npz"], "positive integer"),
 }
