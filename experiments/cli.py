@@ -25,7 +25,7 @@ from dlvm.models import MODELS, build_model
 
 from . import EXPERIMENTS
 from .checks import OneLineParser, check_arguments
-from .io import Table, read_data
+from .io import Table, note, read_data
 from .provenance import data_location, data_record, resume_difference
 from .report import run_experiments
 from .runs import (
@@ -299,6 +299,8 @@ def _input_paths(*names) -> list[Path]:
 
 def _write_csv(frame, out: Path, overwrite: bool) -> None:
     out = Path(out)
+    if not out.name or out.name in (".", "..") or out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; give a CSV file name")
     if out.exists() and not overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -395,10 +397,16 @@ def cmd_sample(args) -> int:
 
 def cmd_score(args) -> int:
     from .sequences import load_npz_sequences
-    from .timegan_metrics import timegan_scores
+    from .timegan_metrics import balanced_size, timegan_scores
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    scores = timegan_scores(load_npz_sequences(args.real), load_npz_sequences(args.synthetic), metrics,
+    real, synthetic = load_npz_sequences(args.real), load_npz_sequences(args.synthetic)
+    if "discriminative" in metrics and len(real) != len(synthetic):
+        size = balanced_size(len(real), len(synthetic))
+        larger = "real" if len(real) > len(synthetic) else "synthetic"
+        note(f"the discriminative score uses {size} of the {max(len(real), len(synthetic))} {larger} windows "
+             "in each repeat (as many real as synthetic)")
+    scores = timegan_scores(real, synthetic, metrics,
                             repeats=args.repeats, seed=args.seed, device=resolve_device(args.device),
                             discriminative_steps=args.discriminative_steps, predictive_steps=args.predictive_steps)
     print(json.dumps(scores, indent=2))
