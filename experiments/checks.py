@@ -11,6 +11,8 @@ import sys
 
 #: the largest seed: numpy's and Pyro's random seeds are 32-bit
 MAX_SEED = 2 ** 32 - 1
+#: the largest count a flag takes (a C int: sizes, epochs, draws)
+MAX_COUNT = 2 ** 31 - 1
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -29,6 +31,8 @@ def _count(low: int):
     def check(flag, value):
         if value < low:
             raise ValueError(f"{flag} must be {wanted}, got {value}")
+        if value > MAX_COUNT:
+            raise ValueError(f"{flag} must be at most {MAX_COUNT}, got {value}")
     return check
 
 

@@ -570,6 +570,8 @@ def user_error_line(err: Exception) -> str:
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, OSError) and err.filename:
         return f"{err.strerror or message}: {err.filename}"
+    if isinstance(err, MemoryError):
+        return "not enough memory for this command (use fewer rows, samples or a smaller model)"
     if isinstance(err, torch.linalg.LinAlgError):
         return ("the data's covariance could not be factorised (a column may be constant, duplicated or "
                 f"badly scaled; {message[:100]})")
@@ -582,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_arguments(args)
         return args.func(args)
-    except (ValueError, OSError, CheckpointError, NonFiniteLossError, torch.linalg.LinAlgError) as err:
+    except (ValueError, OSError, CheckpointError, NonFiniteLossError, torch.linalg.LinAlgError, MemoryError) as err:
         if args.debug:
             raise
         print(f"dlvm: error: {user_error_line(err)}", file=sys.stderr)

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from dlvm.experiments import get_experiment
@@ -44,16 +45,26 @@ def _bayesian_fa_run(tmp_path, x):
     return run
 
 
-def test_diagnose_svi_and_mcmc(tmp_path):
+def bayesian_fa_data():
     torch.manual_seed(0)
     x = torch.randn(25, 1, dtype=torch.float64) @ torch.tensor([[1.0, 0.8, 0.6, 0.0]], dtype=torch.float64)
-    x = (x + 0.5 * torch.randn(25, 4, dtype=torch.float64)).numpy()
+    return (x + 0.5 * torch.randn(25, 4, dtype=torch.float64)).numpy()
+
+
+def test_diagnose_svi(tmp_path):
+    x = bayesian_fa_data()
     run = _bayesian_fa_run(tmp_path, x)
     svi = diagnose(run, x, mcmc=False, out=tmp_path / "svi", num_draws=100, khat_draws=50)
     table = pd.read_csv(tmp_path / "svi" / "summary.csv", index_col=0)
     assert list(table.columns) == ["mean", "sd", "hdi_low", "hdi_high"]
     assert np.isfinite(svi["elpd_loo"]) and sum(svi["pareto_k_counts"].values()) == 25
     assert (tmp_path / "svi" / "figures" / "ppc.png").exists()
+
+
+@pytest.mark.slow  # NUTS
+def test_diagnose_mcmc(tmp_path):
+    x = bayesian_fa_data()
+    run = _bayesian_fa_run(tmp_path, x)
     mcmc = diagnose(run, x, mcmc=True, out=tmp_path / "mcmc", num_samples=60, warmup=60, chains=1, khat_draws=50)
     table = pd.read_csv(tmp_path / "mcmc" / "summary.csv", index_col=0)
     assert {"ess_bulk", "r_hat"} <= set(table.columns)
