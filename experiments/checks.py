@@ -13,6 +13,8 @@ import sys
 MAX_SEED = 2 ** 32 - 1
 #: the largest count a flag takes (a C int: sizes, epochs, draws)
 MAX_COUNT = 2 ** 31 - 1
+#: the most samples one command draws (-n, --iwae-samples): more would not fit in memory
+MAX_DRAWS = 10_000_000
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -25,14 +27,15 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _count(low: int):
+def _count(low: int, high: int | None = None):
+    high = MAX_COUNT if high is None else high
     wanted = "a positive integer" if low == 1 else f"an integer of at least {low}"
 
     def check(flag, value):
         if value < low:
             raise ValueError(f"{flag} must be {wanted}, got {value}")
-        if value > MAX_COUNT:
-            raise ValueError(f"{flag} must be at most {MAX_COUNT}, got {value}")
+        if value > high:
+            raise ValueError(f"{flag} must be at most {high}, got {value}")
     return check
 
 
@@ -66,7 +69,7 @@ RULES = {
     "latent_dim": _count(1), "components": _count(1), "states": _count(1), "restarts": _count(1),
     "window": _count(1), "stride": _count(1), "trend_poly": _count(0), "epochs": _count(1),
     "batch_size": _count(1), "num_particles": _count(1), "early_stopping": _count(1),
-    "iwae_samples": _count(1), "n": _count(1), "steps": _count(1), "draws": _count(2),
+    "iwae_samples": _count(1, MAX_DRAWS), "n": _count(1, MAX_DRAWS), "steps": _count(1), "draws": _count(2),
     "repeats": _count(1), "discriminative_steps": _count(1), "predictive_steps": _count(1),
     "noise_scale": _positive, "recon_weight": _positive, "lr": _positive, "clip_norm": _positive,
     "alpha": _finite, "lr_decay": _decay, "checkpoint_every": _not_negative, "seed": _seed,
