@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dlvm.experiments.cli import main
@@ -35,6 +35,8 @@ NAMES = st.sampled_from(["a", "b", "c", "d", "a,b", 'say "hi"', "Unnamed: 0", "d
 DIALECTS = st.sampled_from([(",", "."), (";", ","), (";", "."), ("\t", "."), ("|", ".")])
 NUMBERS = st.sampled_from(["0", "-1", "1", "2", "3", "nan", "inf", "-inf", "1e308", "1e-308", "abc", "",
                            "99999999999999999999", "0.5"])
+#: a flag value that is mostly a good one, so that the commands also get to succeed
+MOSTLY_GOOD = st.one_of(st.just("2"), NUMBERS)
 MODELS = st.sampled_from(["fa", "ppca", "gmm", "hmm", "vae"])
 
 
@@ -47,6 +49,32 @@ def tables(draw):
     frame = pd.DataFrame(data, columns=columns)
     sep, decimal = draw(DIALECTS)
     return frame.to_csv(sep=sep, decimal=decimal, index=draw(st.booleans()))
+
+
+@st.composite
+def like_the_runs(draw):
+    """CSV text close to what the fitted runs saw: columns a-d in any order (now and then one
+    missing or one more), 0-12 rows of numbers with an odd cell now and then."""
+    columns = list(draw(st.permutations(["a", "b", "c", "d"])))
+    change = draw(st.sampled_from(["none"] * 4 + ["drop", "extra"]))
+    columns = columns[1:] if change == "drop" else columns + ["e"] if change == "extra" else columns
+    rows = draw(st.integers(0, 12))
+    def cell():
+        return draw(CELLS) if draw(st.integers(0, 19)) == 0 else draw(st.floats(-3, 3, allow_nan=False))
+
+    frame = pd.DataFrame([[cell() for _ in columns] for _ in range(rows)], columns=columns)
+    sep, decimal = draw(DIALECTS)
+    return frame.to_csv(sep=sep, decimal=decimal, index=False)
+
+
+@st.composite
+def windows(draw):
+    """Windows (N, T, D) of 8-14 sequences, mostly finite."""
+    shape = (draw(st.integers(8, 14)), draw(st.integers(1, 4)), draw(st.integers(1, 3)) + 1)
+    values = np.random.default_rng(draw(st.integers(0, 2 ** 16))).normal(size=shape)
+    if draw(st.integers(0, 5)) == 0:
+        values.flat[0] = draw(st.sampled_from([np.nan, np.inf, 1e300]))
+    return values
 
 
 @st.composite
@@ -82,6 +110,7 @@ def run_cli(argv, folder: Path, out: Path) -> tuple[int, str]:
         except SystemExit as stop:  # argparse
             code = stop.code
     lines = stderr.getvalue().strip().splitlines()
+    event(f"{argv[0]} exit {code}")  # shown by --hypothesis-show-statistics
     assert code in (0, 2), (argv, code, lines)
     assert not any("Traceback" in line for line in lines), lines
     if code == 2:
@@ -95,7 +124,8 @@ def run_cli(argv, folder: Path, out: Path) -> tuple[int, str]:
 
 
 def _under(path: Path, out: Path) -> bool:
-    return path == out or out in path.parents
+    """Inside ``out``, or in its staging folder (kept with the last checkpoint for --resume)."""
+    return any(path == folder or folder in path.parents for folder in (out, out.with_name(out.name + ".partial")))
 
 
 def finite_json(text: str) -> None:
@@ -168,7 +198,8 @@ def fitted_runs(tmp_path_factory):
 
 
 @FUZZ
-@given(text=tables(), command=st.sampled_from(["evaluate", "sample", "regimes"]), n=NUMBERS)
+@given(text=st.one_of(tables(), like_the_runs(), like_the_runs()),
+       command=st.sampled_from(["evaluate", "sample", "regimes"]), n=MOSTLY_GOOD)
 def test_run_commands_on_generated_data(fitted_runs, text, command, n):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -183,3 +214,35 @@ def test_run_commands_on_generated_data(fitted_runs, text, command, n):
             finite_json(stdout)
         if code == 0 and command == "sample":
             assert np.isfinite(pd.read_csv(out).to_numpy()).all()
+
+
+@FUZZ
+@given(real=st.one_of(arrays(), windows()), synthetic=st.one_of(arrays(), windows(), windows()), repeats=MOSTLY_GOOD)
+def test_score_on_generated_arrays(real, synthetic, repeats):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        np.savez(folder / "real.npz", data=real)
+        np.savez(folder / "synthetic.npz", data=synthetic)
+        code, stdout = run_cli(["score", "--real", folder / "real.npz", "--synthetic", folder / "synthetic.npz",
+                                "--repeats", repeats, "--discriminative-steps", 2, "--predictive-steps", 2],
+                               folder, folder / "none")
+        if code == 0:
+            finite_json(stdout)
+
+
+@FUZZ
+@given(text=st.one_of(tables(), like_the_runs(), like_the_runs()), command=st.sampled_from(["compare", "diagnose"]),
+       value=MOSTLY_GOOD)
+def test_compare_and_diagnose_on_generated_data(fitted_runs, text, command, value):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "data.csv").write_text(text)
+        out = folder / "out"
+        argv = {"compare": ["compare", "fa", "--data", folder / "data.csv", "--out", out, "--steps", 2,
+                            "--draws", value, "--elbos", "trace"],
+                "diagnose": ["diagnose", fitted_runs["fa"], "--data", folder / "data.csv", "--out", out,
+                             "--seed", value]}[command]
+        code, stdout = run_cli(argv, folder, out)
+        if code == 0 and command == "diagnose":
+            summary = json.loads(stdout)
+            assert summary["khat_median"] is None or np.isfinite(summary["khat_median"])
