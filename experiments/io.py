@@ -69,9 +69,21 @@ def _largest_integer(frame: pd.DataFrame, path) -> int:
     return largest
 
 
+def _check_split(path: Path, frame: pd.DataFrame, options: dict) -> None:
+    """A one-line error for a header that holds another separator than the rows were split on."""
+    if len(frame.columns) != 1:
+        return
+    header = str(frame.columns[0])
+    other = next((sep for sep in (";", "\t", "|") if sep != options["sep"] and sep in header), None)
+    if other is not None:
+        raise ValueError(f"{path}: the header splits on {other!r} but the rows do not split evenly on it; "
+                         f"write every row with the same {other!r}-separated fields")
+
+
 def _read_csv(path: Path) -> Table:
     options = csv_options(path)
     frame = _parse_csv(path, options)
+    _check_split(path, frame, options)
     if frame.empty:
         raise ValueError(f"{path} has a header but no data rows")
     columns = feature_columns(path, frame)

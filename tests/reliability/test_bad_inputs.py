@@ -154,6 +154,8 @@ CASES = {
     # input that says what it is
     "decimal commas in a comma-separated file": (
         lambda f: fit_args(write(f, "dec.csv", 'a,b\n"1,5",2\n"2,5",3\n"3,5",1\n')), "holds decimal commas"),
+    "';' header over uneven rows": (lambda f: fit_args(write(f, "uneven.csv", "a;b;c\n1;2;3\n4;5\n")),
+                                    "the header splits on ';' but the rows do not split evenly"),
     "dates repeated in a time series": (
         lambda f: fit_args(dated(f, ["2020-01-01", "2020-01-02", "2020-01-02", "2020-01-03"]), model="hmm"),
         "'date' repeats '2020-01-02'"),
