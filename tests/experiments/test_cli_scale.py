@@ -35,7 +35,7 @@ def test_torchrun_fit_matches_one_process(tmp_path, npy):
         capture_output=True, text=True, timeout=120, env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [".dlvm-run",
         "checkpoint.pt", "config.json", "history.csv", "metrics.json"]
     assert main(fit_args(npy, tmp_path / "one")) == 0
     ddp = pd.read_csv(tmp_path / "ddp" / "history.csv")
