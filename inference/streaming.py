@@ -10,8 +10,9 @@ depends on the batch size and the row size, not on N.
 * :class:`NpyRows`: a ``.npy`` file, read with one positioned read per run of consecutive rows.
   (Not memory-mapped: a page fault on a mapped file maps whole neighbourhoods of cached pages, so
   a few thousand random rows would make the entire file resident in the process.)
-* :class:`CsvRows`: a CSV file (numeric columns; a date/time column is skipped), converted once,
-  chunk by chunk, into a temporary ``.npy`` that is then read as above.
+* :class:`CsvRows`: a CSV file (its dialect detected; numeric columns; the index column
+  skipped), converted once, chunk by chunk, into a temporary ``.npy`` that is then read as above
+  and removed when the source is closed or garbage collected.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .tables import INDEX_COLUMNS, csv_options, feature_columns, index_column  # noqa: F401 (re-exported)
+from .tables import csv_options, feature_columns
 
 #: rows of the random subsample a data-dependent ``initialize`` sees
 INITIALIZE_ROWS = 20_000
