@@ -29,8 +29,8 @@ from .io import Table, note, read_data
 from .provenance import data_location, data_record, resume_difference
 from .report import run_experiments
 from .runs import (
-    DTYPES, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run, staging_dir, write_json,
-    write_text_atomic,
+    DTYPES, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
+    staging_dir, write_json, write_text_atomic,
 )
 
 #: guides that sample nothing, so the loss is deterministic and L-BFGS applies

@@ -19,7 +19,7 @@ from .checks import flag_name
 
 HASH_CHUNK = 1 << 20
 #: config keys whose change does not change the fitted parameters (records, not settings)
-NOT_SETTINGS = {"data", "data_file", "dtypes", "epochs", "iwae_samples", "checkpoint_every"}
+NOT_SETTINGS = {"data", "data_file", "dtypes", "epochs", "iwae_samples", "checkpoint_every", "lr_changes"}
 #: settings a ``--resume`` may change when the matching ``--allow-new-...`` flag is given
 MAY_CHANGE = {"lr": "--allow-new-lr"}
 DTYPE_NAMES = ("float32", "float64")
