@@ -29,6 +29,11 @@ def test_estimators_experiment_quick(tmp_path):
     assert {"guide", "elbo", "group", "variance", "snr", "seconds_per_step"} <= set(gradients.columns)
 
 
+def test_compare_refuses_an_estimator_that_does_not_apply():
+    with pytest.raises(ValueError, match="estimator 'traceenum' does not apply to fa; choose from: meanfield"):
+        compare("fa", synthetic_table(40, 6), ["trace", "traceenum"], None, num_draws=3, steps=2, eval_every=1)
+
+
 def test_compare_keeps_the_estimators_asked_for(tmp_path):
     data = synthetic_table(40, 6)
     result = compare("fa", data, ["trace", "tracegraph"], tmp_path, num_draws=5, steps=4, eval_every=2)
