@@ -151,7 +151,8 @@ def _load_fit_data(args, spec, dtype: str):
                       ordered=is_time_series(args.model, args.window))
     check_fits_dtype(table, dtype, args.data)
     x, mask = model_data(args.model, table.x, table.mask)
-    return x, mask, table.columns, table.dtypes, table.x.shape
+    # an array's columns have positions, not names: nothing to match by name later
+    return x, mask, table.columns if table.named else None, table.dtypes, table.x.shape
 
 
 def fit_config(args, guide_name: str, elbo: str, dtype: str, event_shape, columns, dtypes) -> dict:
