@@ -7,29 +7,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from dlvm.guides import ENCODERS, GUIDES, default_elbo, pair
 from dlvm.inference import ELBO_NAMES, OPTIMIZERS, CheckpointError, NonFiniteLossError, evaluate, fit
+from dlvm.inference.engine import CHECKPOINT_NAME
 from dlvm.inference.data import as_observations, resolve_device
 from dlvm.inference.streaming import RowSource, open_rows
 from dlvm.models import MODELS, build_model
 
 from . import EXPERIMENTS
-from .io import read_data
+from .checks import OneLineParser, check_arguments
+from .io import Table, note, read_data
+from .provenance import data_location, data_record, resume_difference
 from .report import run_experiments
-from .runs import DTYPES, load_run, model_data, run_data, staged_run, write_json, write_text_atomic
+from .runs import (
+    DTYPES, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
+    staging_dir, write_json, write_text_atomic,
+)
 
 #: guides that sample nothing, so the loss is deterministic and L-BFGS applies
 DETERMINISTIC_GUIDES = ("exact", "enum")
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+#: data whose largest magnitude exceeds this share of the square root of the float type's
+#: largest number overflows in the sums of squares every model takes
+SCALE_LIMIT = 1e-6
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -101,12 +112,7 @@ def cmd_fit(args) -> int:
             torch.distributed.destroy_process_group()
 
 
-def _fit(args) -> int:
-    if args.model not in MODELS:
-        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
-    if args.latent_dim is not None and args.latent_dim < 1:
-        raise ValueError(f"--latent-dim must be a positive integer, got {args.latent_dim}")
-    spec = MODELS[args.model]
+def _choose_guide(args, spec) -> str:
     guide_name = args.guide or spec.guides[0]
     if args.optimizer == "lbfgs" and args.guide is None:
         exact = [g for g in spec.guides if g in DETERMINISTIC_GUIDES]
@@ -115,29 +121,97 @@ def _fit(args) -> int:
         guide_name = exact[0]
     if guide_name not in spec.guides:
         raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
-    elbo = args.elbo or default_elbo(guide_name)
+    return guide_name
+
+
+def check_fits_dtype(table: Table, dtype: str, source) -> None:
+    """One-line errors for values a model's float type cannot hold: integers beyond its exact
+    range, magnitudes whose squares overflow it."""
+    info = np.finfo(dtype)
+    exact = 2 ** (info.nmant + 1)
+    if table.largest_integer > exact:
+        raise ValueError(f"{source} holds integers up to {table.largest_integer}, beyond 2^{info.nmant + 1}: "
+                         f"{dtype} cannot hold them exactly (pass --dtype float64 or scale them)")
+    finite = np.abs(table.x[np.isfinite(table.x)]) if table.x.size else np.zeros(1)
+    largest = float(finite.max()) if finite.size else 0.0
+    if largest > SCALE_LIMIT * math.sqrt(info.max):
+        raise ValueError(f"{source} holds values up to {largest:.3g}, too large for {dtype} arithmetic "
+                         "(their squares overflow); rescale the data, e.g. standardise each column")
+
+
+def _load_fit_data(args, spec, dtype: str):
+    """(x, mask, columns, dtypes, shape) of the data to fit, streamed or read and checked."""
     if args.stream:
         if args.window or args.missing != "error" or spec.prepare is not None:
             raise ValueError("--stream reads the rows of a .npy/.csv file as they are (no --window, "
                              f"--missing mask or {args.model}'s data preparation)")
-        x, mask = open_rows(args.data), None
-        columns, shape = x.columns, x.shape
-    else:
-        table = read_data(args.data, args.missing, window=args.window, stride=args.stride)
-        x, mask = model_data(args.model, table.x, table.mask)
-        columns, shape = table.columns, table.x.shape
-    dtype = args.dtype or spec.dtype
-    event_shape = tuple(x.shape[1:])
-    config = {
+        x = open_rows(args.data)
+        return x, None, x.columns, [str(x.dtype)] * x.shape[-1], x.shape
+    table = read_data(args.data, args.missing, window=args.window, stride=args.stride,
+                      ordered=is_time_series(args.model, args.window))
+    check_fits_dtype(table, dtype, args.data)
+    x, mask = model_data(args.model, table.x, table.mask)
+    # an array's columns have positions, not names: nothing to match by name later
+    return x, mask, table.columns if table.named else None, table.dtypes, table.x.shape
+
+
+def fit_config(args, guide_name: str, elbo: str, dtype: str, event_shape, columns, dtypes) -> dict:
+    """Everything that makes the fit what it is, and the data it was made from."""
+    return {
         "model": args.model, "model_options": _model_options(args), "guide": guide_name,
         "guide_options": _guide_options(args), "event_shape": list(event_shape), "dtype": dtype,
         "elbo": elbo, "optimizer": args.optimizer, "lr": args.lr, "lr_decay": args.lr_decay,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size, "num_particles": args.num_particles, "alpha": args.alpha,
-        "seed": args.seed,
-        "data": str(args.data), "missing": args.missing, "columns": columns,
-        "window": args.window, "stride": args.stride, "stream": bool(args.stream),
+        "epochs": args.epochs, "batch_size": args.batch_size, "num_particles": args.num_particles,
+        "alpha": args.alpha, "seed": args.seed, "clip_norm": args.clip_norm, "early_stopping": args.early_stopping,
+        "checkpoint_every": args.checkpoint_every, "iwae_samples": args.iwae_samples,
+        "data": data_location(args.data), "data_file": data_record(args.data), "missing": args.missing,
+        "columns": [str(c) for c in columns] if columns is not None else None,
+        "dtypes": list(dtypes or []), "window": args.window, "stride": args.stride, "stream": bool(args.stream),
     }
+
+
+def check_resume(out: Path, config: dict, allow_new_lr: bool) -> None:
+    """Refuse to ``--resume`` an interrupted run on other data or other settings (one line naming
+    the difference); with ``allow_new_lr`` a new learning rate is written into its checkpoint."""
+    stage = staging_dir(out)
+    checkpoint = stage / CHECKPOINT_NAME
+    if not checkpoint.is_file() or not (stage / "config.json").is_file():
+        return
+    try:
+        old = json.loads((stage / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{stage / 'config.json'} is not valid JSON; start again without --resume") from None
+    if not isinstance(old, dict):
+        raise ValueError(f"{stage / 'config.json'} does not hold a JSON object; start again without --resume")
+    difference = resume_difference(old, config, allowed=("lr",) if allow_new_lr else ())
+    if difference:
+        raise ValueError(f"--resume: the interrupted run in {stage} was fitted with {difference}")
+    if allow_new_lr and old.get("lr") != config["lr"]:
+        epoch = set_learning_rate(checkpoint, default_lr(config), config.get("lr_decay") or 1.0)
+        config["lr_changes"] = [*old.get("lr_changes", []), {"epoch": epoch, "from": old.get("lr")}]
+
+
+def default_lr(config: dict) -> float:
+    """The learning rate a fit uses: the given one, else the engine's default for the optimizer."""
+    if config["lr"] is not None:
+        return config["lr"]
+    return 1.0 if config["optimizer"] == "lbfgs" else 1e-2
+
+
+def _fit(args) -> int:
+    if args.model not in MODELS:
+        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    spec = MODELS[args.model]
+    guide_name = _choose_guide(args, spec)
+    elbo = args.elbo or default_elbo(guide_name)
+    if elbo not in ELBO_NAMES:
+        raise ValueError(f"unknown ELBO {elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
+    dtype = args.dtype or spec.dtype
+    out = Path(args.out)
+    check_output(out, args.overwrite, _input_paths(args.data))
+    x, mask, columns, dtypes, shape = _load_fit_data(args, spec, dtype)
+    event_shape = tuple(x.shape[1:])
+    config = fit_config(args, guide_name, elbo, dtype, event_shape, columns, dtypes)
     torch.manual_seed(args.seed)
     model = build_model(args.model, event_shape, config["model_options"]).to(DTYPES[dtype])
     trained, guide = pair(model, guide_name, event_shape, **config["guide_options"])
@@ -160,8 +234,9 @@ def _fit(args) -> int:
     if rank > 0:  # the other ranks train alongside rank 0, which alone writes the run folder
         fit(trained, guide, x, checkpoint_dir=None, progress=False, **options)
         return 0
-    out = Path(args.out)
     with staged_run(out, overwrite=args.overwrite, resume=args.resume, protect=_input_paths(args.data)) as stage:
+        if args.resume:
+            check_resume(out, config, args.allow_new_lr)
         write_json(stage / "config.json", config)
         began = time.perf_counter()
         result = fit(trained, guide, x, checkpoint_dir=stage, progress=not args.quiet, **options)
@@ -206,6 +281,10 @@ def cmd_evaluate(args) -> int:
         x, mask = open_rows(args.data or run.config["data"]), None
         if x.row_shape != tuple(run.config["event_shape"]):
             raise ValueError(f"data rows have shape {x.row_shape}, the model expects {tuple(run.config['event_shape'])}")
+        fitted_on = run.config.get("columns")
+        if x.columns is not None and fitted_on and list(x.columns) != list(fitted_on):
+            raise ValueError(f"{args.data} has columns {', '.join(x.columns)}; the run was fitted on "
+                             f"{', '.join(fitted_on)} in that order (streamed data is not reordered)")
     else:
         x, mask = run_data(run.config, args.data)
     scores = scores_per_observation(run.trained, run.guide, x, mask, args.iwae_samples)
@@ -221,6 +300,8 @@ def _input_paths(*names) -> list[Path]:
 
 def _write_csv(frame, out: Path, overwrite: bool) -> None:
     out = Path(out)
+    if not out.name or out.name in (".", "..") or out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; give a CSV file name")
     if out.exists() and not overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -269,6 +350,10 @@ def cmd_compare(args) -> int:
     table = read_data(args.data, window=args.window)
     x, _ = model_data(args.model, table.x, None)
     elbos = [e.strip() for e in args.elbos.split(",") if e.strip()] if args.elbos else None
+    unknown = [e for e in elbos or [] if e.split(":")[0] not in ELBO_NAMES]
+    if unknown or (args.elbos is not None and not elbos):
+        raise ValueError(f"unknown estimator {unknown[0] if unknown else args.elbos!r} in --elbos; "
+                         f"choose from: {', '.join(ELBO_NAMES)}")
     options = dict(MODELS[args.model].example_options)
     options.update(_model_options(args))
     with staged_run(Path(args.out), overwrite=args.overwrite, protect=_input_paths(args.data)) as stage:
@@ -288,44 +373,61 @@ def cmd_diagnose(args) -> int:
     return 0
 
 
+def _write_samples(draws: np.ndarray, out: Path, columns) -> None:
+    """``draws`` to ``out`` (.npz key ``data``, .npy, or .csv with a quoted header) atomically."""
+    if out.suffix == ".csv" and draws.ndim != 2:
+        raise ValueError(f"samples of shape {draws.shape[1:]} do not fit a CSV table; use .npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        names = columns if columns and len(columns) == draws.shape[1] else [f"x{i}" for i in range(draws.shape[1])]
+        write_text_atomic(out, pd.DataFrame(draws, columns=names).to_csv(index=False))
+        return
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    try:
+        if out.suffix == ".npz":
+            np.savez(tmp, data=draws)
+        else:
+            np.save(tmp, draws)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def cmd_sample(args) -> int:
-    if args.n < 1:
-        raise ValueError(f"-n must be a positive integer, got {args.n}")
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"{out} exists; pass --overwrite to replace it")
+    if not out.name or out.name in (".", ".."):
+        raise ValueError(f"--out {args.out!r} names no file; give a file name ending in .npz, .npy or .csv")
     if out.suffix not in (".npz", ".npy", ".csv"):
         raise ValueError(f"{out}: choose an output ending in .npz, .npy or .csv")
+    if out.is_dir():
+        raise ValueError(f"output {out} is a folder; give a file name ending in .npz, .npy or .csv")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to replace it")
     run = load_run(args.run, device=resolve_device(args.device))
     if not hasattr(run.model, "sample"):
         raise ValueError(f"model {run.config['model']!r} cannot generate samples")
     torch.manual_seed(args.seed)
     draws = run.model.sample(args.n).detach().cpu().numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-    try:
-        if out.suffix == ".npz":
-            np.savez(tmp, data=draws)
-        elif out.suffix == ".npy":
-            np.save(tmp, draws)
-        else:
-            if draws.ndim != 2:
-                raise ValueError(f"samples of shape {draws.shape[1:]} do not fit a CSV table; use .npz")
-            header = ",".join(run.config.get("columns") or [f"x{i}" for i in range(draws.shape[1])])
-            np.savetxt(tmp, draws, delimiter=",", header=header, comments="")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if not np.isfinite(draws).all():
+        raise ValueError(f"the model of {args.run} drew {int((~np.isfinite(draws)).sum())} non-finite value(s); "
+                         "nothing was written")
+    _write_samples(draws, out, run.config.get("columns"))
     print(f"wrote {args.n} samples of shape {tuple(draws.shape[1:])} to {out}")
     return 0
 
 
 def cmd_score(args) -> int:
     from .sequences import load_npz_sequences
-    from .timegan_metrics import timegan_scores
+    from .timegan_metrics import balanced_size, timegan_scores
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    scores = timegan_scores(load_npz_sequences(args.real), load_npz_sequences(args.synthetic), metrics,
+    real, synthetic = load_npz_sequences(args.real), load_npz_sequences(args.synthetic)
+    if "discriminative" in metrics and len(real) != len(synthetic):
+        size = balanced_size(len(real), len(synthetic))
+        larger = "real" if len(real) > len(synthetic) else "synthetic"
+        note(f"the discriminative score uses {size} of the {max(len(real), len(synthetic))} {larger} windows "
+             "in each repeat (as many real as synthetic)")
+    scores = timegan_scores(real, synthetic, metrics,
                             repeats=args.repeats, seed=args.seed, device=resolve_device(args.device),
                             discriminative_steps=args.discriminative_steps, predictive_steps=args.predictive_steps)
     print(json.dumps(scores, indent=2))
@@ -350,7 +452,7 @@ def cmd_run(args) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlvm", description="Deep latent variable models on Pyro.")
+    parser = OneLineParser(prog="dlvm", description="Deep latent variable models on Pyro.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -403,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=float, default=10.0, metavar="SECONDS",
                    help="write checkpoint.pt at the end of an epoch this often (and after the last)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted fit into --out")
+    p.add_argument("--allow-new-lr", action="store_true",
+                   help="with --resume: continue with a learning rate other than the interrupted run's")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--stream", action="store_true",
                    help="read the rows of a .npy/.csv file from disk per minibatch (data larger than memory)")
@@ -484,18 +588,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_error_line(err: Exception) -> str:
+    """The one line shown for an error the input caused."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.strerror or message}: {err.filename}"
+    if isinstance(err, MemoryError):
+        return "not enough memory for this command (use fewer rows, samples or a smaller model)"
+    if isinstance(err, torch.linalg.LinAlgError):
+        return ("the data's covariance could not be factorised (a column may be constant, duplicated or "
+                f"badly scaled; {message[:100]})")
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_arguments(args)
         return args.func(args)
-    except (ValueError, OSError, CheckpointError, NonFiniteLossError) as err:
+    except (ValueError, OSError, CheckpointError, NonFiniteLossError, torch.linalg.LinAlgError, MemoryError) as err:
         if args.debug:
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if isinstance(err, OSError) and err.filename:
-            message = f"{err.strerror or message}: {err.filename}"
-        print(f"dlvm: error: {message}", file=sys.stderr)
+        print(f"dlvm: error: {user_error_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("dlvm: interrupted (an interrupted fit continues with --resume)", file=sys.stderr)

@@ -3,8 +3,8 @@
 Writes ``summary.csv`` (mean, sd, hdi; ess and r_hat for MCMC only), ``loo.json`` (elpd, se,
 p_loo, Pareto k counts), ``psis_khat.csv`` (the guide's importance-weight k-hat per row; the share
 of rows above the sample-size-dependent threshold, 0.7 at most, is where the amortized guide
-fails), ``figures/ppc.png`` (posterior predictive check) and, for MCMC, ``figures/trace.png`` and
-``figures/forest.png``.
+fails; none for an exact guide, whose weights are all equal), ``figures/ppc.png`` (posterior
+predictive check) and, for MCMC, ``figures/trace.png`` and ``figures/forest.png``.
 """
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ from dlvm.models.base import has_global_latents
 
 from .plots import plt, save_figure_at
 from .runs import check_event_shape, load_run, run_data
+
+#: guides that are the exact posterior of the local latents: without global latents (Bayesian
+#: models) their importance weights are all equal
+EXACT_GUIDES = ("exact", "enum")
+KHAT_EXACT_NOTE = "no PSIS k-hat: the guide is the exact posterior, so every importance weight is equal"
+
 
 def _read(data, config: dict):
     """(x, mask) from an array, or from a data-set name / file path / the run's own data (None)."""
@@ -86,9 +92,11 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
         loo_out = {k: v for k, v in loo.items() if k != "pareto_k"}
         (out / "loo.json").write_text(json.dumps(loo_out, indent=2) + "\n")
         files.append("loo.json")
-    khat = psis_khat(run.trained, run.guide, x, mask, num_draws=khat_draws, seed=seed)
-    pd.DataFrame({"row": np.arange(len(khat)), "khat": khat}).to_csv(out / "psis_khat.csv", index=False)
-    files.append("psis_khat.csv")
+    khat = None
+    if bayesian or run.config["guide"] not in EXACT_GUIDES:
+        khat = psis_khat(run.trained, run.guide, x, mask, num_draws=khat_draws, seed=seed)
+        pd.DataFrame({"row": np.arange(len(khat)), "khat": khat}).to_csv(out / "psis_khat.csv", index=False)
+        files.append("psis_khat.csv")
     threshold = arviz_adapter.khat_threshold(khat_draws)
     if "posterior_predictive" in arviz_adapter.group_names(idata):  # not for rows observed by pyro.factor
         _ppc_figure(idata, out / "figures" / "ppc.png")
@@ -99,8 +107,10 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
                 files.append(f"figures/{name}.png")
     summary = {
         "elpd_loo": loo["elpd"], "p_loo": loo["p_loo"], "pareto_k_counts": loo["k_counts"],
-        "khat_threshold": threshold, "khat_share_above_threshold": float(np.mean(khat > threshold)),
-        "khat_median": float(np.median(khat)),
+        "khat_threshold": threshold,
+        "khat_share_above_threshold": None if khat is None else float(np.mean(khat > threshold)),
+        "khat_median": None if khat is None else float(np.median(khat)),
+        **({"khat_note": KHAT_EXACT_NOTE} if khat is None else {}),
         "mcmc": mcmc, "files": files,
     }
     (out / "diagnostics.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -121,10 +121,13 @@ def compare(model_name: str, data, elbos=None, out: Path | None = None, *, optio
     options = dict(MODELS[model_name].example_options if options is None else options)
     guides, pairs, families = build_guides(model_name, tuple(x.shape[1:]), options, x, seed)
     if elbos is not None:
+        available = sorted({e for _, e in pairs})
+        unused = [name for name in elbos if not any(name in (e, e.split(":")[0]) for e in available)]
+        if unused:
+            raise ValueError(f"estimator {unused[0]!r} does not apply to {model_name}; "
+                             f"choose from: {', '.join(available)}")
         pairs = [(g, e) for g, e in pairs if e in set(elbos) or e.split(":")[0] in set(elbos)]
         families = {g: e for g, e in families.items() if e in set(elbos)}
-        if not pairs:
-            raise ValueError(f"none of the estimators {', '.join(elbos)} applies to {model_name}")
     gradients = compare_estimators(None, guides, x, pairs=pairs, num_draws=num_draws, batch_size=batch_size,
                                    num_particles=num_particles, seed=seed)
     gradients.insert(0, "model", model_name)

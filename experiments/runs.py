@@ -20,11 +20,12 @@ import pyro.poutine as poutine
 import torch
 
 from dlvm.guides import pair
-from dlvm.inference.checkpoint import CheckpointError, load_checkpoint, load_state
+from dlvm.inference.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
 from dlvm.inference.engine import CHECKPOINT_NAME
 from dlvm.models import MODELS, build_model
 
 from .io import read_data
+from .provenance import check_config
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -181,6 +182,7 @@ def build_pair(config: dict):
 
 
 def read_config(path: Path) -> dict:
+    """The config.json of a run folder, checked as untrusted input (:func:`check_config`)."""
     config_path = Path(path) / "config.json"
     if not Path(path).is_dir():
         raise ValueError(f"run folder {path} does not exist")
@@ -190,25 +192,50 @@ def read_config(path: Path) -> dict:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{config_path} is not valid JSON ({err.msg})") from None
-    missing = {"model", "guide", "event_shape", "model_options", "guide_options", "dtype"} - set(config)
-    if missing:
-        raise ValueError(f"{config_path} lacks {', '.join(sorted(missing))}")
-    return config
+    except UnicodeDecodeError:
+        raise ValueError(f"{config_path} is not a text file") from None
+    return check_config(config, config_path)
+
+
+def _rebuild(config: dict, path: Path):
+    """:func:`build_pair`, with a one-line error naming config.json when its options do not
+    describe a model dlvm can build."""
+    try:
+        return build_pair(config)
+    except (ValueError, TypeError, KeyError, RuntimeError) as err:
+        detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path / 'config.json'} describes no model dlvm can build ({detail})") from None
+
+
+def non_finite_tensor(state: dict) -> str | None:
+    """The name of the first floating tensor of a state dict holding NaN or inf, or None."""
+    for name, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            return name
+    return None
+
+
+def _checked_state(state: dict, checkpoint: Path, config: dict) -> dict:
+    written_for = state.get("config", {}).get("model") if isinstance(state.get("config"), dict) else None
+    if written_for is not None and written_for != config["model"]:
+        raise CheckpointError(f"{checkpoint} was written for model {written_for!r}, not {config['model']!r}")
+    if not isinstance(state.get("model"), dict) or not isinstance(state.get("guide"), dict):
+        raise CheckpointError(f"{checkpoint} holds no model and guide state")
+    for what in ("model", "guide"):
+        bad = non_finite_tensor(state[what])
+        if bad is not None:
+            raise CheckpointError(f"{checkpoint} holds non-finite (NaN or inf) values in the {what}'s {bad}; "
+                                  "fit the model again")
+    return state
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Rebuild the model and guide of a run folder from its config and checkpoint."""
+    """Rebuild the model and guide of a run folder from its config and checkpoint; a checkpoint
+    with NaN or infinite weights is refused."""
     path = Path(path)
     config = read_config(path)
-    model, trained, guide = build_pair(config)
-    state = load_checkpoint(path / CHECKPOINT_NAME)
-    written_for = state.get("config", {}).get("model")
-    if written_for is not None and written_for != config["model"]:
-        raise CheckpointError(
-            f"{path / CHECKPOINT_NAME} was written for model {written_for!r}, not {config['model']!r}"
-        )
-    if not isinstance(state.get("model"), dict) or not isinstance(state.get("guide"), dict):
-        raise CheckpointError(f"{path / CHECKPOINT_NAME} holds no model and guide state")
+    model, trained, guide = _rebuild(config, path)
+    state = _checked_state(load_checkpoint(path / CHECKPOINT_NAME), path / CHECKPOINT_NAME, config)
     # guides on globals (AutoNormal) build their parameters on first use: run them once
     probe = torch.zeros(2, *config["event_shape"], dtype=DTYPES[config["dtype"]])
     with poutine.block(), torch.no_grad():
@@ -218,6 +245,23 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     trained.to(device)
     guide.to(device)
     return Run(path=path, config=config, model=model, trained=trained, guide=guide)
+
+
+def set_learning_rate(checkpoint: Path, lr: float, lr_decay: float = 1.0) -> int:
+    """Make the optimizer in ``checkpoint`` continue at the learning rate ``lr``, decayed by
+    ``lr_decay`` for each epoch so far (as a fit started with ``lr`` would be); returns those epochs."""
+    state = load_checkpoint(checkpoint)
+    epochs = int(state.get("epoch", 0))
+    for group in (state.get("optimizer") or {}).get("param_groups", []):
+        group["lr"] = lr * lr_decay ** epochs
+    save_checkpoint(checkpoint, state)
+    return epochs
+
+
+def is_time_series(model_name: str, window) -> bool:
+    """Whether the rows are time steps in order: a model that reads the table as one series
+    (HMM), or a table cut into windows."""
+    return MODELS[model_name].prepare is not None or window is not None
 
 
 def model_data(model_name: str, x, mask=None):
@@ -238,12 +282,14 @@ def check_event_shape(x, config: dict) -> None:
 
 def run_data(config: dict, source=None, min_rows: int = 1, with_index: bool = False):
     """(x, mask) for a run: ``source`` (a file or data-set name; default the data the run was
-    fitted on), read as at fit time (missing values, windows) and checked against its shape.
-    ``with_index`` adds the table's row index (dates) as a third value, or None."""
+    fitted on), read as at fit time (missing values, windows, date order), its columns matched to
+    the run's by name, and checked against its shape. ``with_index`` adds the table's row index
+    (dates) as a third value, or None."""
     source = config.get("data") if source is None else source
     if source is None:
         raise ValueError("the run folder does not name its data: pass --data FILE")
-    table = read_data(source, config.get("missing", "error"), min_rows, config.get("window"), config.get("stride"))
+    table = read_data(source, config.get("missing", "error"), min_rows, config.get("window"), config.get("stride"),
+                      columns=config.get("columns"), ordered=is_time_series(config["model"], config.get("window")))
     x, mask = model_data(config["model"], table.x, table.mask)
     check_event_shape(x, config)
     return (x, mask, table.index) if with_index else (x, mask)

@@ -39,7 +39,8 @@ def load_npz_sequences(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise ValueError(f"{path}: sequences are read from a .npz file")
-    return check_sequences(load_table(path, min_rows=1).x, f"the sequences in {path.name}")
+    # missing values are reported by check_sequences (scores take no mask)
+    return check_sequences(load_table(path, missing="mask", min_rows=1).x, f"the sequences in {path.name}")
 
 
 def windows(table, window: int, stride: int | None = None) -> np.ndarray:

@@ -5,6 +5,7 @@ Both take real and synthetic windows (N, T, D) scaled with the real set's per-fe
 
 - discriminative score: a GRU with H = max(1, D // 2) units whose last state feeds a logistic
   output learns to tell real (label 1) from synthetic (label 0) windows on 80 % of each set (Adam,
+  the larger set subsampled to the size of the smaller in every repeat, at least ``MIN_WINDOWS`` each;
   ``steps`` = 2,000 steps of 128 real + 128 synthetic windows, loss = the two mean cross-entropies
   added); score = |accuracy on the other 20 % of both sets - 0.5|. 0 means indistinguishable.
 - predictive score (train on synthetic, test on real): a GRU of the same size reads features
@@ -28,6 +29,8 @@ METRICS = ("discriminative", "predictive")
 DISCRIMINATIVE_STEPS = 2000
 PREDICTIVE_STEPS = 5000
 BATCH_SIZE = 128
+#: the fewest windows of each set the discriminative score takes (its test split holds a fifth)
+MIN_WINDOWS = 10
 
 
 def scale_like(real, synthetic) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +89,16 @@ def _batches(rng, sets, size: int) -> torch.Tensor:
     return _side_by_side(data[rng.permutation(len(data))[:size]] for data in sets)
 
 
+def balanced_size(real: int, synthetic: int) -> int:
+    """Windows of each set the discriminative score uses: as many real as synthetic (the
+    smaller count), so that its accuracy is not decided by the sizes; at least
+    :data:`MIN_WINDOWS`."""
+    if min(real, synthetic) < MIN_WINDOWS:
+        raise ValueError(f"the discriminative score needs at least {MIN_WINDOWS} real and {MIN_WINDOWS} "
+                         f"synthetic windows, got {real} and {synthetic}")
+    return min(real, synthetic)
+
+
 def discriminative_scores(real, synthetic, *, repeats: int = 1, steps: int = DISCRIMINATIVE_STEPS,
                           batch_size: int = BATCH_SIZE, seed: int = 0, device: str = "cpu",
                           scaled: bool = False) -> np.ndarray:
@@ -93,16 +106,15 @@ def discriminative_scores(real, synthetic, *, repeats: int = 1, steps: int = DIS
     each with its own 80/20 splits and network."""
     if not scaled:
         real, synthetic = scale_like(real, synthetic)
-    if min(len(real), len(synthetic)) < 2:
-        raise ValueError("the discriminative score needs at least 2 real and 2 synthetic windows")
+    size = balanced_size(len(real), len(synthetic))
     rng = np.random.RandomState(seed)
     torch.manual_seed(seed)
     splits = {"train": ([], []), "test": ([], [])}
+    cut = min(max(int(round(0.8 * size)), 1), size - 1)
     for k, data in enumerate((real, synthetic)):
         tensor = torch.as_tensor(data, dtype=torch.float32, device=device)
-        cut = min(max(int(round(0.8 * len(data))), 1), len(data) - 1)
-        for _ in range(repeats):
-            order = torch.as_tensor(rng.permutation(len(data)), device=device)
+        for _ in range(repeats):  # the larger set: a fresh subsample of `size` windows per repeat
+            order = torch.as_tensor(rng.permutation(len(data))[:size], device=device)
             splits["train"][k].append(tensor[order[:cut]])
             splits["test"][k].append(tensor[order[cut:]])
     (real_train, fake_train), (real_test, fake_test) = splits["train"], splits["test"]

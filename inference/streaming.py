@@ -10,41 +10,26 @@ depends on the batch size and the row size, not on N.
 * :class:`NpyRows`: a ``.npy`` file, read with one positioned read per run of consecutive rows.
   (Not memory-mapped: a page fault on a mapped file maps whole neighbourhoods of cached pages, so
   a few thousand random rows would make the entire file resident in the process.)
-* :class:`CsvRows`: a CSV file (numeric columns; a date/time column is skipped), converted once,
-  chunk by chunk, into a temporary ``.npy`` that is then read as above.
+* :class:`CsvRows`: a CSV file (its dialect detected; numeric columns; the index column
+  skipped), converted once, chunk by chunk, into a temporary ``.npy`` that is then read as above
+  and removed when the source is closed or garbage collected.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .tables import csv_options, feature_columns
+
 #: rows of the random subsample a data-dependent ``initialize`` sees
 INITIALIZE_ROWS = 20_000
-#: CSV columns read as the row index (dates), not as features
-INDEX_COLUMNS = ("date", "Date", "time")
-
-
-def index_column(frame: pd.DataFrame) -> str | None:
-    """The name of the CSV table's row index column, if it has one."""
-    return next((name for name in INDEX_COLUMNS if name in frame.columns), None)
-
-
-def feature_columns(path, frame: pd.DataFrame) -> list[str]:
-    """The feature columns of a CSV table: every column but the first of INDEX_COLUMNS present
-    (the row index), all numeric."""
-    index = index_column(frame)
-    names = [c for c in frame.columns if c != index]
-    text = [str(c) for c in names if not pd.api.types.is_numeric_dtype(frame[c])]
-    if text:
-        raise ValueError(f"{path}: column {text[0]!r} is not numeric (only a date/time column may be)")
-    if not names:
-        raise ValueError(f"{path} has no numeric columns")
-    return names
 
 
 class RowSource:
@@ -101,6 +86,8 @@ class NpyRows(RowSource):
             raise ValueError(f"{self.path} is stored in Fortran order; save it in C order to stream it")
         if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or dtype.hasobject:
             raise ValueError(f"{self.path} holds a {dtype} array, not numbers")
+        if np.issubdtype(dtype, np.complexfloating):
+            raise ValueError(f"{self.path} holds complex numbers ({dtype}); dlvm fits real numbers")
         if len(shape) < 2 or shape[0] < 1 or int(np.prod(shape[1:])) < 1:
             raise ValueError(f"{self.path}: data must have one row per observation, got shape {tuple(shape)}")
         self.shape, self.dtype = tuple(int(s) for s in shape), dtype
@@ -147,38 +134,62 @@ class NpyRows(RowSource):
 
 class CsvRows(NpyRows):
     """The numeric columns of a CSV file, converted in chunks of ``chunk_rows`` rows into a
-    float64 ``.npy`` in ``cache_dir`` (default: a new temporary folder), then read as NpyRows."""
+    float64 ``.npy`` in ``cache_dir`` (default: a new temporary folder, removed by :meth:`close`
+    or when the source is garbage collected), then read as NpyRows."""
 
     def __init__(self, path: str | os.PathLike, chunk_rows: int = 65_536, cache_dir=None, workers: int = 0):
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"no such file: {path}")
-        def chunks():
-            with pd.read_csv(path, chunksize=chunk_rows) as reader:
-                yield from reader
-
+        options = csv_options(path)
+        folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="dlvm-rows-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True) if not cache_dir else None
         try:
-            n, columns = 0, None
-            for chunk in chunks():
-                if len(chunk):
-                    columns = columns or feature_columns(path, chunk)
-                n += len(chunk)
-            if not n:
-                raise ValueError(f"{path} has a header but no data rows")
-            folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="dlvm-rows-"))
-            target = folder / f"{path.stem}.npy"
-            with open(target, "wb") as out:
-                np.lib.format.write_array_header_1_0(
-                    out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float64)), "fortran_order": False,
-                          "shape": (n, len(columns))})
-                for chunk in chunks():
-                    out.write(np.ascontiguousarray(chunk[columns].to_numpy(np.float64)).tobytes())
-        except pd.errors.EmptyDataError:
-            raise ValueError(f"{path} is empty") from None
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path} is not a readable CSV file ({str(err).splitlines()[0][:100]})") from None
-        super().__init__(target, workers=workers)
+            target, columns = _convert_csv(path, options, folder / f"{path.stem}.npy", chunk_rows)
+            super().__init__(target, workers=workers)
+        except BaseException:
+            self.close()
+            raise
         self.columns, self.source = columns, path
+
+    def close(self) -> None:
+        """Close the file and remove the temporary folder of the converted rows."""
+        if getattr(self, "_handle", None) is not None:
+            self._handle.close()
+            self._handle = None
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def __getstate__(self):  # a worker's copy never removes the parent's folder
+        return {**super().__getstate__(), "_cleanup": None}
+
+
+def _csv_chunks(path: Path, options: dict, chunk_rows: int):
+    with pd.read_csv(path, chunksize=chunk_rows, **options) as reader:
+        yield from reader
+
+
+def _convert_csv(path: Path, options: dict, target: Path, chunk_rows: int) -> tuple[Path, list]:
+    """Write the feature columns of the CSV ``path`` into the float64 ``.npy`` ``target``."""
+    try:
+        n, columns = 0, None
+        for chunk in _csv_chunks(path, options, chunk_rows):
+            if len(chunk):
+                columns = columns or feature_columns(path, chunk)
+            n += len(chunk)
+        if not n:
+            raise ValueError(f"{path} has a header but no data rows")
+        with open(target, "wb") as out:
+            np.lib.format.write_array_header_1_0(
+                out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float64)), "fortran_order": False,
+                      "shape": (n, len(columns))})
+            for chunk in _csv_chunks(path, options, chunk_rows):
+                out.write(np.ascontiguousarray(chunk[columns].to_numpy(np.float64)).tobytes())
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a readable CSV file ({str(err).splitlines()[0][:100]})") from None
+    return target, [str(c) for c in columns]
 
 
 def open_rows(path: str | os.PathLike, workers: int = 0) -> RowSource:

@@ -26,10 +26,16 @@ LOG_2PI = math.log(2 * math.pi)
 NOISE_FLOOR = 1e-6  # lower bound on every noise variance (avoids Heywood collapse to zero)
 
 
+#: the widest table whose start is computed in closed form (O(D^3) per step on the D x D covariance)
+CLOSED_FORM_FEATURES = 2000
+
+
 def check_factor_options(num_features: int, latent_dim: int, noise: str) -> None:
     """Clear errors for a bad noise model or number of factors (1 <= K < D)."""
     if noise not in ("diagonal", "isotropic"):
         raise ValueError(f"noise must be 'diagonal' or 'isotropic', not {noise!r}")
+    if num_features < 2:
+        raise ValueError(f"a factor model needs at least 2 features (columns), got {num_features}")
     if not 1 <= latent_dim < num_features:
         raise ValueError(
             f"latent dimension must be between 1 and {num_features - 1} "
@@ -254,7 +260,13 @@ class FactorAnalysis(LatentVariableModel):
         """Start at (or next to) the maximum-likelihood estimate, from the sample covariance of
         the rows (missing entries filled by their column mean): closed form for PPCA
         (:func:`ppca_start`), the alternating fixed point of :func:`factor_analysis_start` for FA.
-        A Bayesian model keeps it as the start of its guide on globals (and of NUTS)."""
+        A Bayesian model keeps it as the start of its guide on globals (and of NUTS). Tables
+        wider than :data:`CLOSED_FORM_FEATURES` are refused (the start would take hours)."""
+        if self.num_features > CLOSED_FORM_FEATURES:
+            raise ValueError(
+                f"{self.num_features} features are too many for the closed-form start of FA/PPCA "
+                f"(O(D^3) per step; at most {CLOSED_FORM_FEATURES}): reduce the columns first, e.g. with PCA"
+            )
         loc, cov = sample_moments(fill_missing(x, mask))
         if self.noise == "isotropic":
             loadings, noise = ppca_start(cov, self.latent_dim)

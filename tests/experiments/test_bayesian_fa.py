@@ -1,9 +1,11 @@
 """The diagnostics experiment: NUTS and SVI agree on a Bayesian FA; ArviZ and PSIS outputs exist."""
 import pandas as pd
+import pytest
 
 from dlvm.experiments.bayesian_fa import run
 
 
+@pytest.mark.slow  # NUTS on two models
 def test_diagnostics_quick(tmp_path):
     summary = run(tmp_path, quick=True)
     for name in summary["files"]:

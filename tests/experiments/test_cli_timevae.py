@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dlvm.experiments.cli import main, read_data
+from dlvm.experiments.timegan_metrics import timegan_scores
 
 
 def run_cli(*args):
@@ -36,9 +37,15 @@ def test_fit_sample_score(tmp_path, windows_npz, capsys):
     capsys.readouterr()
     assert run_cli("score", "--real", path, "--synthetic", tmp_path / "s.npz", "--repeats", 2,
                    "--discriminative-steps", 3, "--predictive-steps", 3) == 0
-    scores = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    scores = json.loads(captured.out)
     assert set(scores) == {"discriminative", "discriminative_std", "predictive", "predictive_std"}
-    assert 0 <= scores["discriminative"] <= 0.5
+    assert "uses 30 of the 40 real windows" in captured.err
+    # 30 windows of each set, 6 of each in a test split: each repeat's |accuracy - 1/2| (the mean
+    # -+ sd / sqrt(2) of two) is a multiple of 1/12
+    repeats = [scores["discriminative"] + s * scores["discriminative_std"] for s in (-1 / 2 ** 0.5, 1 / 2 ** 0.5)]
+    assert timegan_scores(x, draws, repeats=2, discriminative_steps=3, predictive_steps=3) == pytest.approx(scores)
+    np.testing.assert_allclose(np.multiply(repeats, 12), np.round(np.multiply(repeats, 12)), atol=1e-6)
     assert run_cli("score", "--real", path, "--synthetic", path, "--metrics", "predictive", "--repeats", 1,
                    "--predictive-steps", 3) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"predictive", "predictive_std"}

@@ -3,7 +3,9 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
+from sklearn.decomposition import FactorAnalysis
 
 from dlvm.experiments import get_experiment
 from dlvm.experiments.diagnose import diagnose
@@ -27,6 +29,11 @@ def test_estimators_experiment_quick(tmp_path):
     assert {"guide", "elbo", "group", "variance", "snr", "seconds_per_step"} <= set(gradients.columns)
 
 
+def test_compare_refuses_an_estimator_that_does_not_apply():
+    with pytest.raises(ValueError, match="estimator 'traceenum' does not apply to fa; choose from: meanfield"):
+        compare("fa", synthetic_table(40, 6), ["trace", "traceenum"], None, num_draws=3, steps=2, eval_every=1)
+
+
 def test_compare_keeps_the_estimators_asked_for(tmp_path):
     data = synthetic_table(40, 6)
     result = compare("fa", data, ["trace", "tracegraph"], tmp_path, num_draws=5, steps=4, eval_every=2)
@@ -44,16 +51,31 @@ def _bayesian_fa_run(tmp_path, x):
     return run
 
 
-def test_diagnose_svi_and_mcmc(tmp_path):
+def bayesian_fa_data():
     torch.manual_seed(0)
     x = torch.randn(25, 1, dtype=torch.float64) @ torch.tensor([[1.0, 0.8, 0.6, 0.0]], dtype=torch.float64)
-    x = (x + 0.5 * torch.randn(25, 4, dtype=torch.float64)).numpy()
+    return (x + 0.5 * torch.randn(25, 4, dtype=torch.float64)).numpy()
+
+
+def test_diagnose_svi(tmp_path):
+    x = bayesian_fa_data()
     run = _bayesian_fa_run(tmp_path, x)
     svi = diagnose(run, x, mcmc=False, out=tmp_path / "svi", num_draws=100, khat_draws=50)
     table = pd.read_csv(tmp_path / "svi" / "summary.csv", index_col=0)
     assert list(table.columns) == ["mean", "sd", "hdi_low", "hdi_high"]
-    assert np.isfinite(svi["elpd_loo"]) and sum(svi["pareto_k_counts"].values()) == 25
+    assert sum(svi["pareto_k_counts"].values()) == 25
+    # leave-one-out fit falls short of the in-sample maximum likelihood (scikit-learn's FA) by
+    # about the effective number of parameters (12 here)
+    best = FactorAnalysis(n_components=1).fit(x).score(x) * len(x)
+    assert best - 40 < svi["elpd_loo"] < best
+    assert 0 < svi["p_loo"] < 25
     assert (tmp_path / "svi" / "figures" / "ppc.png").exists()
+
+
+@pytest.mark.slow  # NUTS
+def test_diagnose_mcmc(tmp_path):
+    x = bayesian_fa_data()
+    run = _bayesian_fa_run(tmp_path, x)
     mcmc = diagnose(run, x, mcmc=True, out=tmp_path / "mcmc", num_samples=60, warmup=60, chains=1, khat_draws=50)
     table = pd.read_csv(tmp_path / "mcmc" / "summary.csv", index_col=0)
     assert {"ess_bulk", "r_hat"} <= set(table.columns)

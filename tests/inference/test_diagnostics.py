@@ -57,6 +57,7 @@ class NormalMean(LatentVariableModel):
             return pyro.sample("x", dist.Normal(mu, 1.0).expand([x.shape[1]]).to_event(1), obs=x)
 
 
+@pytest.mark.slow  # NUTS, two chains
 def test_nuts_on_a_simple_model_converges_and_loo_is_finite():
     x = torch.randn(15, 1, dtype=torch.float64) + 1.0
     model = NormalMean()

@@ -1,4 +1,7 @@
 """Streaming rows from .npy and CSV files: the same numbers as in-memory data."""
+import gc
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +125,31 @@ def test_streamed_fit_on_cuda_equals_in_memory_on_cuda(npy):
         assert next(trained.parameters()).is_cuda
         histories.append(result.history["elbo"].tolist())
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-10)
+
+
+def test_csv_conversion_folder_is_removed_on_close_and_collection(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n" + "\n".join(f"{i},{2 * i}" for i in range(10)) + "\n")
+    rows = CsvRows(path)
+    folder = rows.path.parent
+    assert folder.parent == tmp_path and folder.name.startswith("dlvm-rows-")
+    np.testing.assert_array_equal(rows.rows(8, 10), [[8, 16], [9, 18]])
+    rows.close()
+    assert not folder.exists()
+    rows = CsvRows(path)
+    folder = rows.path.parent
+    del rows
+    gc.collect()
+    assert not folder.exists()
+    (tmp_path / "bad.csv").write_text("a,b\n1,x\n")
+    with pytest.raises(ValueError, match="not numeric"):
+        CsvRows(tmp_path / "bad.csv")
+    assert not list(tmp_path.glob("dlvm-rows-*"))  # a failed conversion leaves nothing either
+
+
+def test_csv_rows_read_a_semicolon_dialect_with_decimal_commas(tmp_path):
+    path = tmp_path / "eu.csv"
+    path.write_text("a;b\n1,5;2\n3;4,25\n")
+    rows = CsvRows(path, cache_dir=tmp_path)
+    np.testing.assert_array_equal(rows.rows(0, 2), [[1.5, 2.0], [3.0, 4.25]])

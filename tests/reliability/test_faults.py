@@ -32,23 +32,45 @@ def metrics(folder):
     return values
 
 
+#: runs the CLI with save_checkpoint wrapped: once the checkpoint of epoch 3 is on disk it writes
+#: the file argv[1] and waits there, so the test kills a run that is certainly mid-fit
+PAUSED_AFTER_EPOCH_3 = """
+import sys, threading
+from pathlib import Path
+import dlvm.inference.hooks as engine
+from dlvm.experiments.cli import main
+
+signal_file, saved = Path(sys.argv[1]), engine.save_checkpoint
+
+def save_then_pause(path, payload):
+    saved(path, payload)
+    if payload["epoch"] >= 3:
+        signal_file.write_text("saved")
+        threading.Event().wait()
+
+engine.save_checkpoint = save_then_pause
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, csv):
     straight = tmp_path / "straight"
     assert main(FIT + ["--data", str(csv), "--out", str(straight)]) == 0
     killed = tmp_path / "killed"
+    saved = tmp_path / "saved-epoch-3"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "dlvm.experiments.cli", *FIT, "--data", str(csv),
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_AFTER_EPOCH_3, str(saved), *FIT, "--data", str(csv),
                              "--out", str(killed)], env=env)
+    try:
+        deadline = time.time() + 300
+        while not saved.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)  # the run is paused once the file exists: no race with its progress
+        assert saved.exists(), f"the run ended ({proc.poll()}) before it saved epoch 3"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     checkpoint = tmp_path / "killed.partial" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not killed.exists() and checkpoint.exists()
+    assert not killed.exists() and torch.load(checkpoint, weights_only=True)["epoch"] == 3
     assert main(FIT + ["--data", str(csv), "--out", str(killed), "--resume"]) == 0
     assert metrics(killed) == metrics(straight)
     assert not (tmp_path / "killed.partial").exists()
