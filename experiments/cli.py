@@ -17,6 +17,7 @@ import torch
 from dlvm.guides import ENCODERS, GUIDES, default_elbo, pair
 from dlvm.inference import ELBO_NAMES, OPTIMIZERS, CheckpointError, NonFiniteLossError, evaluate, fit
 from dlvm.inference.data import as_observations, resolve_device
+from dlvm.inference.em import DEFAULT_MAX_ITER, DEFAULT_TOL
 from dlvm.inference.streaming import RowSource, open_rows
 from dlvm.models import MODELS, build_model
 
@@ -27,6 +28,8 @@ from .runs import DTYPES, load_run, model_data, run_data, staged_run, write_json
 
 #: guides that sample nothing, so the loss is deterministic and L-BFGS applies
 DETERMINISTIC_GUIDES = ("exact", "enum")
+#: the cap on epochs when --max-epochs is not given, per optimizer (EM iterations are cheap)
+DEFAULT_MAX_EPOCHS = {"em": DEFAULT_MAX_ITER}
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -101,21 +104,25 @@ def cmd_fit(args) -> int:
             torch.distributed.destroy_process_group()
 
 
+def choose_optimizer(args, spec, mask) -> str:
+    """The optimizer of a fit: ``--optimizer`` if given, else the model's declared default
+    (``ModelSpec.default_optimizer``, closed-form EM for the classical models) with its exact or
+    enumerated guide on complete, in-memory data and maximum-likelihood globals; L-BFGS for such
+    a guide otherwise (missing values); Adam for sampling guides, streamed or distributed fits."""
+    if args.optimizer is not None:
+        return args.optimizer
+    guide_name = args.guide or spec.guides[0]
+    if guide_name not in DETERMINISTIC_GUIDES or args.bayesian or args.stream or args.distributed:
+        return "adam"
+    return spec.default_optimizer if mask is None and spec.default_optimizer == "em" else "lbfgs"
+
+
 def _fit(args) -> int:
     if args.model not in MODELS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
     if args.latent_dim is not None and args.latent_dim < 1:
         raise ValueError(f"--latent-dim must be a positive integer, got {args.latent_dim}")
     spec = MODELS[args.model]
-    guide_name = args.guide or spec.guides[0]
-    if args.optimizer == "lbfgs" and args.guide is None:
-        exact = [g for g in spec.guides if g in DETERMINISTIC_GUIDES]
-        if not exact:
-            raise ValueError(f"--optimizer lbfgs needs an exact guide, and {args.model} has none")
-        guide_name = exact[0]
-    if guide_name not in spec.guides:
-        raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
-    elbo = args.elbo or default_elbo(guide_name)
     if args.stream:
         if args.window or args.missing != "error" or spec.prepare is not None:
             raise ValueError("--stream reads the rows of a .npy/.csv file as they are (no --window, "
@@ -126,13 +133,27 @@ def _fit(args) -> int:
         table = read_data(args.data, args.missing, window=args.window, stride=args.stride)
         x, mask = model_data(args.model, table.x, table.mask)
         columns, shape = table.columns, table.x.shape
+    optimizer = choose_optimizer(args, spec, mask)
+    if optimizer == "em" and (args.stream or args.distributed):
+        raise ValueError("--optimizer em fits in-memory data in one process (no --stream or --distributed)")
+    guide_name = args.guide or spec.guides[0]
+    if optimizer in ("lbfgs", "em") and args.guide is None:
+        exact = [g for g in spec.guides if g in DETERMINISTIC_GUIDES]
+        if not exact:
+            raise ValueError(f"--optimizer {optimizer} needs an exact guide, and {args.model} has none")
+        guide_name = exact[0]
+    if guide_name not in spec.guides:
+        raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
+    max_epochs = args.max_epochs if args.max_epochs is not None else DEFAULT_MAX_EPOCHS.get(optimizer, 100)
+    tol = args.tol if args.tol is not None else (DEFAULT_TOL if optimizer == "em" else None)
+    elbo = args.elbo or default_elbo(guide_name)
     dtype = args.dtype or spec.dtype
     event_shape = tuple(x.shape[1:])
     config = {
         "model": args.model, "model_options": _model_options(args), "guide": guide_name,
         "guide_options": _guide_options(args), "event_shape": list(event_shape), "dtype": dtype,
-        "elbo": elbo, "optimizer": args.optimizer, "lr": args.lr, "lr_decay": args.lr_decay,
-        "epochs": args.epochs,
+        "elbo": elbo, "optimizer": optimizer, "lr": args.lr, "lr_decay": args.lr_decay,
+        "epochs": max_epochs, "tol": tol,
         "batch_size": args.batch_size, "num_particles": args.num_particles, "alpha": args.alpha,
         "seed": args.seed,
         "data": str(args.data), "missing": args.missing, "columns": columns,
@@ -151,8 +172,8 @@ def _fit(args) -> int:
     else:
         device = resolve_device(args.device)
     options = dict(
-        mask=mask, elbo=elbo, optimizer=args.optimizer,
-        lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
+        mask=mask, elbo=elbo, optimizer=optimizer, tol=tol,
+        lr=args.lr, lr_decay=args.lr_decay, epochs=max_epochs, batch_size=args.batch_size,
         num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
         clip_norm=args.clip_norm, early_stopping=args.early_stopping, checkpoint_every=args.checkpoint_every,
         resume=args.resume, config=config, distributed=args.distributed,
@@ -168,16 +189,28 @@ def _fit(args) -> int:
         seconds = time.perf_counter() - began
         result.history.to_csv(stage / "history.csv", index=False)
         scores = scores_per_observation(trained, guide, x, mask, args.iwae_samples)
+        epochs_run = int(len(result.history))
+        converged = bool(result.converged) if result.converged is not None else epochs_run < max_epochs
         metrics = {
             **scores, "n_rows": int(shape[0]), "n_features": int(shape[-1]),
-            "fit_seconds": round(seconds, 3), "epochs_run": int(len(result.history)),
+            "fit_seconds": round(seconds, 3), "epochs_run": epochs_run, "converged": converged,
+            "optimizer": optimizer,
             "model": args.model, "guide": guide_name, "elbo_name": elbo,
             "num_parameters": int(model.num_parameters()), "device": str(device), "processes": world,
         }
         write_json(stage / "metrics.json", metrics)
+    if not converged:
+        print(cap_message(optimizer, max_epochs, tol), file=sys.stderr)
     if not args.quiet:
         print(json.dumps(metrics, indent=2))
     return 0
+
+
+def cap_message(optimizer: str, max_epochs: int, tol: float | None) -> str:
+    """The one line a fit that stopped at its epoch cap prints on stderr."""
+    criterion = f"changes below --tol {tol:g}" if tol is not None else "stops changing"
+    return (f"dlvm: {optimizer} stopped at the cap of {max_epochs} epochs before the fit {criterion}; "
+            "raise --max-epochs to train longer")
 
 
 def scores_per_observation(trained, guide, x, mask, iwae_samples: int) -> dict:
@@ -366,8 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help=f"encoder of amortized guides ({', '.join(ENCODERS)}); default: the model's")
     p.add_argument("--guide-covariance", default="diagonal", choices=("diagonal", "full"))
     p.add_argument("--elbo", help=f"estimator ({', '.join(ELBO_NAMES)}); default: the guide's")
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="default: em for fa, ppca, gmm, mppca and hmm with their exact guide, else adam")
+    p.add_argument("--max-epochs", "--epochs", dest="max_epochs", type=int,
+                   help=f"cap on epochs / EM iterations (default {DEFAULT_MAX_ITER} for em, 100 otherwise)")
+    p.add_argument("--tol", type=float,
+                   help=f"convergence tolerance (em: change of the log-likelihood per observation, default {DEFAULT_TOL:g})")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the learning rate by this after every epoch")

@@ -28,9 +28,10 @@ from .distributed import (
     reduce_sum,
 )
 from .elbos import make_elbo
+from .em import DEFAULT_TOL, fit_em
 from .streaming import INITIALIZE_ROWS, RowSource, chunks, row_loader
 
-OPTIMIZERS = ("adam", "clippedadam", "lbfgs")
+OPTIMIZERS = ("adam", "clippedadam", "lbfgs", "em")
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -55,6 +56,8 @@ class FitResult:
     best_epoch: int
     stopped_early: bool = False
     config: dict = field(default_factory=dict)
+    converged: bool | None = None
+    epochs_run: int | None = None
 
 
 def latent_sites(trace) -> dict:
@@ -213,6 +216,7 @@ def fit(
     progress: bool = True,
     config: dict | None = None,
     distributed: bool = False,
+    tol: float | None = None,
 ) -> FitResult:
     """Train ``guide`` and ``model`` by stochastic variational inference.
 
@@ -242,7 +246,16 @@ def fit(
             shard of every minibatch, the gradients are averaged so each step equals the
             single-process step on the same ``batch_size`` rows, and rank 0 alone writes the
             checkpoint (resume reads it on rank 0 and sends it to the others).
+        tol: ``optimizer="em"``: stop when the log-likelihood per observation changes by less
+            than this (default 1e-6); ``epochs`` caps the EM iterations.
     """
+    if optimizer == "em":  # closed-form EM (dlvm.inference.em): the guide has nothing to learn
+        pyro.set_rng_seed(seed)
+        em = fit_em(model, data, mask, tol=DEFAULT_TOL if tol is None else tol, max_iter=epochs,
+                    initialize=initialize, progress=progress)
+        return FitResult(model=model, guide=guide, history=em.history.assign(val_elbo=math.nan)[
+            ["epoch", "elbo", "val_elbo", "seconds"]], elbo=elbo, seconds=em.seconds, best_epoch=em.epochs_run,
+            config=config or {}, converged=em.converged, epochs_run=em.epochs_run)
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if optimizer not in OPTIMIZERS:

@@ -30,12 +30,19 @@ from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
 from .base import LatentVariableModel, fill_missing
-from .factor import NOISE_FLOOR, check_factor_options, linear_gaussian_log_prob, principal_components_start
+from .factor import (
+    check_factor_options, factor_analysis_step, linear_gaussian_log_prob, ppca_start,
+    principal_components_start,
+)
 
 #: added to every component variance (as scikit-learn's reg_covar): constant data or a component
 #: that collapses on one point gives a finite, large density instead of NaN
 VARIANCE_FLOOR = 1e-6
+#: smallest mixture weight / transition probability an EM step sets (keeps them inside the simplex)
+PROBABILITY_FLOOR = 1e-12
 INIT_SUBSAMPLE = 2000  # rows used by k-means++ and Lloyd iterations in the start
+#: rows an EM step handles at once (bounds the memory of its (rows, K, D) intermediates)
+ROW_CHUNK = 32768
 
 
 def check_components(k: int, rows: int | None = None, what: str = "components") -> None:
@@ -107,20 +114,76 @@ def best_of_restarts(model, x, mask, restarts: int, start) -> None:
     model.load_state_dict(best_state)
 
 
-def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool):
-    """Soft counts (K,), means (K, D) and covariances (K, D, D) or variances (K, D) of x (..., D)
-    under responsibilities resp (..., K) (the M-step of EM), each with the variance floor."""
+def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int | None = None):
+    """Soft counts N_k (K,), means m_k (K, D) and covariances S_k (K, D, D) (``full``) or variances
+    (K, D) of the rows x (..., D) under responsibilities resp (..., K): the maximum-likelihood
+    M-step of a Gaussian mixture, without any floor::
+
+        N_k = sum_i r_ik,   m_k = sum_i r_ik x_i / N_k,   S_k = sum_i r_ik (x_i - m_k)(x_i - m_k)^T / N_k
+
+    Deviations are taken from the new means (no cancellation at any offset of the data), one
+    component and ``chunk`` rows at a time, so memory stays O(chunk D) beyond x and resp.
+    """
     x = x.reshape(-1, x.shape[-1])
     resp = resp.reshape(-1, resp.shape[-1])
+    chunk = chunk or ROW_CHUNK
     counts = resp.sum(0)
-    means = (resp.T @ x) / counts.clamp(min=1e-10).unsqueeze(-1)
-    centred = x.unsqueeze(-2) - means  # (N, K, D)
+    safe = counts.clamp(min=1e-300).unsqueeze(-1)
+    means = (resp.T @ x) / safe
+    k, d = means.shape
+    scatter = x.new_zeros((k, d, d) if full else (k, d))
+    for start in range(0, x.shape[0], chunk):
+        rows, weights = x[start:start + chunk], resp[start:start + chunk]
+        for j in range(k):
+            centred = rows - means[j]
+            weighted = centred * weights[:, j:j + 1]
+            scatter[j] += weighted.T @ centred if full else (weighted * centred).sum(0)
+    return counts, means, scatter / (safe.unsqueeze(-1) if full else safe)
+
+
+def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool):
+    """:func:`weighted_scatter` with the variance floor added to every covariance / variance
+    (a valid start for the model's parameters even for a cluster of one point)."""
+    counts, means, cov = weighted_scatter(x, resp, full)
     if full:
-        cov = torch.einsum("nk,nkd,nke->kde", resp, centred, centred) / counts.clamp(min=1e-10)[:, None, None]
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
         return counts, means, cov + VARIANCE_FLOOR * eye
-    var = torch.einsum("nk,nkd->kd", resp, centred.pow(2)) / counts.clamp(min=1e-10).unsqueeze(-1)
-    return counts, means, var.clamp(min=0) + VARIANCE_FLOOR
+    return counts, means, cov.clamp(min=0) + VARIANCE_FLOOR
+
+
+def floored_covariance_factor(cov: torch.Tensor, floor: float = VARIANCE_FLOOR) -> torch.Tensor:
+    """The factor L (..., D, D) with L L^T + floor I closest to the scatter S = ``cov``: the
+    maximum of the Gaussian likelihood -log|Sigma| - tr(Sigma^-1 S) over Sigma >= floor I.
+
+    With S = V diag(s) V^T, the maximiser is Sigma = V diag(max(s, floor)) V^T, so
+    L L^T = V diag(max(s - floor, 0)) V^T; eigenvalues at the floor keep a tiny positive excess
+    (1e-6 of the floor, relative 1e-12 of the largest) so that L is a proper Cholesky factor.
+    """
+    values, vectors = torch.linalg.eigh(cov)
+    tiny = torch.maximum(values.new_tensor(floor * 1e-6), values.amax(-1, keepdim=True) * 1e-12)
+    excess = torch.maximum(values - floor, tiny)
+    return torch.linalg.cholesky((vectors * excess.unsqueeze(-2)) @ vectors.mT)
+
+
+def normalized(counts: torch.Tensor, floor: float = PROBABILITY_FLOOR) -> torch.Tensor:
+    """Probabilities proportional to ``counts`` along the last dim, each at least ``floor`` (a
+    simplex parameter must stay inside the simplex: no exact zeros)."""
+    probs = counts / counts.sum(-1, keepdim=True).clamp(min=1e-300)
+    probs = probs.clamp(min=floor)
+    return probs / probs.sum(-1, keepdim=True)
+
+
+def check_em(model, mask) -> None:
+    """One-line refusals of closed-form EM where it does not apply here."""
+    if getattr(model, "bayesian", False):
+        raise ValueError(
+            f"EM fits maximum-likelihood globals; this {type(model).__name__} is Bayesian: "
+            "use --optimizer adam"
+        )
+    if mask is not None:
+        raise ValueError(
+            f"EM for {type(model).__name__} takes complete data; with missing values use --optimizer lbfgs"
+        )
 
 
 # ---------------------------------------------------------------------- Gaussian components
@@ -191,6 +254,47 @@ class GaussianComponents(PyroModule):
             return dist.MultivariateNormal(means, scale_tril=chol).log_prob(xk)
         floor = spread.new_full(spread.shape[:-1], VARIANCE_FLOOR)
         return linear_gaussian_log_prob(xk, means, spread, floor, mk)
+
+    def complete_log_prob(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """log N(x; mu_k, Sigma_k) for complete rows x (M, D) -> (M, K), without gradients.
+
+        Full: with Sigma_k = C_k C_k^T and U_k = C_k^-T, ||(x - mu_k)^T U_k||^2 is the Mahalanobis
+        term; x @ [U_1 .. U_K] is one (M, D) x (D, K D) product per ``chunk`` rows. Diagonal:
+        the quadratic is expanded into products with 1 / v_k and mu_k / v_k. O(M K D^2) (full).
+        """
+        with torch.no_grad():
+            means, spread = self.current()
+            k, d = means.shape
+            chunk = chunk or ROW_CHUNK
+            out = x.new_empty(x.shape[0], k)
+            if self.full:
+                chol = torch.linalg.cholesky(self.covariances())
+                eye = torch.eye(d, dtype=x.dtype, device=x.device)
+                upper = torch.linalg.solve_triangular(chol, eye, upper=False).mT  # (K, D, D)
+                stacked = upper.permute(1, 0, 2).reshape(d, k * d)
+                shift = (means.unsqueeze(-2) @ upper).squeeze(-2)  # (K, D)
+                constant = -0.5 * d * math.log(2 * math.pi) - torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+                for start in range(0, x.shape[0], chunk):
+                    y = (x[start:start + chunk] @ stacked).view(-1, k, d) - shift
+                    out[start:start + chunk] = constant - 0.5 * y.pow(2).sum(-1)
+                return out
+            precision = 1.0 / spread
+            constant = -0.5 * (d * math.log(2 * math.pi) + spread.log().sum(-1) + (means.pow(2) * precision).sum(-1))
+            linear = (means * precision).T  # (D, K)
+            for start in range(0, x.shape[0], chunk):
+                rows = x[start:start + chunk]
+                out[start:start + chunk] = constant + rows @ linear - 0.5 * rows.pow(2) @ precision.T
+            return out
+
+    @torch.no_grad()
+    def set_maximum_likelihood(self, means: torch.Tensor, scatter: torch.Tensor) -> None:
+        """The M-step: mu_k = ``means``, and Sigma_k the best covariance at or above the floor
+        for the scatter S_k (:func:`floored_covariance_factor`; diagonal: v_k = max(S_k, floor))."""
+        self.means = means
+        if self.full:
+            self.scale_tril = floored_covariance_factor(scatter)
+        else:
+            self.variances = scatter.clamp(min=VARIANCE_FLOOR * (1 + 1e-6))
 
     @pyro_method
     def covariances(self) -> torch.Tensor:
@@ -315,6 +419,29 @@ class _Mixture(LatentVariableModel):
     def num_parameters(self) -> int:
         return self.components - 1 + self._component_parameters()
 
+    # -- closed-form EM
+    @torch.no_grad()
+    def em_step(self, x, mask=None) -> float:
+        """One EM iteration in place; returns the total log-likelihood sum_i log p(x_i) before it.
+
+        E-step: the exact posterior r_ik = p(z_i = k | x_i) (eq. 6.4) from the log-space table
+        log pi_k + log p(x_i | k), normalised by its logsumexp. M-step: pi_k = N_k / N and the
+        component parameters that maximise sum_i r_ik log p(x_i | k) (:meth:`_m_step`).
+        x (N, D) complete rows; ``mask`` is refused (:func:`check_em`).
+        """
+        check_em(self, mask)
+        log_weights = self.weights.log()
+        resp = x.new_empty(x.shape[0], self.components)
+        total = 0.0
+        for start in range(0, x.shape[0], ROW_CHUNK):
+            table = log_weights + self._complete_log_prob(x[start:start + ROW_CHUNK])
+            norm = table.logsumexp(-1, keepdim=True)
+            total += float(norm.sum())
+            resp[start:start + ROW_CHUNK] = (table - norm).exp()
+        self.weights = normalized(resp.sum(0))
+        self._m_step(x, resp)
+        return total
+
     # -- initialisation
     @torch.no_grad()
     def initialize(self, x, mask=None) -> None:
@@ -373,6 +500,13 @@ class GaussianMixture(_Mixture):
         """Sigma_k, shape (K, D, D)."""
         return self.gaussians.covariances()
 
+    def _complete_log_prob(self, x):
+        return self.gaussians.complete_log_prob(x)
+
+    def _m_step(self, x, resp):
+        _, means, scatter = weighted_scatter(x, resp, self.gaussians.full)
+        self.gaussians.set_maximum_likelihood(means, scatter)
+
     def _sample_components(self, z):
         return self.gaussians.sample(z)
 
@@ -407,7 +541,7 @@ class MixtureOfPPCA(_Mixture):
         self.loc = PyroParam(torch.zeros(k, d))
         self.loadings = PyroParam(0.1 * torch.randn(k, d, latent_dim))
         shape = (k, d) if noise == "diagonal" else (k, 1)
-        self.noise_variance = PyroParam(torch.ones(shape), constraint=constraints.greater_than(NOISE_FLOOR))
+        self.noise_variance = PyroParam(torch.ones(shape), constraint=constraints.greater_than(VARIANCE_FLOOR))
 
     @property
     def psi(self) -> torch.Tensor:
@@ -423,6 +557,23 @@ class MixtureOfPPCA(_Mixture):
     def covariances(self) -> torch.Tensor:
         """W_k W_k^T + Psi_k, shape (K, D, D)."""
         return self.loadings @ self.loadings.mT + torch.diag_embed(self.psi)
+
+    def _complete_log_prob(self, x):
+        return self.component_log_prob(x)
+
+    def _m_step(self, x, resp):
+        """Per component, the PPCA maximum of sum_i r_ik log N(x_i; mu_k, W_k W_k^T + s_k^2 I) given
+        its weighted scatter S_k (Tipping and Bishop's closed form); diagonal noise (a mixture of
+        factor analysers): one step of the factor-analysis fixed point from the current Psi_k."""
+        _, means, scatter = weighted_scatter(x, resp, True)
+        if self.noise == "isotropic":
+            loadings, noise = ppca_start(scatter, self.latent_dim)
+            noise = noise.unsqueeze(-1)
+        else:
+            loadings, noise, _ = factor_analysis_step(scatter, self.psi, self.latent_dim)
+        self.loc = means
+        self.loadings = loadings
+        self.noise_variance = noise.clamp(min=VARIANCE_FLOOR * (1 + 1e-6))
 
     def _sample_components(self, z):
         f = torch.randn(z.shape[0], self.latent_dim, dtype=self.dtype, device=self.device)
@@ -449,5 +600,5 @@ class MixtureOfPPCA(_Mixture):
             noises.append(noise.reshape(-1))
         self.loc = torch.stack(locs)
         self.loadings = torch.stack(loadings)
-        self.noise_variance = torch.stack(noises)
+        self.noise_variance = torch.stack(noises).clamp(min=VARIANCE_FLOOR * 1.01)
         return {}
