@@ -147,6 +147,8 @@ def _fit(args) -> int:
     max_epochs = args.max_epochs if args.max_epochs is not None else DEFAULT_MAX_EPOCHS.get(optimizer, 100)
     tol = args.tol if args.tol is not None else (DEFAULT_TOL if optimizer == "em" else None)
     elbo = args.elbo or default_elbo(guide_name)
+    if elbo not in ELBO_NAMES:
+        raise ValueError(f"unknown ELBO {elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
     dtype = args.dtype or spec.dtype
     event_shape = tuple(x.shape[1:])
     config = {

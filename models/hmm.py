@@ -289,7 +289,7 @@ class GaussianHMM(LatentVariableModel):
             self.transition = normalized(transitions)
             _, means, scatter = weighted_scatter(flat, gamma.reshape(-1, self.states), self.gaussians.full)
             self.gaussians.set_maximum_likelihood(means, scatter)
-        return float(total)
+        return float(total.detach())
 
     # -- initialisation
     @torch.no_grad()
