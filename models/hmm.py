@@ -302,6 +302,7 @@ class GaussianHMM(LatentVariableModel):
         check_components(self.states, steps, "states")
         filled = fill_missing(x, mask)
         flat = filled.reshape(-1, self.num_features)
+        self.gaussians.set_floor(flat)
 
         def start(generator):
             resp = kmeans_start(flat, self.states, generator)
@@ -311,7 +312,7 @@ class GaussianHMM(LatentVariableModel):
             counts.index_put_((labels[:, :-1].reshape(-1), labels[:, 1:].reshape(-1)),
                               x.new_ones(labels[:, 1:].numel()), accumulate=True)
             first = torch.bincount(labels[:, 0], minlength=k).to(x.dtype) + 1.0
-            _, means, cov = weighted_moments(flat, resp, self.gaussians.full)
+            _, means, cov = weighted_moments(flat, resp, self.gaussians.full, self.gaussians.variance_floor)
             values = {"initial": first / first.sum(), "transition": counts / counts.sum(-1, keepdim=True)}
             emissions = self.gaussians.set_moments(means, cov)
             if self.bayesian:

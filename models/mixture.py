@@ -27,7 +27,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule, PyroParam, PyroSample, pyro_method
 from pyro.ops.indexing import Vindex
-from torch.distributions import constraints
+from torch.distributions import biject_to, constraints, transform_to, transforms
 
 from .base import LatentVariableModel, fill_missing
 from .factor import (
@@ -51,6 +51,43 @@ def check_components(k: int, rows: int | None = None, what: str = "components") 
         raise ValueError(f"the number of {what} must be a positive integer, got {k}")
     if rows is not None and k > rows:
         raise ValueError(f"{k} {what} but only {rows} rows of data: use at most {rows}")
+
+
+def relative_floor(x: torch.Tensor) -> torch.Tensor:
+    """The variance floor for data x (..., D): VARIANCE_FLOOR times the mean variance of the
+    features (their mean square for constant data, 1 for all-zero data), so that data in any units
+    are regularised alike; for standardised data it is scikit-learn's reg_covar (1e-6)."""
+    flat = x.reshape(-1, x.shape[-1])
+    scale = flat.var(0, unbiased=False).mean() if flat.shape[0] > 1 else flat.new_zeros(())
+    scale = torch.where(scale > 0, scale, flat.pow(2).mean())
+    return VARIANCE_FLOOR * torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+class AboveFloor(constraints.Constraint):
+    """value > owner.variance_floor, the bound read from the module whenever the constraint is
+    used: a floor set from the data (:func:`relative_floor`), moved or loaded with the module's
+    buffers, is always the one in force."""
+
+    event_dim = 0
+
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = owner
+
+    @property
+    def lower_bound(self) -> torch.Tensor:
+        return self.owner.variance_floor
+
+    def check(self, value):
+        return value > self.lower_bound
+
+
+def _above_floor_transform(constraint: AboveFloor):
+    return transforms.ComposeTransform([transforms.ExpTransform(), transforms.AffineTransform(constraint.lower_bound, 1.0)])
+
+
+biject_to.register(AboveFloor, _above_floor_transform)
+transform_to.register(AboveFloor, _above_floor_transform)
 
 
 # ---------------------------------------------------------------------- initialisation helpers
@@ -141,14 +178,14 @@ def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int
     return counts, means, scatter / (safe.unsqueeze(-1) if full else safe)
 
 
-def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool):
-    """:func:`weighted_scatter` with the variance floor added to every covariance / variance
+def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool, floor=VARIANCE_FLOOR):
+    """:func:`weighted_scatter` with the variance ``floor`` added to every covariance / variance
     (a valid start for the model's parameters even for a cluster of one point)."""
     counts, means, cov = weighted_scatter(x, resp, full)
     if full:
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        return counts, means, cov + VARIANCE_FLOOR * eye
-    return counts, means, cov.clamp(min=0) + VARIANCE_FLOOR
+        return counts, means, cov + floor * eye
+    return counts, means, cov.clamp(min=0) + floor
 
 
 def floored_covariance_factor(cov: torch.Tensor, floor: float = VARIANCE_FLOOR) -> torch.Tensor:
@@ -160,7 +197,7 @@ def floored_covariance_factor(cov: torch.Tensor, floor: float = VARIANCE_FLOOR) 
     (1e-6 of the floor, relative 1e-12 of the largest) so that L is a proper Cholesky factor.
     """
     values, vectors = torch.linalg.eigh(cov)
-    tiny = torch.maximum(values.new_tensor(floor * 1e-6), values.amax(-1, keepdim=True) * 1e-12)
+    tiny = torch.maximum(torch.as_tensor(floor * 1e-6, dtype=values.dtype), values.amax(-1, keepdim=True) * 1e-12)
     excess = torch.maximum(values - floor, tiny)
     return torch.linalg.cholesky((vectors * excess.unsqueeze(-2)) @ vectors.mT)
 
@@ -211,6 +248,8 @@ class GaussianComponents(PyroModule):
         self.bayesian = bayesian
         self.register_buffer("prior_loc", torch.zeros(d))
         self.register_buffer("prior_scale", torch.ones(d))
+        #: added to / the least of every variance; set relative to the data by :meth:`set_floor`
+        self.register_buffer("variance_floor", torch.tensor(VARIANCE_FLOOR))
         if bayesian:
             self.means = PyroSample(lambda s: dist.Normal(s.prior_loc, s.prior_scale).expand([k, d]).to_event(2))
             if self.full:
@@ -225,7 +264,7 @@ class GaussianComponents(PyroModule):
             if self.full:
                 self.scale_tril = PyroParam(torch.eye(d).expand(k, d, d).clone(), constraint=constraints.lower_cholesky)
             else:
-                self.variances = PyroParam(torch.ones(k, d), constraint=constraints.greater_than(VARIANCE_FLOOR))
+                self.variances = PyroParam(torch.ones(k, d), constraint=AboveFloor(self))
 
     def current(self):
         """(means (K, D), spread): spread is the Cholesky factor of Sigma (K, D, D) for ``full``,
@@ -235,7 +274,7 @@ class GaussianComponents(PyroModule):
             tril = self.stds.unsqueeze(-1) * self.correlation if self.bayesian else self.scale_tril
             return means, tril
         variances = self.variances
-        return means, variances + VARIANCE_FLOOR if self.bayesian else variances
+        return means, variances + self.variance_floor if self.bayesian else variances
 
     def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None = None, params=None) -> torch.Tensor:
         """log N(x_o; mu_k, Sigma_k,oo) for every component: x (..., D) -> (..., K).
@@ -250,9 +289,9 @@ class GaussianComponents(PyroModule):
             return (terms if mk is None else torch.where(mk, terms, 0.0)).sum(-1)
         eye = torch.eye(self.num_features, dtype=x.dtype, device=x.device)
         if mk is None:
-            chol = torch.linalg.cholesky(spread @ spread.mT + VARIANCE_FLOOR * eye)
+            chol = torch.linalg.cholesky(spread @ spread.mT + self.variance_floor * eye)
             return dist.MultivariateNormal(means, scale_tril=chol).log_prob(xk)
-        floor = spread.new_full(spread.shape[:-1], VARIANCE_FLOOR)
+        floor = self.variance_floor.expand(spread.shape[:-1])
         return linear_gaussian_log_prob(xk, means, spread, floor, mk)
 
     def complete_log_prob(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
@@ -292,9 +331,9 @@ class GaussianComponents(PyroModule):
         for the scatter S_k (:func:`floored_covariance_factor`; diagonal: v_k = max(S_k, floor))."""
         self.means = means
         if self.full:
-            self.scale_tril = floored_covariance_factor(scatter)
+            self.scale_tril = floored_covariance_factor(scatter, self.variance_floor)
         else:
-            self.variances = scatter.clamp(min=VARIANCE_FLOOR * (1 + 1e-6))
+            self.variances = torch.maximum(scatter, self.variance_floor * (1 + 1e-6))
 
     @pyro_method
     def covariances(self) -> torch.Tensor:
@@ -303,7 +342,7 @@ class GaussianComponents(PyroModule):
         if not self.full:
             return torch.diag_embed(spread)
         eye = torch.eye(self.num_features, dtype=spread.dtype, device=spread.device)
-        return spread @ spread.mT + VARIANCE_FLOOR * eye
+        return spread @ spread.mT + self.variance_floor * eye
 
     @pyro_method
     def sample(self, index: torch.Tensor) -> torch.Tensor:
@@ -319,6 +358,11 @@ class GaussianComponents(PyroModule):
         d = self.num_features
         per = d * (d + 1) // 2 if self.covariance == "full" else d
         return self.num_components * (d + per)
+
+    @torch.no_grad()
+    def set_floor(self, x: torch.Tensor) -> None:
+        """Set the variance floor relative to the data x (..., D) (:func:`relative_floor`)."""
+        self.variance_floor = relative_floor(x).to(self.variance_floor)
 
     @torch.no_grad()
     def set_prior(self, x: torch.Tensor) -> None:
@@ -341,8 +385,8 @@ class GaussianComponents(PyroModule):
         if cov.ndim == 3:
             cov = torch.diagonal(cov, dim1=-2, dim2=-1)
         if self.bayesian:
-            return {"means": means, "variances": (cov - VARIANCE_FLOOR).clamp(min=VARIANCE_FLOOR)}
-        self.means, self.variances = means, cov.clamp(min=VARIANCE_FLOOR * 1.01)
+            return {"means": means, "variances": torch.maximum(cov - self.variance_floor, self.variance_floor)}
+        self.means, self.variances = means, torch.maximum(cov, self.variance_floor * 1.01)
         return {}
 
 
@@ -449,6 +493,7 @@ class _Mixture(LatentVariableModel):
         ``restarts`` starts by exact log-likelihood is kept (Bayesian: used as guide start)."""
         check_components(self.components, x.shape[0])
         filled = fill_missing(x, mask)
+        self._set_floor(filled)
         if self.bayesian:
             self._set_prior(filled)
             resp = kmeans_start(filled, self.components)
@@ -516,8 +561,11 @@ class GaussianMixture(_Mixture):
     def _set_prior(self, x):
         self.gaussians.set_prior(x)
 
+    def _set_floor(self, x):
+        self.gaussians.set_floor(x)
+
     def _start_from(self, x, resp):
-        _, means, cov = weighted_moments(x, resp, self.gaussians.full)
+        _, means, cov = weighted_moments(x, resp, self.gaussians.full, self.gaussians.variance_floor)
         start = self.gaussians.set_moments(means, cov)
         return {f"gaussians.{name}": value for name, value in start.items()}
 
@@ -541,7 +589,8 @@ class MixtureOfPPCA(_Mixture):
         self.loc = PyroParam(torch.zeros(k, d))
         self.loadings = PyroParam(0.1 * torch.randn(k, d, latent_dim))
         shape = (k, d) if noise == "diagonal" else (k, 1)
-        self.noise_variance = PyroParam(torch.ones(shape), constraint=constraints.greater_than(VARIANCE_FLOOR))
+        self.register_buffer("variance_floor", torch.tensor(VARIANCE_FLOOR))
+        self.noise_variance = PyroParam(torch.ones(shape), constraint=AboveFloor(self))
 
     @property
     def psi(self) -> torch.Tensor:
@@ -561,6 +610,10 @@ class MixtureOfPPCA(_Mixture):
     def _complete_log_prob(self, x):
         return self.component_log_prob(x)
 
+    @torch.no_grad()
+    def _set_floor(self, x):
+        self.variance_floor = relative_floor(x).to(self.variance_floor)
+
     def _m_step(self, x, resp):
         """Per component, the PPCA maximum of sum_i r_ik log N(x_i; mu_k, W_k W_k^T + s_k^2 I) given
         its weighted scatter S_k (Tipping and Bishop's closed form); diagonal noise (a mixture of
@@ -573,7 +626,7 @@ class MixtureOfPPCA(_Mixture):
             loadings, noise, _ = factor_analysis_step(scatter, self.psi, self.latent_dim)
         self.loc = means
         self.loadings = loadings
-        self.noise_variance = noise.clamp(min=VARIANCE_FLOOR * (1 + 1e-6))
+        self.noise_variance = torch.maximum(noise, self.variance_floor * (1 + 1e-6))
 
     def _sample_components(self, z):
         f = torch.randn(z.shape[0], self.latent_dim, dtype=self.dtype, device=self.device)
@@ -600,5 +653,5 @@ class MixtureOfPPCA(_Mixture):
             noises.append(noise.reshape(-1))
         self.loc = torch.stack(locs)
         self.loadings = torch.stack(loadings)
-        self.noise_variance = torch.stack(noises).clamp(min=VARIANCE_FLOOR * 1.01)
+        self.noise_variance = torch.maximum(torch.stack(noises), self.variance_floor * 1.01)
         return {}
