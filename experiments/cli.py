@@ -146,6 +146,7 @@ def _fit(args) -> int:
         raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
     max_epochs = args.max_epochs if args.max_epochs is not None else DEFAULT_MAX_EPOCHS.get(optimizer, 100)
     tol = args.tol if args.tol is not None else (DEFAULT_TOL if optimizer == "em" else None)
+    lr = args.lr if args.lr is not None else spec.default_lr.get(guide_name)
     elbo = args.elbo or default_elbo(guide_name)
     if elbo not in ELBO_NAMES:
         raise ValueError(f"unknown ELBO {elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
@@ -154,7 +155,7 @@ def _fit(args) -> int:
     config = {
         "model": args.model, "model_options": _model_options(args), "guide": guide_name,
         "guide_options": _guide_options(args), "event_shape": list(event_shape), "dtype": dtype,
-        "elbo": elbo, "optimizer": optimizer, "lr": args.lr, "lr_decay": args.lr_decay,
+        "elbo": elbo, "optimizer": optimizer, "lr": lr, "lr_decay": args.lr_decay,
         "epochs": max_epochs, "tol": tol,
         "batch_size": args.batch_size, "num_particles": args.num_particles, "alpha": args.alpha,
         "seed": args.seed,
@@ -175,7 +176,7 @@ def _fit(args) -> int:
         device = resolve_device(args.device)
     options = dict(
         mask=mask, elbo=elbo, optimizer=optimizer, tol=tol,
-        lr=args.lr, lr_decay=args.lr_decay, epochs=max_epochs, batch_size=args.batch_size,
+        lr=lr, lr_decay=args.lr_decay, epochs=max_epochs, batch_size=args.batch_size,
         num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
         clip_norm=args.clip_norm, early_stopping=args.early_stopping, checkpoint_every=args.checkpoint_every,
         resume=args.resume, config=config, distributed=args.distributed,

@@ -40,6 +40,10 @@ class ModelSpec:
     #: named: "em" for the models with a closed-form EM step (``em_step``), which reaches the
     #: maximum-likelihood optimum in a few passes; amortized guides train with "adam"
     default_optimizer: str = "adam"
+    #: learning rate per guide when ``--lr`` is not given (else the engine's default). FA and PPCA
+    #: start at their maximum-likelihood estimate and an amortized guide at the exact posterior, so
+    #: SVI only refines: a small step keeps Adam's noise-sized steps from walking off the optimum
+    default_lr: dict = field(default_factory=dict)
 
 
 def _table_width(event_shape: tuple, name: str) -> int:
@@ -98,14 +102,14 @@ MODELS: dict[str, ModelSpec] = {
         lambda shape, o: FactorAnalysis(
             _table_width(shape, "fa"), o.get("latent_dim", 2), "diagonal", o.get("bayesian", False)
         ),
-        ("exact", "amortized"), "float64", default_optimizer="em",
+        ("exact", "amortized"), "float64", default_optimizer="em", default_lr={"amortized": 1e-3},
     ),
     "ppca": ModelSpec(
         "ppca", "probabilistic PCA, isotropic noise (§6.3.2); options: latent_dim, bayesian",
         lambda shape, o: FactorAnalysis(
             _table_width(shape, "ppca"), o.get("latent_dim", 2), "isotropic", o.get("bayesian", False)
         ),
-        ("exact", "amortized"), "float64", default_optimizer="em",
+        ("exact", "amortized"), "float64", default_optimizer="em", default_lr={"amortized": 1e-3},
     ),
     # options: latent_dim, hidden, likelihood (gaussian | gaussian-fixed | bernoulli), noise_scale
     "vae": ModelSpec("vae", "variational autoencoder, MLP decoder (§6.5)", _vae, ("amortized",),

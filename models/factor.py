@@ -179,6 +179,9 @@ class FactorAnalysis(LatentVariableModel):
             a rotation (a sign for K = 1): compare rotation-free summaries such as ||Lambda||.
     """
 
+    #: the exact posterior mean is linear in x: a linear encoder can represent it exactly
+    default_encoder = "linear"
+
     def __init__(self, num_features: int, latent_dim: int, noise: str = "diagonal", bayesian: bool = False):
         check_factor_options(num_features, latent_dim, noise)
         super().__init__()
@@ -325,3 +328,4 @@ class FactorAnalysis(LatentVariableModel):
         self.loc = loc
         self.loadings = loadings
         self.noise_variance = noise
+        self.initialized(x, mask)

@@ -325,3 +325,4 @@ class GaussianHMM(LatentVariableModel):
             self.initial_globals = start(None)
             return
         best_of_restarts(self, x, mask, self.restarts, start)
+        self.initialized(x, mask)

@@ -506,6 +506,7 @@ class _Mixture(LatentVariableModel):
             self._start_from(filled, resp)
 
         best_of_restarts(self, x, mask, self.restarts, start)
+        self.initialized(x, mask)
 
     @staticmethod
     def _weights_from(resp):
