@@ -80,7 +80,7 @@ def plate_scale(x, size) -> float:
 
 class InputStandardizer(nn.Module):
     """u = asinh((x - m) / s) per coordinate of rows of shape ``event_shape``; m, s are buffers set
-    from data by :meth:`fit` (s = 1 for a constant coordinate).
+    from data by :meth:`fit` (s = 1 for a constant coordinate); the identity until then.
 
     asinh is the identity near 0 and logarithmic in the tails: a row 20 standard deviations out
     (a crash day) reaches the encoder at 3.7, so an optimizer step on the weights moves its logits
@@ -91,16 +91,18 @@ class InputStandardizer(nn.Module):
         super().__init__()
         self.register_buffer("loc", torch.zeros(event_shape))
         self.register_buffer("scale", torch.ones(event_shape))
+        self.register_buffer("fitted", torch.tensor(False))
 
     @torch.no_grad()
     def fit(self, x, mask=None) -> None:
+        self.fitted = torch.tensor(True, device=self.fitted.device)
         filled = fill_missing(x, mask)
         self.loc = filled.mean(0).to(self.loc)
         scale = filled.std(0, unbiased=False) if filled.shape[0] > 1 else torch.ones_like(self.scale)
         self.scale = torch.where(scale > 0, scale, torch.ones_like(scale)).to(self.scale)
 
     def forward(self, x):
-        return torch.asinh((x - self.loc) / self.scale)
+        return torch.asinh((x - self.loc) / self.scale) if self.fitted else x
 
 
 def fit_deterministic(params, loss_fn, iterations: int = WARM_START_ITERATIONS) -> None:
@@ -179,6 +181,8 @@ class AmortizedCategoricalGuide(PyroModule):
         with torch.no_grad():
             target = model.posterior(xs, ms)
             value = model.log_marginal(xs, ms)
+        dtype = self.head.weight.dtype  # the guide may not have the model's dtype yet
+        xs, target, value = xs.to(dtype), target.to(dtype), value.to(dtype)
         fit_deterministic(list(self.encoder.parameters()) + list(self.head.parameters()),
                           lambda: -(target * self.logits(xs, ms).log_softmax(-1)).sum(-1).mean(), ENCODER_ITERATIONS)
         if self.baseline_net is not None:

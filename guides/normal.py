@@ -128,7 +128,8 @@ class AmortizedNormalGuide(PyroModule):
             exact = model.posterior(xs, ms)
         if not isinstance(exact, dist.MultivariateNormal):
             return
-        loc, precision = exact.mean, exact.precision_matrix
+        dtype = self.loc_head.weight.dtype  # the guide may not have the model's dtype yet
+        xs, loc, precision = xs.to(dtype), exact.mean.to(dtype), exact.precision_matrix.to(dtype)
         params = [p for name, p in self.named_parameters() if not name.startswith("input_scaler")]
         fit_deterministic(params, lambda: gaussian_kl(*self.moments(xs, ms), loc, precision).mean())
 
