@@ -17,6 +17,8 @@ from sklearn.decomposition import FactorAnalysis as ReferenceFA
 
 from dlvm.experiments.cli import main
 from dlvm.experiments.datasets import log_returns, sp500_index
+from dlvm.guides import pair
+from dlvm.models import FactorAnalysis
 
 
 def cli_log_likelihood(tmp_path, model, x, *flags):
@@ -69,9 +71,6 @@ def test_amortized_factor_models_stay_at_the_optimum(tmp_path, n, d, k):
 def test_encoder_starts_at_the_exact_posterior():
     """The warm start of a linear encoder recovers the exact posterior of FA (independent formula:
     Gaussian conditioning with the model covariance)."""
-    from dlvm.guides import pair
-    from dlvm.models import FactorAnalysis
-
     x = torch.tensor(low_rank(500, 8, 2))
     model = FactorAnalysis(8, 2).double()
     _, guide = pair(model, "amortized", (8,), guide_covariance="full")
