@@ -41,6 +41,8 @@ VARIANCE_FLOOR = 1e-6
 #: smallest mixture weight / transition probability an EM step sets (keeps them inside the simplex)
 PROBABILITY_FLOOR = 1e-12
 INIT_SUBSAMPLE = 2000  # rows used by k-means++ and Lloyd iterations in the start
+LLOYD_ITERATIONS = 100  # at most, on the subsample (they stop when the centres stop moving)
+SELECTION_ROWS = 20_000  # rows on which the starts of best_of_restarts are compared
 #: rows an EM step handles at once (bounds the memory of its (rows, K, D) intermediates)
 ROW_CHUNK = 32768
 
@@ -54,13 +56,14 @@ def check_components(k: int, rows: int | None = None, what: str = "components") 
 
 
 def relative_floor(x: torch.Tensor) -> torch.Tensor:
-    """The variance floor for data x (..., D): VARIANCE_FLOOR times the mean variance of the
-    features (their mean square for constant data, 1 for all-zero data), so that data in any units
-    are regularised alike; for standardised data it is scikit-learn's reg_covar (1e-6)."""
+    """The variance floor for data x (..., D): VARIANCE_FLOOR (scikit-learn's reg_covar) times the
+    mean variance of the features when that is below 1 (their mean square for constant data), so
+    that data in small units (1e-3) are not flattened by a floor as large as their variances, and
+    never more regularised than scikit-learn's fits."""
     flat = x.reshape(-1, x.shape[-1])
     scale = flat.var(0, unbiased=False).mean() if flat.shape[0] > 1 else flat.new_zeros(())
     scale = torch.where(scale > 0, scale, flat.pow(2).mean())
-    return VARIANCE_FLOOR * torch.where(scale > 0, scale, torch.ones_like(scale))
+    return VARIANCE_FLOOR * torch.where(scale > 0, scale.clamp(max=1.0), torch.ones_like(scale))
 
 
 class AboveFloor(constraints.Constraint):
@@ -134,18 +137,22 @@ def kmeans_start(x: torch.Tensor, k: int, generator: torch.Generator | None = No
     sub = x
     if x.shape[0] > INIT_SUBSAMPLE:
         sub = x[torch.randperm(x.shape[0], generator=generator)[:INIT_SUBSAMPLE].to(x.device)]
-    centres = lloyd(sub, kmeans_plus_plus(sub, k, generator))
+    centres = lloyd(sub, kmeans_plus_plus(sub, k, generator), LLOYD_ITERATIONS)
     return torch.nn.functional.one_hot(nearest_centre(x, centres), k).to(x.dtype)
 
 
-def best_of_restarts(model, x, mask, restarts: int, start) -> None:
+def best_of_restarts(model, x, mask, restarts: int, start, score=None) -> None:
     """Run ``start(generator)`` (which sets the model's parameters) ``restarts`` times and keep the
-    state with the highest exact log-likelihood ``model.log_marginal(x, mask).sum()``."""
+    state with the highest exact log-likelihood ``model.log_marginal(x, mask).sum()`` (on at most
+    ``SELECTION_ROWS`` random rows), or ``score(x)`` (the same total, computed faster) if given."""
     generator = torch.Generator().manual_seed(int(torch.randint(2**31 - 1, ()).item()))
+    if x.shape[0] > SELECTION_ROWS:  # compare the starts on a random subset of the rows
+        rows = torch.randperm(x.shape[0], generator=generator)[:SELECTION_ROWS].to(x.device)
+        x, mask = x[rows], None if mask is None else mask[rows]
     best_value, best_state = -math.inf, None
     for _ in range(restarts):
         start(generator)
-        value = float(model.log_marginal(x, mask).sum())
+        value = float(model.log_marginal(x, mask).sum() if score is None else score(x))
         if best_state is None or value > best_value:
             best_value, best_state = value, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
@@ -172,8 +179,12 @@ def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int
     for start in range(0, x.shape[0], chunk):
         rows, weights = x[start:start + chunk], resp[start:start + chunk]
         for j in range(k):
-            centred = rows - means[j]
-            weighted = centred * weights[:, j:j + 1]
+            mine, weight = rows, weights[:, j:j + 1]
+            used = weight[:, 0] > 0
+            if int(used.sum()) < 0.5 * used.numel():  # hard or sparse responsibilities: skip zeros
+                mine, weight = rows[used], weight[used]
+            centred = mine - means[j]
+            weighted = centred * weight
             scatter[j] += weighted.T @ centred if full else (weighted * centred).sum(0)
     return counts, means, scatter / (safe.unsqueeze(-1) if full else safe)
 
@@ -505,8 +516,14 @@ class _Mixture(LatentVariableModel):
             self.weights = self._weights_from(resp)
             self._start_from(filled, resp)
 
-        best_of_restarts(self, x, mask, self.restarts, start)
+        fast = self._complete_total if mask is None else None
+        best_of_restarts(self, x, mask, self.restarts, start, fast)
         self.initialized(x, mask)
+
+    @torch.no_grad()
+    def _complete_total(self, x) -> float:
+        """sum_i log p(x_i) for complete rows by the fast component densities (no gradients)."""
+        return float((self.weights.log() + self._complete_log_prob(x)).logsumexp(-1).sum())
 
     @staticmethod
     def _weights_from(resp):
