@@ -144,6 +144,8 @@ def _fit(args) -> int:
         guide_name = exact[0]
     if guide_name not in spec.guides:
         raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
+    if optimizer == "em" and guide_name not in DETERMINISTIC_GUIDES:
+        raise ValueError(f"--optimizer em uses the exact posterior, not the {guide_name} guide: drop --guide or the optimizer")
     max_epochs = args.max_epochs if args.max_epochs is not None else DEFAULT_MAX_EPOCHS.get(optimizer, 100)
     tol = args.tol if args.tol is not None else (DEFAULT_TOL if optimizer == "em" else None)
     lr = args.lr if args.lr is not None else spec.default_lr.get(guide_name)

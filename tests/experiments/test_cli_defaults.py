@@ -175,3 +175,12 @@ def test_missing_values_fall_back_to_lbfgs_on_the_exact_marginal(tmp_path):
                  "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["optimizer"] == "lbfgs" and metrics["converged"]
+
+
+def test_em_needs_the_exact_posterior(tmp_path, capsys):
+    data = tmp_path / "x.npy"
+    np.save(data, iris())
+    argv = ["fit", "gmm", "--data", data, "--out", tmp_path / "run", "--optimizer", "em", "--guide", "amortized"]
+    assert main([str(a) for a in argv]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "exact posterior" in err
