@@ -95,21 +95,28 @@ transform_to.register(AboveFloor, _above_floor_transform)
 
 # ---------------------------------------------------------------------- initialisation helpers
 def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """k-means++ seeding (Arthur and Vassilvitskii, 2007): k centres (k, D) from the rows of x (N, D).
+    """Greedy k-means++ seeding (Arthur and Vassilvitskii, 2007): k centres (k, D) from the rows of
+    x (N, D).
 
-    Each new centre is a row drawn with probability proportional to its squared distance to the
-    nearest centre so far (uniformly when every row sits on a centre, e.g. constant data).
+    Each new centre is the best of 2 + floor(log k) candidate rows, drawn with probability
+    proportional to their squared distance to the nearest centre so far (uniformly when every
+    row sits on a centre, e.g. constant data): the one that leaves the smallest sum of squared
+    distances. (Plain k-means++ often puts two seeds in one of two nearby clusters, and Lloyd
+    iterations cannot separate them again.)
     """
     n = x.shape[0]
+    trials = 2 + int(math.log(k))
     first = torch.randint(n, (1,), generator=generator).item()
     centres = [x[first]]
     nearest = (x - x[first]).pow(2).sum(-1)
     for _ in range(1, k):
         total = nearest.sum()
         probs = nearest / total if total > 0 else torch.full_like(nearest, 1.0 / n)
-        pick = torch.multinomial(probs.cpu().float(), 1, generator=generator).item()
-        centres.append(x[pick])
-        nearest = torch.minimum(nearest, (x - x[pick]).pow(2).sum(-1))
+        picks = torch.multinomial(probs.cpu().float(), trials, replacement=True, generator=generator).to(x.device)
+        candidates = torch.minimum(nearest, torch.cdist(x[picks], x).pow(2))  # (trials, N)
+        best = int(candidates.sum(-1).argmin())
+        centres.append(x[picks[best]])
+        nearest = candidates[best]
     return torch.stack(centres)
 
 
