@@ -10,6 +10,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from dlvm.guides import ENCODERS, GUIDES, default_elbo, pair
 from dlvm.inference import ELBO_NAMES, OPTIMIZERS, CheckpointError, NonFiniteLossError, evaluate, fit
 from dlvm.inference.engine import CHECKPOINT_NAME
 from dlvm.inference.data import as_observations, resolve_device
+from dlvm.inference.distributed import init_from_environment, rank_and_world
+from dlvm.inference.em import DEFAULT_MAX_ITER, DEFAULT_TOL
 from dlvm.inference.streaming import RowSource, open_rows
 from dlvm.models import MODELS, build_model
 
@@ -35,6 +38,12 @@ from .runs import (
 
 #: guides that sample nothing, so the loss is deterministic and L-BFGS applies
 DETERMINISTIC_GUIDES = ("exact", "enum")
+#: the cap on epochs when --max-epochs is not given, per optimizer (EM iterations are cheap)
+DEFAULT_MAX_EPOCHS = {"em": DEFAULT_MAX_ITER}
+#: --tol when not given: EM's on the log-likelihood, else the relative change of the loss averaged
+#: over 10 epochs against the 10 before (L-BFGS also stops on its own tolerances)
+DEFAULT_TOLS = {"em": DEFAULT_TOL}
+GRADIENT_TOL = 1e-4
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -112,15 +121,33 @@ def cmd_fit(args) -> int:
             torch.distributed.destroy_process_group()
 
 
-def _choose_guide(args, spec) -> str:
+def choose_optimizer(args, spec, mask) -> str:
+    """The optimizer of a fit: ``--optimizer`` if given, else the model's declared default
+    (``ModelSpec.default_optimizer``, closed-form EM for the classical models) with its exact or
+    enumerated guide on complete, in-memory data and maximum-likelihood globals; L-BFGS for such
+    a guide otherwise (missing values); Adam for sampling guides, streamed or distributed fits."""
+    if args.optimizer is not None:
+        return args.optimizer
     guide_name = args.guide or spec.guides[0]
-    if args.optimizer == "lbfgs" and args.guide is None:
+    if guide_name not in DETERMINISTIC_GUIDES or args.bayesian or args.stream or args.distributed:
+        return "adam"
+    return spec.default_optimizer if mask is None and spec.default_optimizer == "em" else "lbfgs"
+
+
+def _choose_guide(args, spec, optimizer: str) -> str:
+    """The guide: ``--guide``, else the model's first; the exact one for L-BFGS and EM."""
+    guide_name = args.guide or spec.guides[0]
+    if optimizer in ("lbfgs", "em") and args.guide is None:
         exact = [g for g in spec.guides if g in DETERMINISTIC_GUIDES]
         if not exact:
-            raise ValueError(f"--optimizer lbfgs needs an exact guide, and {args.model} has none")
+            raise ValueError(f"--optimizer {optimizer} needs an exact guide, and {args.model} has none")
         guide_name = exact[0]
     if guide_name not in spec.guides:
         raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
+    if optimizer == "em" and guide_name not in DETERMINISTIC_GUIDES:
+        raise ValueError(f"--optimizer em uses the exact posterior, not the {guide_name} guide: drop --guide or the optimizer")
+    if optimizer == "em" and (args.stream or args.distributed):
+        raise ValueError("--optimizer em fits in-memory data in one process (no --stream or --distributed)")
     return guide_name
 
 
@@ -155,13 +182,38 @@ def _load_fit_data(args, spec, dtype: str):
     return x, mask, table.columns if table.named else None, table.dtypes, table.x.shape
 
 
-def fit_config(args, guide_name: str, elbo: str, dtype: str, event_shape, columns, dtypes) -> dict:
+@dataclass
+class Schedule:
+    """The resolved training settings of a fit: optimizer, guide, ELBO, learning rate, epoch cap, tol."""
+
+    optimizer: str
+    guide: str
+    elbo: str
+    lr: float | None
+    max_epochs: int
+    tol: float | None
+
+
+def schedule_for(args, spec, mask) -> Schedule:
+    optimizer = choose_optimizer(args, spec, mask)
+    guide_name = _choose_guide(args, spec, optimizer)
+    elbo = args.elbo or default_elbo(guide_name)
+    if elbo not in ELBO_NAMES:
+        raise ValueError(f"unknown ELBO {elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
+    max_epochs = args.max_epochs if args.max_epochs is not None else DEFAULT_MAX_EPOCHS.get(optimizer, 100)
+    tol = args.tol if args.tol is not None else DEFAULT_TOLS.get(optimizer, GRADIENT_TOL)
+    lr = args.lr if args.lr is not None else spec.default_lr.get(guide_name)
+    return Schedule(optimizer, guide_name, elbo, lr, max_epochs, tol)
+
+
+def fit_config(args, plan: Schedule, dtype: str, event_shape, columns, dtypes) -> dict:
     """Everything that makes the fit what it is, and the data it was made from."""
     return {
-        "model": args.model, "model_options": _model_options(args), "guide": guide_name,
+        "model": args.model, "model_options": _model_options(args), "guide": plan.guide,
         "guide_options": _guide_options(args), "event_shape": list(event_shape), "dtype": dtype,
-        "elbo": elbo, "optimizer": args.optimizer, "lr": args.lr, "lr_decay": args.lr_decay,
-        "epochs": args.epochs, "batch_size": args.batch_size, "num_particles": args.num_particles,
+        "elbo": plan.elbo, "optimizer": plan.optimizer, "lr": plan.lr, "lr_decay": args.lr_decay,
+        "epochs": plan.max_epochs, "tol": plan.tol, "batch_size": args.batch_size,
+        "num_particles": args.num_particles,
         "alpha": args.alpha, "seed": args.seed, "clip_norm": args.clip_norm, "early_stopping": args.early_stopping,
         "checkpoint_every": args.checkpoint_every, "iwae_samples": args.iwae_samples,
         "data": data_location(args.data), "data_file": data_record(args.data), "missing": args.missing,
@@ -201,32 +253,28 @@ def default_lr(config: dict) -> float:
 def _fit(args) -> int:
     if args.model not in MODELS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    if args.elbo is not None and args.elbo not in ELBO_NAMES:
+        raise ValueError(f"unknown ELBO {args.elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
     spec = MODELS[args.model]
-    guide_name = _choose_guide(args, spec)
-    elbo = args.elbo or default_elbo(guide_name)
-    if elbo not in ELBO_NAMES:
-        raise ValueError(f"unknown ELBO {elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
     dtype = args.dtype or spec.dtype
     out = Path(args.out)
     check_output(out, args.overwrite, _input_paths(args.data))
     x, mask, columns, dtypes, shape = _load_fit_data(args, spec, dtype)
+    plan = schedule_for(args, spec, mask)
     event_shape = tuple(x.shape[1:])
-    config = fit_config(args, guide_name, elbo, dtype, event_shape, columns, dtypes)
+    config = fit_config(args, plan, dtype, event_shape, columns, dtypes)
     torch.manual_seed(args.seed)
     model = build_model(args.model, event_shape, config["model_options"]).to(DTYPES[dtype])
-    trained, guide = pair(model, guide_name, event_shape, **config["guide_options"])
-    guide.to(DTYPES[dtype])
+    trained, guide = pair(model, plan.guide, event_shape, **config["guide_options"])
     rank, world = 0, 1
     if args.distributed:
-        from dlvm.inference.distributed import init_from_environment, rank_and_world
-
         device = init_from_environment(args.device)
         rank, world = rank_and_world()
     else:
         device = resolve_device(args.device)
     options = dict(
-        mask=mask, elbo=elbo, optimizer=args.optimizer,
-        lr=args.lr, lr_decay=args.lr_decay, epochs=args.epochs, batch_size=args.batch_size,
+        mask=mask, elbo=plan.elbo, optimizer=plan.optimizer, tol=plan.tol,
+        lr=plan.lr, lr_decay=args.lr_decay, epochs=plan.max_epochs, batch_size=args.batch_size,
         num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
         clip_norm=args.clip_norm, early_stopping=args.early_stopping, checkpoint_every=args.checkpoint_every,
         resume=args.resume, config=config, distributed=args.distributed,
@@ -243,16 +291,26 @@ def _fit(args) -> int:
         seconds = time.perf_counter() - began
         result.history.to_csv(stage / "history.csv", index=False)
         scores = scores_per_observation(trained, guide, x, mask, args.iwae_samples)
+        converged = result.converged or result.stopped_early
         metrics = {
             **scores, "n_rows": int(shape[0]), "n_features": int(shape[-1]),
-            "fit_seconds": round(seconds, 3), "epochs_run": int(len(result.history)),
-            "model": args.model, "guide": guide_name, "elbo_name": elbo,
+            "fit_seconds": round(seconds, 3), "epochs_run": result.epochs_run, "converged": bool(result.converged),
+            "optimizer": plan.optimizer, "model": args.model, "guide": plan.guide, "elbo_name": plan.elbo,
             "num_parameters": int(model.num_parameters()), "device": str(device), "processes": world,
         }
         write_json(stage / "metrics.json", metrics)
+    if not converged and plan.tol is not None:
+        print(cap_message(plan.optimizer, plan.max_epochs, plan.tol), file=sys.stderr)
     if not args.quiet:
         print(json.dumps(metrics, indent=2))
     return 0
+
+
+def cap_message(optimizer: str, max_epochs: int, tol: float | None) -> str:
+    """The one line a fit that stopped at its epoch cap prints on stderr."""
+    criterion = f"changes below --tol {tol:g}" if tol is not None else "stops changing"
+    return (f"dlvm: {optimizer} stopped at the cap of {max_epochs} epochs before the fit {criterion}; "
+            "raise --max-epochs to train longer")
 
 
 def scores_per_observation(trained, guide, x, mask, iwae_samples: int) -> dict:
@@ -488,8 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help=f"encoder of amortized guides ({', '.join(ENCODERS)}); default: the model's")
     p.add_argument("--guide-covariance", default="diagonal", choices=("diagonal", "full"))
     p.add_argument("--elbo", help=f"estimator ({', '.join(ELBO_NAMES)}); default: the guide's")
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="default: em for fa, ppca, gmm, mppca and hmm with their exact guide, else adam")
+    p.add_argument("--max-epochs", "--epochs", dest="max_epochs", type=int,
+                   help=f"cap on epochs / EM iterations (default {DEFAULT_MAX_ITER} for em, 100 otherwise)")
+    p.add_argument("--tol", type=float,
+                   help=f"convergence tolerance (em: change of the log-likelihood per observation, default {DEFAULT_TOL:g})")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the learning rate by this after every epoch")

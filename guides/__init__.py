@@ -62,8 +62,11 @@ def _amortized_categorical(model, event_shape, options):
     net = make_encoder(options.get("encoder", "mlp"), event_shape, options.get("hidden", (64,)),
                        prod(event_shape) if mask_input else 0)
     guide = AmortizedCategoricalGuide(
-        net, model.components, width, options.get("baseline", "neural"), mask_input=mask_input
+        net, model.components, width, options.get("baseline", "neural"), mask_input=mask_input,
+        event_shape=event_shape,
     )
+    if hasattr(model, "after_initialize"):
+        model.after_initialize(lambda m, x, mask: guide.warm_start(m, x, mask))
     return model, with_globals(model, guide)
 
 
@@ -88,6 +91,8 @@ def _amortized_normal(model, event_shape, options):
         mask_input=mask_input, reparameterized=options.get("reparameterized", True),
         input_scaler=getattr(model, "input_scaler", None),
     )
+    if hasattr(model, "posterior") and hasattr(model, "after_initialize"):
+        model.after_initialize(lambda m, x, mask: guide.warm_start(m, x, mask))
     return model, with_globals(model, guide)
 
 

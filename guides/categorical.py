@@ -6,26 +6,52 @@ A discrete z has no reparameterisation, so the ELBO gradient for phi is the scor
 and a baseline, chosen here: a small network b(x_i) fitted to the downstream cost (the default),
 or Pyro's decaying average of the cost (kept per row position, so every minibatch must have the
 same size: full batch, or a batch size that divides N).
+
+Why a score-function guide collapsed, and what prevents it. Started at uniform q(z | x), every
+row's sampled z is unrelated to x, so the model's gradient pulls every component towards all the
+data: the components merge (one dominant component) before the encoder has learnt anything, and
+the posterior it should then learn is flat. The guide's own gradient did not rescue it: with raw
+inputs (a crash day 20 standard deviations out drives the logits 20 times harder than an ordinary
+day) and a baseline that starts at 0 while the cost is far from it, the advantage of every draw
+has the same sign, Adam turns that noise into full-size steps, and the logits saturate on a wrong
+component, where the score vanishes (confidently wrong). Hence, when the model is initialised
+(its k-means++ start), the guide (1) standardises its inputs with the data's mean and standard
+deviation, through asinh (tails compressed), (2) fits its logits to the model's exact
+responsibilities p(z | x) by a few L-BFGS iterations (an approximate fit with moderate weights: a
+fit to convergence has large weights that the first optimizer steps flip), and (3) fits its
+neural baseline to log p(x) (the cost of any draw from the exact posterior), scaled by the plate
+like the cost. SVI then starts with q close to p(z | x) and a small advantage, so the model's
+gradient with z ~ q is close to the exact marginal likelihood's (Fisher's identity).
 """
 from __future__ import annotations
 
 import pyro
 import pyro.distributions as dist
+import torch
 from pyro.nn import PyroModule
 from torch import nn
 
-from dlvm.models.base import LocalParams, data_plate
+from dlvm.models.base import LocalParams, data_plate, fill_missing
 
 from .encoders import MLPEncoder, encoder_input
 
 BASELINES = ("decaying", "neural", "none")
+#: rows (at most) and L-BFGS iterations of the warm start
+WARM_START_ROWS = 2048
+WARM_START_ITERATIONS = 200
+#: L-BFGS iterations of the encoder's fit to the responsibilities (deliberately few, see above)
+ENCODER_ITERATIONS = 20
 
 
-def baseline_options(baseline: str, net=None, features=None, beta: float = 0.9) -> dict:
-    """The ``infer`` dict of a non-reparameterised site for TraceGraph_ELBO's baseline."""
+def baseline_options(baseline: str, net=None, features=None, beta: float = 0.9, value=None) -> dict:
+    """The ``infer`` dict of a non-reparameterised site for TraceGraph_ELBO's baseline: a
+    decaying average, a network ``net(features)``, or a ready ``value`` (B,) (a network's output
+    already scaled; TraceGraph trains it by the squared error to the cost)."""
     if baseline == "decaying":
         return {"baseline": {"use_decaying_avg_baseline": True, "baseline_beta": beta}}
     if baseline == "neural":
+        if value is not None:
+            return {"baseline": {"baseline_value": value}}
         return {"baseline": {"nn_baseline": net, "nn_baseline_input": features}}
     return {}
 
@@ -47,21 +73,77 @@ def check_baseline(baseline: str) -> None:
         raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, not {baseline!r}")
 
 
+def plate_scale(x, size) -> float:
+    """The factor the ``"data"`` plate puts on each row's log-density: N / B for a minibatch."""
+    return 1.0 if size is None else size / x.shape[0]
+
+
+class InputStandardizer(nn.Module):
+    """u = asinh((x - m) / s) per coordinate of rows of shape ``event_shape``; m, s are buffers set
+    from data by :meth:`fit` (s = 1 for a constant coordinate); the identity until then.
+
+    asinh is the identity near 0 and logarithmic in the tails: a row 20 standard deviations out
+    (a crash day) reaches the encoder at 3.7, so an optimizer step on the weights moves its logits
+    about as much as those of ordinary rows (raw, such rows flip to a confidently wrong component
+    at the first steps, and a score-function gradient never brings them back)."""
+
+    def __init__(self, event_shape: tuple):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(event_shape))
+        self.register_buffer("scale", torch.ones(event_shape))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    @torch.no_grad()
+    def fit(self, x, mask=None) -> None:
+        self.fitted = torch.tensor(True, device=self.fitted.device)
+        filled = fill_missing(x, mask)
+        self.loc = filled.mean(0).to(self.loc)
+        scale = filled.std(0, unbiased=False) if filled.shape[0] > 1 else torch.ones_like(self.scale)
+        self.scale = torch.where(scale > 0, scale, torch.ones_like(scale)).to(self.scale)
+
+    def forward(self, x):
+        return torch.asinh((x - self.loc) / self.scale) if self.fitted else x
+
+
+def fit_deterministic(params, loss_fn, iterations: int = WARM_START_ITERATIONS) -> None:
+    """Minimise the deterministic ``loss_fn()`` over ``params`` by full-batch L-BFGS."""
+    optimizer = torch.optim.LBFGS(params, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+
+
+def warm_start_rows(x, mask, rows: int = WARM_START_ROWS):
+    """A random subset of at most ``rows`` rows (x, mask) for the warm start."""
+    if x.shape[0] <= rows:
+        return x, mask
+    index = torch.randperm(x.shape[0])[:rows].to(x.device)
+    return x[index], None if mask is None else mask[index]
+
+
 class AmortizedCategoricalGuide(LocalParams, PyroModule):
-    """q(z_i | x_i) = Categorical(softmax(head(encoder(x_i)))), batch shape (B,).
+    """q(z_i | x_i) = Categorical(softmax(head(encoder(standardised x_i)))), batch shape (B,).
 
     Args:
         encoder: ``nn.Module`` (B, ...) -> (B, encoder.output_dim).
         num_categories: K.
         input_dim: width of the encoder input (for the neural baseline).
         baseline: ``"decaying"`` (moving average of the cost), ``"neural"`` (a network b(x_i)
-            trained alongside) or ``"none"``; used by ``tracegraph`` only.
+            trained alongside, times the plate's scale) or ``"none"``; used by ``tracegraph`` only.
         mask_input: feed [x, mask] to the encoder (see :func:`encoder_input`).
         site: name of the latent sample site.
+        event_shape: shape of a row (for the input standardisation); default (input_dim,).
     """
 
     def __init__(self, encoder: nn.Module, num_categories: int, input_dim: int, baseline: str = "neural",
-                 mask_input: bool = False, site: str = "z"):
+                 mask_input: bool = False, site: str = "z", event_shape: tuple | None = None):
         check_baseline(baseline)
         super().__init__()
         self.encoder = encoder
@@ -72,13 +154,46 @@ class AmortizedCategoricalGuide(LocalParams, PyroModule):
         self.baseline_net = BaselineNet(input_dim) if baseline == "neural" else None
         self.mask_input = mask_input
         self.site = site
+        self.standardize = InputStandardizer(tuple(event_shape) if event_shape is not None else (input_dim,))
+
+    def features(self, x, mask=None):
+        """What the encoder and the baseline read: standardised x (with the mask if asked)."""
+        return encoder_input(self.standardize(x), mask, self.mask_input)
 
     def logits(self, x, mask=None):
         """Unnormalised log q(z_i = k | x_i), shape (B, K)."""
-        return self.head(self.encoder(encoder_input(x, mask, self.mask_input)))
+        return self.head(self.encoder(self.features(x, mask)))
+
+    def baseline_value(self, x, mask=None, size=None):
+        """The neural baseline of each row's cost, (B,): b(x_i) times the plate's scale N / B."""
+        return plate_scale(x, size) * self.baseline_net(self.features(x, mask).flatten(1))
+
+    def warm_start(self, model, x, mask=None) -> None:
+        """Start from the model: standardise inputs with x's moments, fit the logits to the exact
+        responsibilities p(z | x) (cross-entropy, ``ENCODER_ITERATIONS`` L-BFGS iterations) and the
+        baseline to log p(x) (squared error in units of its spread), on at most
+        ``WARM_START_ROWS`` rows. A model without exact
+        posteriors (or a Bayesian one) gets the standardisation only."""
+        self.standardize.fit(x, mask)
+        if getattr(model, "bayesian", False) or not hasattr(model, "posterior"):
+            return
+        xs, ms = warm_start_rows(x, mask)
+        with torch.no_grad():
+            target = model.posterior(xs, ms)
+            value = model.log_marginal(xs, ms)
+        dtype = self.head.weight.dtype  # the guide may not have the model's dtype yet
+        xs, target, value = xs.to(dtype), target.to(dtype), value.to(dtype)
+        fit_deterministic(list(self.encoder.parameters()) + list(self.head.parameters()),
+                          lambda: -(target * self.logits(xs, ms).log_softmax(-1)).sum(-1).mean(), ENCODER_ITERATIONS)
+        if self.baseline_net is not None:
+            with torch.no_grad():
+                self.baseline_net.out.bias.fill_(float(value.mean()))
+            spread = value.std().clamp(min=1e-3) if value.numel() > 1 else value.new_ones(())
+            fit_deterministic(list(self.baseline_net.parameters()),
+                              lambda: ((self.baseline_value(xs, ms) - value) / spread).pow(2).mean())
 
     def forward(self, x, mask=None, size=None):
-        features = encoder_input(x, mask, self.mask_input).flatten(1)
-        infer = baseline_options(self.baseline, self.baseline_net, features)
+        value = self.baseline_value(x, mask, size) if self.baseline == "neural" else None
+        infer = baseline_options(self.baseline, value=value)
         with data_plate(x, size):
             return pyro.sample(self.site, dist.Categorical(logits=self.logits(x, mask)), infer=infer)

@@ -15,9 +15,22 @@ from torch.nn.functional import softplus
 
 from dlvm.models.base import LocalParams, data_plate
 
+from .categorical import fit_deterministic, warm_start_rows
 from .encoders import encoder_input
 
 MIN_SCALE = 1e-4
+
+
+def gaussian_kl(q_loc, q_tril, p_loc, p_precision) -> torch.Tensor:
+    """KL(N(m_q, L L^T) || N(m_p, P^-1)) per row, (B,):
+    1/2 [tr(P L L^T) + (m_q - m_p)^T P (m_q - m_p) - K - log|P| - 2 log|L|], shapes (B, K),
+    (B, K, K), (B, K), (B, K, K) (P may broadcast)."""
+    diff = (q_loc - p_loc).unsqueeze(-1)
+    trace = ((p_precision @ q_tril) * q_tril).sum((-2, -1))
+    quad = (diff.mT @ p_precision @ diff).squeeze(-1).squeeze(-1)
+    logdet_p = 2 * torch.linalg.cholesky(p_precision).diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    logdet_q = 2 * q_tril.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1)
+    return 0.5 * (trace + quad - q_loc.shape[-1] + logdet_p.detach() - logdet_q)
 
 
 class ScoreFunctionNormal(dist.Normal):
@@ -95,6 +108,30 @@ class AmortizedNormalGuide(LocalParams, PyroModule):
         tril[..., self._tril[0], self._tril[1]] = self.tril_head(h)
         q = dist.MultivariateNormal(loc, scale_tril=tril)
         return q if self.reparameterized else q.has_rsample_(False)
+
+    def moments(self, x, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (B, K) and Cholesky factor of the covariance (B, K, K) of q(z | x)."""
+        q = self.distribution(x, mask)
+        if isinstance(q, dist.MultivariateNormal):
+            return q.loc, q.scale_tril
+        return q.mean, torch.diag_embed(q.base_dist.scale)
+
+    def warm_start(self, model, x, mask=None) -> None:
+        """Start the encoder at the model's exact posterior: minimise the mean KL(q(z | x_i) ||
+        p(z | x_i)) over at most ``WARM_START_ROWS`` rows by L-BFGS (exact for a linear encoder and
+        a linear-Gaussian model, whose posterior mean is linear in x). Models without an exact
+        Gaussian ``posterior`` (or Bayesian ones) are left alone."""
+        if getattr(model, "bayesian", False) or not hasattr(model, "posterior"):
+            return
+        xs, ms = warm_start_rows(x, mask)
+        with torch.no_grad():
+            exact = model.posterior(xs, ms)
+        if not isinstance(exact, dist.MultivariateNormal):
+            return
+        dtype = self.loc_head.weight.dtype  # the guide may not have the model's dtype yet
+        xs, loc, precision = xs.to(dtype), exact.mean.to(dtype), exact.precision_matrix.to(dtype)
+        params = [p for name, p in self.named_parameters() if not name.startswith("input_scaler")]
+        fit_deterministic(params, lambda: gaussian_kl(*self.moments(xs, ms), loc, precision).mean())
 
     @torch.no_grad()
     def encode(self, x, mask=None) -> torch.Tensor:

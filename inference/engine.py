@@ -34,6 +34,7 @@ from .distributed import (
     ShardedBatches, broadcast_modules, broadcast_object, rank_and_world, reduce_gradients, reduce_sum,
 )
 from .elbos import elbo_label
+from .em import DEFAULT_TOL, fit_em
 from .hooks import (
     Checkpointing, Convergence, EarlyStopping, Progress, Validation, restore_checkpoint,
 )
@@ -390,6 +391,8 @@ def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, 
     for name, value in (("epochs", epochs), ("steps", steps)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
+    if optimizer == "em":  # closed-form EM (dlvm.inference.em): the exact guide has nothing to learn
+        return _fit_by_em(model, guide, data, mask, epochs, tol, seed, initialize, progress, config)
     rank, world = _ranks(distributed, elbo, num_particles)
     if seed is not None:
         pyro.set_rng_seed(seed)
@@ -431,6 +434,17 @@ def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, 
         seconds=state.elapsed, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
         converged=state.converged, epochs_run=len(state.history), config=config or {},
     )
+
+
+def _fit_by_em(model, guide, data, mask, epochs, tol, seed, initialize, progress, config) -> FitResult:
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    em = fit_em(model, data, mask, tol=DEFAULT_TOL if tol is None else tol, max_iter=epochs or 1000,
+                initialize=initialize, progress=progress)
+    history = em.history.assign(val_elbo=math.nan)[["epoch", "elbo", "val_elbo", "seconds"]]
+    return FitResult(model=model, guide=guide, history=history, loss=(-history["elbo"]).tolist(), params={},
+                     elbo="exact (EM)", seconds=em.seconds, best_epoch=em.epochs_run, converged=em.converged,
+                     epochs_run=em.epochs_run, config=config or {})
 
 
 def _ranks(distributed: bool, elbo, num_particles: int) -> tuple[int, int]:

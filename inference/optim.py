@@ -13,7 +13,8 @@ import pyro.optim
 import torch
 from pyro.optim.clipped_adam import ClippedAdam
 
-OPTIMIZERS = ("adam", "clippedadam", "lbfgs")
+#: optimizers by name; "em" is closed-form EM (:mod:`dlvm.inference.em`), for models with an ``em_step``
+OPTIMIZERS = ("adam", "clippedadam", "lbfgs", "em")
 
 
 def _lbfgs(params, lr):

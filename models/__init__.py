@@ -36,6 +36,14 @@ class ModelSpec:
     example_options: dict = field(default_factory=lambda: {"latent_dim": 2})
     #: turns the loaded table (N rows, D columns) into the model's data; None = the table itself
     prepare: Callable | None = None
+    #: the optimizer ``dlvm fit`` uses with the default (exact or enumerated) guide when none is
+    #: named: "em" for the models with a closed-form EM step (``em_step``), which reaches the
+    #: maximum-likelihood optimum in a few passes; amortized guides train with "adam"
+    default_optimizer: str = "adam"
+    #: learning rate per guide when ``--lr`` is not given (else the engine's default). FA and PPCA
+    #: start at their maximum-likelihood estimate and an amortized guide at the exact posterior, so
+    #: SVI only refines: a small step keeps Adam's noise-sized steps from walking off the optimum
+    default_lr: dict = field(default_factory=dict)
 
 
 def _table_width(event_shape: tuple, name: str) -> int:
@@ -94,14 +102,14 @@ MODELS: dict[str, ModelSpec] = {
         lambda shape, o: FactorAnalysis(
             _table_width(shape, "fa"), o.get("latent_dim", 2), "diagonal", o.get("bayesian", False)
         ),
-        ("exact", "amortized"), "float64",
+        ("exact", "amortized"), "float64", default_optimizer="em", default_lr={"amortized": 1e-3},
     ),
     "ppca": ModelSpec(
         "ppca", "probabilistic PCA, isotropic noise (§6.3.2); options: latent_dim, bayesian",
         lambda shape, o: FactorAnalysis(
             _table_width(shape, "ppca"), o.get("latent_dim", 2), "isotropic", o.get("bayesian", False)
         ),
-        ("exact", "amortized"), "float64",
+        ("exact", "amortized"), "float64", default_optimizer="em", default_lr={"amortized": 1e-3},
     ),
     # options: latent_dim, hidden, likelihood (gaussian | gaussian-fixed | bernoulli), noise_scale
     "vae": ModelSpec("vae", "variational autoencoder, MLP decoder (§6.5)", _vae, ("amortized",),
@@ -117,7 +125,7 @@ MODELS: dict[str, ModelSpec] = {
             _table_width(shape, "gmm"), o.get("components", 2), o.get("covariance", "full"),
             o.get("bayesian", False), o.get("restarts", 5),
         ),
-        ("enum", "exact", "amortized"), "float64", example_options={"components": 2},
+        ("enum", "exact", "amortized"), "float64", example_options={"components": 2}, default_optimizer="em",
     ),
     "mppca": ModelSpec(
         "mppca", "mixture of probabilistic PCA models (§6.3.2.2); options: components, latent_dim, "
@@ -127,6 +135,7 @@ MODELS: dict[str, ModelSpec] = {
             o.get("noise", "isotropic"), o.get("restarts", 5),
         ),
         ("enum", "exact", "amortized"), "float64", example_options={"components": 2, "latent_dim": 2},
+        default_optimizer="em",
     ),
     "hmm": ModelSpec(
         "hmm", "Gaussian hidden Markov model; the table's rows are one time series in order; "
@@ -136,7 +145,7 @@ MODELS: dict[str, ModelSpec] = {
             o.get("bayesian", False), o.get("restarts", 5),
         ),
         ("exact", "enum", "amortized"), "float64", prepare=_one_series,
-        example_shape=(6, 2), example_options={"states": 2},
+        example_shape=(6, 2), example_options={"states": 2}, default_optimizer="em",
     ),
     # options: latent_dim, hidden (conv channels), trend_poly (degree P), seasonality (["S:L", ...]),
     # residual (default True), likelihood (gaussian-fixed | gaussian), recon_weight (default 3), noise_scale

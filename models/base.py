@@ -182,6 +182,16 @@ class LatentVariableModel(LocalParams, PyroModule):
     def model(self, x, mask=None, size=None):
         raise NotImplementedError
 
+    def after_initialize(self, hook: Callable) -> None:
+        """Call ``hook(model, x, mask)`` at the end of every :meth:`initialize` (an amortized
+        guide starts its encoder from the model's data-dependent start this way)."""
+        self.__dict__.setdefault("_initialize_hooks", []).append(hook)
+
+    def initialized(self, x, mask=None) -> None:
+        """Run the :meth:`after_initialize` hooks; every ``initialize`` ends with this call."""
+        for hook in self.__dict__.get("_initialize_hooks", ()):
+            hook(self, x, mask)
+
     def data_plate(self, x, size=None):
         return data_plate(x, size)
 

@@ -23,7 +23,9 @@ from torch.distributions import constraints
 from .base import ExactMarginal, LatentVariableModel, fill_missing
 
 LOG_2PI = math.log(2 * math.pi)
-NOISE_FLOOR = 1e-6  # lower bound on every noise variance (avoids Heywood collapse to zero)
+#: lower bound on every noise variance (a Heywood case stops there instead of at zero); as small
+#: as scikit-learn's, so that data in any units (1e-3 or 1e3) are fitted alike
+NOISE_FLOOR = 1e-12
 
 
 #: the widest table whose start is computed in closed form (O(D^3) per step on the D x D covariance)
@@ -104,38 +106,59 @@ def sample_moments(x):
 def ppca_start(cov, latent_dim: int):
     """PPCA maximum-likelihood loadings and noise variance given the sample covariance S
     (Tipping and Bishop): Lambda = U_K (L_K - s^2 I)^1/2 from the top K eigenpairs of S, s^2 the
-    mean of the D - K others. Returns (Lambda (D, K), s^2 ())."""
+    mean of the D - K others. Batched over leading dims: S (..., D, D) -> (Lambda (..., D, K),
+    s^2 (...))."""
     d = cov.shape[-1]
     eig, vecs = torch.linalg.eigh(cov)  # ascending
-    sigma2 = eig[: d - latent_dim].mean().clamp(min=NOISE_FLOOR * 10)
-    return (vecs[:, d - latent_dim:] * (eig[d - latent_dim:] - sigma2).clamp(min=0).sqrt()).contiguous(), sigma2
+    sigma2 = eig[..., : d - latent_dim].mean(-1).clamp(min=NOISE_FLOOR * 10)
+    scale = (eig[..., d - latent_dim:] - sigma2.unsqueeze(-1)).clamp(min=0).sqrt()
+    return (vecs[..., d - latent_dim:] * scale.unsqueeze(-2)).contiguous(), sigma2
+
+
+def factor_analysis_step(cov, noise, latent_dim: int):
+    """One step of the factor-analysis fixed point from noise variances Psi, given S.
+
+    Given Psi the likelihood is maximised by Lambda = Psi^1/2 U_K (L_K - I)_+^1/2 with (U_K, L_K)
+    the top K eigenpairs of Psi^-1/2 S Psi^-1/2; then Psi = diag(S - Lambda Lambda^T). O(D^3),
+    batched over leading dims: S (..., D, D), Psi (..., D) -> (Lambda (..., D, K), new Psi
+    (..., D), the log-likelihood per row at (Lambda, old Psi) up to -D log(2 pi) / 2 (...)).
+    """
+    d, k = cov.shape[-1], latent_dim
+    root = noise.sqrt()
+    eig, vecs = torch.linalg.eigh(cov / root.unsqueeze(-1) / root.unsqueeze(-2))
+    top = eig[..., d - k:]
+    loadings = root.unsqueeze(-1) * vecs[..., d - k:] * (top - 1).clamp(min=0).sqrt().unsqueeze(-2)
+    kept = top.clamp(min=1)
+    value = -0.5 * (noise.log().sum(-1) + kept.log().sum(-1) + (top / kept).sum(-1) + eig[..., : d - k].sum(-1))
+    variance = torch.diagonal(cov, dim1=-2, dim2=-1)
+    updated = (variance - loadings.pow(2).sum(-1)).clamp(min=NOISE_FLOOR * 10)
+    return loadings.contiguous(), updated, value
 
 
 def factor_analysis_start(cov, latent_dim: int, max_iter: int = 500, tol: float = 1e-10):
-    """FA maximum-likelihood loadings and noise variances given the sample covariance S.
-
-    Given Psi, the likelihood is maximised by Lambda = Psi^1/2 U_K (L_K - I)_+^1/2 with (U_K, L_K)
-    the top K eigenpairs of Psi^-1/2 S Psi^-1/2; this alternates with Psi = diag(S - Lambda
-    Lambda^T) until the log-likelihood per row gains less than ``tol`` (at most ``max_iter``
-    times). Each step costs O(D^3), independent of N. Returns (Lambda (D, K), Psi (D,)).
-    """
-    d, k = cov.shape[-1], latent_dim
-    variance = cov.diagonal()
-    noise = variance.clamp(min=NOISE_FLOOR * 10)
+    """FA maximum-likelihood loadings and noise variances given the sample covariance S: the
+    fixed point of :func:`factor_analysis_step`, iterated until the log-likelihood per row gains
+    less than ``tol`` (at most ``max_iter`` times). Each step costs O(D^3), independent of N.
+    Returns (Lambda (D, K), Psi (D,))."""
+    noise = cov.diagonal().clamp(min=NOISE_FLOOR * 10)
     previous = -math.inf
     for _ in range(max_iter):
-        root = noise.sqrt()
-        eig, vecs = torch.linalg.eigh(cov / root.unsqueeze(-1) / root)
-        top = eig[d - k:]
-        loadings = root.unsqueeze(-1) * vecs[:, d - k:] * (top - 1).clamp(min=0).sqrt()
-        # log-likelihood per row at (loadings, noise), up to -D log(2 pi) / 2
-        kept = top.clamp(min=1)
-        value = -0.5 * (noise.log().sum() + kept.log().sum() + (top / kept).sum() + eig[: d - k].sum())
-        noise = (variance - loadings.pow(2).sum(-1)).clamp(min=NOISE_FLOOR * 10)
+        loadings, noise, value = factor_analysis_step(cov, noise, latent_dim)
         if value - previous < tol * (1 + abs(value)):
             break
         previous = value
-    return loadings.contiguous(), noise
+    return loadings, noise
+
+
+def gaussian_log_likelihood(loc, cov, sample_loc, sample_cov) -> torch.Tensor:
+    """Mean log N(x_i; loc, cov) over rows whose mean is ``sample_loc`` (D,) and ML covariance
+    ``sample_cov`` (D, D): -1/2 (D log 2 pi + log|C| + tr(C^-1 (S + (m - mu)(m - mu)^T))). O(D^3)."""
+    chol = torch.linalg.cholesky(cov)
+    offset = (sample_loc - loc).unsqueeze(-1)
+    second = sample_cov + offset @ offset.T
+    trace = torch.cholesky_solve(second, chol).diagonal().sum()
+    logdet = 2 * chol.diagonal().log().sum()
+    return -0.5 * (cov.shape[-1] * LOG_2PI + logdet + trace)
 
 
 def principal_components_start(x, latent_dim: int, noise: str = "isotropic"):
@@ -161,6 +184,9 @@ class FactorAnalysis(LatentVariableModel):
             guide on globals (or NUTS) then infers them. The loadings are identified only up to
             a rotation (a sign for K = 1): compare rotation-free summaries such as ||Lambda||.
     """
+
+    #: the exact posterior mean is linear in x: a linear encoder can represent it exactly
+    default_encoder = "linear"
 
     def __init__(self, num_features: int, latent_dim: int, noise: str = "diagonal", bayesian: bool = False):
         check_factor_options(num_features, latent_dim, noise)
@@ -254,6 +280,41 @@ class FactorAnalysis(LatentVariableModel):
         noise = self.num_features if self.noise == "diagonal" else 1
         return self.num_features * (self.latent_dim + 1) + noise
 
+    # ------------------------------------------------------------------ closed-form EM
+    def data_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Column means (D,) and ML covariance (D, D) of complete rows x (N, D), O(N D^2); kept for
+        the same (unchanged) tensor, so that repeated EM steps cost O(D^3) each."""
+        key = (x.data_ptr(), tuple(x.shape), x.dtype, x._version)
+        cached = getattr(self, "_moments", None)
+        if cached is None or cached[0] != key:
+            self._moments = (key, *sample_moments(x))
+        return self._moments[1], self._moments[2]
+
+    @torch.no_grad()
+    def em_step(self, x, mask=None) -> float:
+        """One closed-form update in place; returns the total log-likelihood of x (N, D) before it.
+
+        The exact posterior p(z | x) is Gaussian, and the expected complete-data log-likelihood
+        depends on the data through its mean m and covariance S only. PPCA: the maximum is
+        Tipping and Bishop's closed form (mu = m, Lambda, sigma^2 from the eigenpairs of S), reached
+        in one step. FA: one step of the fixed point of :func:`factor_analysis_step` (Lambda optimal
+        for the current Psi, then Psi = diag(S - Lambda Lambda^T)), scikit-learn's iteration.
+        """
+        if self.bayesian:
+            raise ValueError("EM fits maximum-likelihood globals; this model is Bayesian: use --optimizer adam")
+        if mask is not None:
+            raise ValueError("EM for FactorAnalysis takes complete data; with missing values use --optimizer lbfgs")
+        mean, cov = self.data_moments(x)
+        total = float(gaussian_log_likelihood(self.loc, self.covariance(), mean, cov)) * x.shape[0]
+        if self.noise == "isotropic":
+            loadings, noise = ppca_start(cov, self.latent_dim)
+        else:
+            loadings, noise, _ = factor_analysis_step(cov, self.psi, self.latent_dim)
+        self.loc = mean.clone()
+        self.loadings = loadings
+        self.noise_variance = noise.to(x.dtype)
+        return total
+
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
     def initialize(self, x, mask=None) -> None:
@@ -267,7 +328,7 @@ class FactorAnalysis(LatentVariableModel):
                 f"{self.num_features} features are too many for the closed-form start of FA/PPCA "
                 f"(O(D^3) per step; at most {CLOSED_FORM_FEATURES}): reduce the columns first, e.g. with PCA"
             )
-        loc, cov = sample_moments(fill_missing(x, mask))
+        loc, cov = self.data_moments(x) if mask is None else sample_moments(fill_missing(x, mask))
         if self.noise == "isotropic":
             loadings, noise = ppca_start(cov, self.latent_dim)
         else:
@@ -279,3 +340,4 @@ class FactorAnalysis(LatentVariableModel):
         self.loc = loc
         self.loadings = loadings
         self.noise_variance = noise
+        self.initialized(x, mask)

@@ -32,7 +32,10 @@ from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
 from .base import LatentVariableModel, fill_missing, local_method
-from .mixture import GaussianComponents, best_of_restarts, check_components, kmeans_start, weighted_moments
+from .mixture import (
+    GaussianComponents, best_of_restarts, check_components, check_em, kmeans_start, normalized, weighted_moments,
+    weighted_scatter,
+)
 
 
 def log_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -55,6 +58,31 @@ def log_chain_product(mats: torch.Tensor) -> torch.Tensor:
     return mats[..., 0, :, :]
 
 
+def scaled_chain_product(mats: torch.Tensor) -> torch.Tensor:
+    """log(exp(M_1) @ ... @ exp(M_T)) for mats (..., T, K, K) -> (..., K, K), by matrix products.
+
+    Each exp(M_t - c_t) (c_t its largest entry) is a nonnegative matrix with largest entry 1;
+    neighbouring pairs are multiplied in parallel (log2 T rounds of batched matmuls) and every
+    product is divided by its largest entry s, whose log joins the running scale sum_t c_t +
+    sum log s. The scales are constants for autograd: the value is exact whatever they are, so
+    gradients (the forward-backward marginals) are exact too. Entries that underflow to 0 are
+    read as log 1e-300 at the end (no -inf, no NaN gradient).
+    """
+    shift = mats.detach().amax((-2, -1), keepdim=True)
+    probs = (mats - shift).exp()
+    log_scale = shift.sum(-3)  # (..., 1, 1)
+    while probs.shape[-3] > 1:
+        t = probs.shape[-3]
+        even = t - t % 2
+        paired = probs[..., 0:even:2, :, :] @ probs[..., 1:even:2, :, :]
+        if t % 2:
+            paired = torch.cat([paired, probs[..., -1:, :, :]], dim=-3)
+        top = paired.detach().amax((-2, -1), keepdim=True).clamp(min=1e-300)
+        log_scale = log_scale + top.log().sum(-3)
+        probs = paired / top
+    return probs[..., 0, :, :].clamp(min=1e-300).log() + log_scale
+
+
 def forward_log_likelihood(log_initial, log_transition, emission) -> torch.Tensor:
     """log p(x_{1:T}) by the forward algorithm.
 
@@ -68,7 +96,7 @@ def forward_log_likelihood(log_initial, log_transition, emission) -> torch.Tenso
     if emission.shape[1] == 1:
         return first.logsumexp(-1)
     steps = log_transition + emission[:, 1:].unsqueeze(-2)  # (N, T-1, K, K): log A_ij + log p(x_t | j)
-    total = log_chain_product(steps)  # (N, K, K)
+    total = scaled_chain_product(steps)  # (N, K, K)
     return (first.unsqueeze(-1) + total).logsumexp((-2, -1))
 
 
@@ -234,6 +262,35 @@ class GaussianHMM(LatentVariableModel):
         k = self.states
         return (k - 1) + k * (k - 1) + self.gaussians.num_parameters()
 
+    # -- closed-form EM (Baum-Welch)
+    def em_step(self, x, mask=None) -> float:
+        """One Baum-Welch iteration in place; returns the total log p(x_{1:T}) before it.
+
+        E-step (the exact posterior of the chain): with L = sum_n log p(x_n) from the forward
+        algorithm, dL / d log p(x_t | k) = gamma_t(k) = p(z_t = k | x) and dL / d log A_ij =
+        sum_t xi_t(i, j) = sum_t p(z_{t-1} = i, z_t = j | x) (forward-backward by autograd through
+        :func:`scaled_chain_product`). M-step: pi = mean_n gamma_1, A_ij = sum_t xi_t(i, j) /
+        sum_j (...), emission means and covariances weighted by gamma (as a mixture's M-step).
+        x (N, T, D) complete sequences; ``mask`` is refused (:func:`check_em`).
+        """
+        check_em(self, mask)
+        check_sequences(x)
+        n, t, d = x.shape
+        flat = x.reshape(-1, d)
+        with torch.enable_grad():
+            log_pi = self.initial.detach().log().requires_grad_(True)
+            log_a = self.transition.detach().log().requires_grad_(True)
+            emission = self.gaussians.complete_log_prob(flat).reshape(n, t, self.states).requires_grad_(True)
+            total = forward_log_likelihood(log_pi, log_a, emission).sum()
+            starts, transitions, gamma = torch.autograd.grad(total, (log_pi, log_a, emission), allow_unused=True)
+        with torch.no_grad():
+            transitions = torch.zeros_like(log_a) if transitions is None else transitions  # T = 1
+            self.initial = normalized(starts)
+            self.transition = normalized(transitions)
+            _, means, scatter = weighted_scatter(flat, gamma.reshape(-1, self.states), self.gaussians.full)
+            self.gaussians.set_maximum_likelihood(means, scatter)
+        return float(total.detach())
+
     # -- initialisation
     @torch.no_grad()
     def initialize(self, x, mask=None) -> None:
@@ -245,6 +302,7 @@ class GaussianHMM(LatentVariableModel):
         check_components(self.states, steps, "states")
         filled = fill_missing(x, mask)
         flat = filled.reshape(-1, self.num_features)
+        self.gaussians.set_floor(flat)
 
         def start(generator):
             resp = kmeans_start(flat, self.states, generator)
@@ -254,7 +312,7 @@ class GaussianHMM(LatentVariableModel):
             counts.index_put_((labels[:, :-1].reshape(-1), labels[:, 1:].reshape(-1)),
                               x.new_ones(labels[:, 1:].numel()), accumulate=True)
             first = torch.bincount(labels[:, 0], minlength=k).to(x.dtype) + 1.0
-            _, means, cov = weighted_moments(flat, resp, self.gaussians.full)
+            _, means, cov = weighted_moments(flat, resp, self.gaussians.full, self.gaussians.variance_floor)
             values = {"initial": first / first.sum(), "transition": counts / counts.sum(-1, keepdim=True)}
             emissions = self.gaussians.set_moments(means, cov)
             if self.bayesian:
@@ -267,3 +325,4 @@ class GaussianHMM(LatentVariableModel):
             self.initial_globals = start(None)
             return
         best_of_restarts(self, x, mask, self.restarts, start)
+        self.initialized(x, mask)

@@ -27,15 +27,24 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule, PyroParam, PyroSample
 from pyro.ops.indexing import Vindex
-from torch.distributions import constraints
+from torch.distributions import biject_to, constraints, transform_to, transforms
 
 from .base import LatentVariableModel, LocalParams, fill_missing, local_method
-from .factor import NOISE_FLOOR, check_factor_options, linear_gaussian_log_prob, principal_components_start
+from .factor import (
+    check_factor_options, factor_analysis_step, linear_gaussian_log_prob, ppca_start,
+    principal_components_start,
+)
 
 #: added to every component variance (as scikit-learn's reg_covar): constant data or a component
 #: that collapses on one point gives a finite, large density instead of NaN
 VARIANCE_FLOOR = 1e-6
+#: smallest mixture weight / transition probability an EM step sets (keeps them inside the simplex)
+PROBABILITY_FLOOR = 1e-12
 INIT_SUBSAMPLE = 2000  # rows used by k-means++ and Lloyd iterations in the start
+LLOYD_ITERATIONS = 100  # at most, on the subsample (they stop when the centres stop moving)
+SELECTION_ROWS = 20_000  # rows on which the starts of best_of_restarts are compared
+#: rows an EM step handles at once (bounds the memory of its (rows, K, D) intermediates)
+ROW_CHUNK = 32768
 
 
 def check_components(k: int, rows: int | None = None, what: str = "components") -> None:
@@ -46,23 +55,68 @@ def check_components(k: int, rows: int | None = None, what: str = "components") 
         raise ValueError(f"{k} {what} but only {rows} rows of data: use at most {rows}")
 
 
+def relative_floor(x: torch.Tensor) -> torch.Tensor:
+    """The variance floor for data x (..., D): VARIANCE_FLOOR (scikit-learn's reg_covar) times the
+    mean variance of the features when that is below 1 (their mean square for constant data), so
+    that data in small units (1e-3) are not flattened by a floor as large as their variances, and
+    never more regularised than scikit-learn's fits."""
+    flat = x.reshape(-1, x.shape[-1])
+    scale = flat.var(0, unbiased=False).mean() if flat.shape[0] > 1 else flat.new_zeros(())
+    scale = torch.where(scale > 0, scale, flat.pow(2).mean())
+    return VARIANCE_FLOOR * torch.where(scale > 0, scale.clamp(max=1.0), torch.ones_like(scale))
+
+
+class AboveFloor(constraints.Constraint):
+    """value > owner.variance_floor, the bound read from the module whenever the constraint is
+    used: a floor set from the data (:func:`relative_floor`), moved or loaded with the module's
+    buffers, is always the one in force."""
+
+    event_dim = 0
+
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = owner
+
+    @property
+    def lower_bound(self) -> torch.Tensor:
+        return self.owner.variance_floor
+
+    def check(self, value):
+        return value > self.lower_bound
+
+
+def _above_floor_transform(constraint: AboveFloor):
+    return transforms.ComposeTransform([transforms.ExpTransform(), transforms.AffineTransform(constraint.lower_bound, 1.0)])
+
+
+biject_to.register(AboveFloor, _above_floor_transform)
+transform_to.register(AboveFloor, _above_floor_transform)
+
+
 # ---------------------------------------------------------------------- initialisation helpers
 def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """k-means++ seeding (Arthur and Vassilvitskii, 2007): k centres (k, D) from the rows of x (N, D).
+    """Greedy k-means++ seeding (Arthur and Vassilvitskii, 2007): k centres (k, D) from the rows of
+    x (N, D).
 
-    Each new centre is a row drawn with probability proportional to its squared distance to the
-    nearest centre so far (uniformly when every row sits on a centre, e.g. constant data).
+    Each new centre is the best of 2 + floor(log k) candidate rows, drawn with probability
+    proportional to their squared distance to the nearest centre so far (uniformly when every
+    row sits on a centre, e.g. constant data): the one that leaves the smallest sum of squared
+    distances. (Plain k-means++ often puts two seeds in one of two nearby clusters, and Lloyd
+    iterations cannot separate them again.)
     """
     n = x.shape[0]
+    trials = 2 + int(math.log(k))
     first = torch.randint(n, (1,), generator=generator).item()
     centres = [x[first]]
     nearest = (x - x[first]).pow(2).sum(-1)
     for _ in range(1, k):
         total = nearest.sum()
         probs = nearest / total if total > 0 else torch.full_like(nearest, 1.0 / n)
-        pick = torch.multinomial(probs.cpu().float(), 1, generator=generator).item()
-        centres.append(x[pick])
-        nearest = torch.minimum(nearest, (x - x[pick]).pow(2).sum(-1))
+        picks = torch.multinomial(probs.cpu().float(), trials, replacement=True, generator=generator).to(x.device)
+        candidates = torch.minimum(nearest, torch.cdist(x[picks], x).pow(2))  # (trials, N)
+        best = int(candidates.sum(-1).argmin())
+        centres.append(x[picks[best]])
+        nearest = candidates[best]
     return torch.stack(centres)
 
 
@@ -90,37 +144,101 @@ def kmeans_start(x: torch.Tensor, k: int, generator: torch.Generator | None = No
     sub = x
     if x.shape[0] > INIT_SUBSAMPLE:
         sub = x[torch.randperm(x.shape[0], generator=generator)[:INIT_SUBSAMPLE].to(x.device)]
-    centres = lloyd(sub, kmeans_plus_plus(sub, k, generator))
+    centres = lloyd(sub, kmeans_plus_plus(sub, k, generator), LLOYD_ITERATIONS)
     return torch.nn.functional.one_hot(nearest_centre(x, centres), k).to(x.dtype)
 
 
-def best_of_restarts(model, x, mask, restarts: int, start) -> None:
+def best_of_restarts(model, x, mask, restarts: int, start, score=None) -> None:
     """Run ``start(generator)`` (which sets the model's parameters) ``restarts`` times and keep the
-    state with the highest exact log-likelihood ``model.log_marginal(x, mask).sum()``."""
+    state with the highest exact log-likelihood ``model.log_marginal(x, mask).sum()`` (on at most
+    ``SELECTION_ROWS`` random rows), or ``score(x)`` (the same total, computed faster) if given."""
     generator = torch.Generator().manual_seed(int(torch.randint(2**31 - 1, ()).item()))
+    if x.shape[0] > SELECTION_ROWS:  # compare the starts on a random subset of the rows
+        rows = torch.randperm(x.shape[0], generator=generator)[:SELECTION_ROWS].to(x.device)
+        x, mask = x[rows], None if mask is None else mask[rows]
     best_value, best_state = -math.inf, None
     for _ in range(restarts):
         start(generator)
-        value = float(model.log_marginal(x, mask).sum())
+        value = float(model.log_marginal(x, mask).sum() if score is None else score(x))
         if best_state is None or value > best_value:
             best_value, best_state = value, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
 
 
-def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool):
-    """Soft counts (K,), means (K, D) and covariances (K, D, D) or variances (K, D) of x (..., D)
-    under responsibilities resp (..., K) (the M-step of EM), each with the variance floor."""
+def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int | None = None):
+    """Soft counts N_k (K,), means m_k (K, D) and covariances S_k (K, D, D) (``full``) or variances
+    (K, D) of the rows x (..., D) under responsibilities resp (..., K): the maximum-likelihood
+    M-step of a Gaussian mixture, without any floor::
+
+        N_k = sum_i r_ik,   m_k = sum_i r_ik x_i / N_k,   S_k = sum_i r_ik (x_i - m_k)(x_i - m_k)^T / N_k
+
+    Deviations are taken from the new means (no cancellation at any offset of the data), one
+    component and ``chunk`` rows at a time, so memory stays O(chunk D) beyond x and resp.
+    """
     x = x.reshape(-1, x.shape[-1])
     resp = resp.reshape(-1, resp.shape[-1])
+    chunk = chunk or ROW_CHUNK
     counts = resp.sum(0)
-    means = (resp.T @ x) / counts.clamp(min=1e-10).unsqueeze(-1)
-    centred = x.unsqueeze(-2) - means  # (N, K, D)
+    safe = counts.clamp(min=1e-300).unsqueeze(-1)
+    means = (resp.T @ x) / safe
+    k, d = means.shape
+    scatter = x.new_zeros((k, d, d) if full else (k, d))
+    for start in range(0, x.shape[0], chunk):
+        rows, weights = x[start:start + chunk], resp[start:start + chunk]
+        for j in range(k):
+            mine, weight = rows, weights[:, j:j + 1]
+            used = weight[:, 0] > 0
+            if int(used.sum()) < 0.5 * used.numel():  # hard or sparse responsibilities: skip zeros
+                mine, weight = rows[used], weight[used]
+            centred = mine - means[j]
+            weighted = centred * weight
+            scatter[j] += weighted.T @ centred if full else (weighted * centred).sum(0)
+    return counts, means, scatter / (safe.unsqueeze(-1) if full else safe)
+
+
+def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool, floor=VARIANCE_FLOOR):
+    """:func:`weighted_scatter` with the variance ``floor`` added to every covariance / variance
+    (a valid start for the model's parameters even for a cluster of one point)."""
+    counts, means, cov = weighted_scatter(x, resp, full)
     if full:
-        cov = torch.einsum("nk,nkd,nke->kde", resp, centred, centred) / counts.clamp(min=1e-10)[:, None, None]
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        return counts, means, cov + VARIANCE_FLOOR * eye
-    var = torch.einsum("nk,nkd->kd", resp, centred.pow(2)) / counts.clamp(min=1e-10).unsqueeze(-1)
-    return counts, means, var.clamp(min=0) + VARIANCE_FLOOR
+        return counts, means, cov + floor * eye
+    return counts, means, cov.clamp(min=0) + floor
+
+
+def floored_covariance_factor(cov: torch.Tensor, floor: float = VARIANCE_FLOOR) -> torch.Tensor:
+    """The factor L (..., D, D) with L L^T + floor I closest to the scatter S = ``cov``: the
+    maximum of the Gaussian likelihood -log|Sigma| - tr(Sigma^-1 S) over Sigma >= floor I.
+
+    With S = V diag(s) V^T, the maximiser is Sigma = V diag(max(s, floor)) V^T, so
+    L L^T = V diag(max(s - floor, 0)) V^T; eigenvalues at the floor keep a tiny positive excess
+    (1e-6 of the floor, relative 1e-12 of the largest) so that L is a proper Cholesky factor.
+    """
+    values, vectors = torch.linalg.eigh(cov)
+    tiny = torch.maximum(torch.as_tensor(floor * 1e-6, dtype=values.dtype), values.amax(-1, keepdim=True) * 1e-12)
+    excess = torch.maximum(values - floor, tiny)
+    return torch.linalg.cholesky((vectors * excess.unsqueeze(-2)) @ vectors.mT)
+
+
+def normalized(counts: torch.Tensor, floor: float = PROBABILITY_FLOOR) -> torch.Tensor:
+    """Probabilities proportional to ``counts`` along the last dim, each at least ``floor`` (a
+    simplex parameter must stay inside the simplex: no exact zeros)."""
+    probs = counts / counts.sum(-1, keepdim=True).clamp(min=1e-300)
+    probs = probs.clamp(min=floor)
+    return probs / probs.sum(-1, keepdim=True)
+
+
+def check_em(model, mask) -> None:
+    """One-line refusals of closed-form EM where it does not apply here."""
+    if getattr(model, "bayesian", False):
+        raise ValueError(
+            f"EM fits maximum-likelihood globals; this {type(model).__name__} is Bayesian: "
+            "use --optimizer adam"
+        )
+    if mask is not None:
+        raise ValueError(
+            f"EM for {type(model).__name__} takes complete data; with missing values use --optimizer lbfgs"
+        )
 
 
 # ---------------------------------------------------------------------- Gaussian components
@@ -148,6 +266,8 @@ class GaussianComponents(LocalParams, PyroModule):
         self.bayesian = bayesian
         self.register_buffer("prior_loc", torch.zeros(d))
         self.register_buffer("prior_scale", torch.ones(d))
+        #: added to / the least of every variance; set relative to the data by :meth:`set_floor`
+        self.register_buffer("variance_floor", torch.tensor(VARIANCE_FLOOR))
         if bayesian:
             self.means = PyroSample(lambda s: dist.Normal(s.prior_loc, s.prior_scale).expand([k, d]).to_event(2))
             if self.full:
@@ -162,7 +282,7 @@ class GaussianComponents(LocalParams, PyroModule):
             if self.full:
                 self.scale_tril = PyroParam(torch.eye(d).expand(k, d, d).clone(), constraint=constraints.lower_cholesky)
             else:
-                self.variances = PyroParam(torch.ones(k, d), constraint=constraints.greater_than(VARIANCE_FLOOR))
+                self.variances = PyroParam(torch.ones(k, d), constraint=AboveFloor(self))
 
     def current(self):
         """(means (K, D), spread): spread is the Cholesky factor of Sigma (K, D, D) for ``full``,
@@ -172,7 +292,7 @@ class GaussianComponents(LocalParams, PyroModule):
             tril = self.stds.unsqueeze(-1) * self.correlation if self.bayesian else self.scale_tril
             return means, tril
         variances = self.variances
-        return means, variances + VARIANCE_FLOOR if self.bayesian else variances
+        return means, variances + self.variance_floor if self.bayesian else variances
 
     def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None = None, params=None) -> torch.Tensor:
         """log N(x_o; mu_k, Sigma_k,oo) for every component: x (..., D) -> (..., K).
@@ -187,10 +307,51 @@ class GaussianComponents(LocalParams, PyroModule):
             return (terms if mk is None else torch.where(mk, terms, 0.0)).sum(-1)
         eye = torch.eye(self.num_features, dtype=x.dtype, device=x.device)
         if mk is None:
-            chol = torch.linalg.cholesky(spread @ spread.mT + VARIANCE_FLOOR * eye)
+            chol = torch.linalg.cholesky(spread @ spread.mT + self.variance_floor * eye)
             return dist.MultivariateNormal(means, scale_tril=chol).log_prob(xk)
-        floor = spread.new_full(spread.shape[:-1], VARIANCE_FLOOR)
+        floor = self.variance_floor.expand(spread.shape[:-1])
         return linear_gaussian_log_prob(xk, means, spread, floor, mk)
+
+    def complete_log_prob(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """log N(x; mu_k, Sigma_k) for complete rows x (M, D) -> (M, K), without gradients.
+
+        Full: with Sigma_k = C_k C_k^T and U_k = C_k^-T, ||(x - mu_k)^T U_k||^2 is the Mahalanobis
+        term; x @ [U_1 .. U_K] is one (M, D) x (D, K D) product per ``chunk`` rows. Diagonal:
+        the quadratic is expanded into products with 1 / v_k and mu_k / v_k. O(M K D^2) (full).
+        """
+        with torch.no_grad():
+            means, spread = self.current()
+            k, d = means.shape
+            chunk = chunk or ROW_CHUNK
+            out = x.new_empty(x.shape[0], k)
+            if self.full:
+                chol = torch.linalg.cholesky(self.covariances())
+                eye = torch.eye(d, dtype=x.dtype, device=x.device)
+                upper = torch.linalg.solve_triangular(chol, eye, upper=False).mT  # (K, D, D)
+                stacked = upper.permute(1, 0, 2).reshape(d, k * d)
+                shift = (means.unsqueeze(-2) @ upper).squeeze(-2)  # (K, D)
+                constant = -0.5 * d * math.log(2 * math.pi) - torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+                for start in range(0, x.shape[0], chunk):
+                    y = (x[start:start + chunk] @ stacked).view(-1, k, d) - shift
+                    out[start:start + chunk] = constant - 0.5 * y.pow(2).sum(-1)
+                return out
+            precision = 1.0 / spread
+            constant = -0.5 * (d * math.log(2 * math.pi) + spread.log().sum(-1) + (means.pow(2) * precision).sum(-1))
+            linear = (means * precision).T  # (D, K)
+            for start in range(0, x.shape[0], chunk):
+                rows = x[start:start + chunk]
+                out[start:start + chunk] = constant + rows @ linear - 0.5 * rows.pow(2) @ precision.T
+            return out
+
+    @torch.no_grad()
+    def set_maximum_likelihood(self, means: torch.Tensor, scatter: torch.Tensor) -> None:
+        """The M-step: mu_k = ``means``, and Sigma_k the best covariance at or above the floor
+        for the scatter S_k (:func:`floored_covariance_factor`; diagonal: v_k = max(S_k, floor))."""
+        self.means = means
+        if self.full:
+            self.scale_tril = floored_covariance_factor(scatter, self.variance_floor)
+        else:
+            self.variances = torch.maximum(scatter, self.variance_floor * (1 + 1e-6))
 
     @local_method
     def covariances(self) -> torch.Tensor:
@@ -199,7 +360,7 @@ class GaussianComponents(LocalParams, PyroModule):
         if not self.full:
             return torch.diag_embed(spread)
         eye = torch.eye(self.num_features, dtype=spread.dtype, device=spread.device)
-        return spread @ spread.mT + VARIANCE_FLOOR * eye
+        return spread @ spread.mT + self.variance_floor * eye
 
     @local_method
     def sample(self, index: torch.Tensor) -> torch.Tensor:
@@ -215,6 +376,11 @@ class GaussianComponents(LocalParams, PyroModule):
         d = self.num_features
         per = d * (d + 1) // 2 if self.covariance == "full" else d
         return self.num_components * (d + per)
+
+    @torch.no_grad()
+    def set_floor(self, x: torch.Tensor) -> None:
+        """Set the variance floor relative to the data x (..., D) (:func:`relative_floor`)."""
+        self.variance_floor = relative_floor(x).to(self.variance_floor)
 
     @torch.no_grad()
     def set_prior(self, x: torch.Tensor) -> None:
@@ -237,8 +403,8 @@ class GaussianComponents(LocalParams, PyroModule):
         if cov.ndim == 3:
             cov = torch.diagonal(cov, dim1=-2, dim2=-1)
         if self.bayesian:
-            return {"means": means, "variances": (cov - VARIANCE_FLOOR).clamp(min=VARIANCE_FLOOR)}
-        self.means, self.variances = means, cov.clamp(min=VARIANCE_FLOOR * 1.01)
+            return {"means": means, "variances": torch.maximum(cov - self.variance_floor, self.variance_floor)}
+        self.means, self.variances = means, torch.maximum(cov, self.variance_floor * 1.01)
         return {}
 
 
@@ -315,6 +481,29 @@ class _Mixture(LatentVariableModel):
     def num_parameters(self) -> int:
         return self.components - 1 + self._component_parameters()
 
+    # -- closed-form EM
+    @torch.no_grad()
+    def em_step(self, x, mask=None) -> float:
+        """One EM iteration in place; returns the total log-likelihood sum_i log p(x_i) before it.
+
+        E-step: the exact posterior r_ik = p(z_i = k | x_i) (eq. 6.4) from the log-space table
+        log pi_k + log p(x_i | k), normalised by its logsumexp. M-step: pi_k = N_k / N and the
+        component parameters that maximise sum_i r_ik log p(x_i | k) (:meth:`_m_step`).
+        x (N, D) complete rows; ``mask`` is refused (:func:`check_em`).
+        """
+        check_em(self, mask)
+        log_weights = self.weights.log()
+        resp = x.new_empty(x.shape[0], self.components)
+        total = 0.0
+        for start in range(0, x.shape[0], ROW_CHUNK):
+            table = log_weights + self._complete_log_prob(x[start:start + ROW_CHUNK])
+            norm = table.logsumexp(-1, keepdim=True)
+            total += float(norm.sum())
+            resp[start:start + ROW_CHUNK] = (table - norm).exp()
+        self.weights = normalized(resp.sum(0))
+        self._m_step(x, resp)
+        return total
+
     # -- initialisation
     @torch.no_grad()
     def initialize(self, x, mask=None) -> None:
@@ -322,6 +511,7 @@ class _Mixture(LatentVariableModel):
         ``restarts`` starts by exact log-likelihood is kept (Bayesian: used as guide start)."""
         check_components(self.components, x.shape[0])
         filled = fill_missing(x, mask)
+        self._set_floor(filled)
         if self.bayesian:
             self._set_prior(filled)
             resp = kmeans_start(filled, self.components)
@@ -333,7 +523,14 @@ class _Mixture(LatentVariableModel):
             self.weights = self._weights_from(resp)
             self._start_from(filled, resp)
 
-        best_of_restarts(self, x, mask, self.restarts, start)
+        fast = self._complete_total if mask is None else None
+        best_of_restarts(self, x, mask, self.restarts, start, fast)
+        self.initialized(x, mask)
+
+    @torch.no_grad()
+    def _complete_total(self, x) -> float:
+        """sum_i log p(x_i) for complete rows by the fast component densities (no gradients)."""
+        return float((self.weights.log() + self._complete_log_prob(x)).logsumexp(-1).sum())
 
     @staticmethod
     def _weights_from(resp):
@@ -373,6 +570,13 @@ class GaussianMixture(_Mixture):
         """Sigma_k, shape (K, D, D)."""
         return self.gaussians.covariances()
 
+    def _complete_log_prob(self, x):
+        return self.gaussians.complete_log_prob(x)
+
+    def _m_step(self, x, resp):
+        _, means, scatter = weighted_scatter(x, resp, self.gaussians.full)
+        self.gaussians.set_maximum_likelihood(means, scatter)
+
     def _sample_components(self, z):
         return self.gaussians.sample(z)
 
@@ -382,8 +586,11 @@ class GaussianMixture(_Mixture):
     def _set_prior(self, x):
         self.gaussians.set_prior(x)
 
+    def _set_floor(self, x):
+        self.gaussians.set_floor(x)
+
     def _start_from(self, x, resp):
-        _, means, cov = weighted_moments(x, resp, self.gaussians.full)
+        _, means, cov = weighted_moments(x, resp, self.gaussians.full, self.gaussians.variance_floor)
         start = self.gaussians.set_moments(means, cov)
         return {f"gaussians.{name}": value for name, value in start.items()}
 
@@ -407,7 +614,8 @@ class MixtureOfPPCA(_Mixture):
         self.loc = PyroParam(torch.zeros(k, d))
         self.loadings = PyroParam(0.1 * torch.randn(k, d, latent_dim))
         shape = (k, d) if noise == "diagonal" else (k, 1)
-        self.noise_variance = PyroParam(torch.ones(shape), constraint=constraints.greater_than(NOISE_FLOOR))
+        self.register_buffer("variance_floor", torch.tensor(VARIANCE_FLOOR))
+        self.noise_variance = PyroParam(torch.ones(shape), constraint=AboveFloor(self))
 
     @property
     def psi(self) -> torch.Tensor:
@@ -423,6 +631,27 @@ class MixtureOfPPCA(_Mixture):
     def covariances(self) -> torch.Tensor:
         """W_k W_k^T + Psi_k, shape (K, D, D)."""
         return self.loadings @ self.loadings.mT + torch.diag_embed(self.psi)
+
+    def _complete_log_prob(self, x):
+        return self.component_log_prob(x)
+
+    @torch.no_grad()
+    def _set_floor(self, x):
+        self.variance_floor = relative_floor(x).to(self.variance_floor)
+
+    def _m_step(self, x, resp):
+        """Per component, the PPCA maximum of sum_i r_ik log N(x_i; mu_k, W_k W_k^T + s_k^2 I) given
+        its weighted scatter S_k (Tipping and Bishop's closed form); diagonal noise (a mixture of
+        factor analysers): one step of the factor-analysis fixed point from the current Psi_k."""
+        _, means, scatter = weighted_scatter(x, resp, True)
+        if self.noise == "isotropic":
+            loadings, noise = ppca_start(scatter, self.latent_dim)
+            noise = noise.unsqueeze(-1)
+        else:
+            loadings, noise, _ = factor_analysis_step(scatter, self.psi, self.latent_dim)
+        self.loc = means
+        self.loadings = loadings
+        self.noise_variance = torch.maximum(noise, self.variance_floor * (1 + 1e-6))
 
     def _sample_components(self, z):
         f = torch.randn(z.shape[0], self.latent_dim, dtype=self.dtype, device=self.device)
@@ -449,5 +678,5 @@ class MixtureOfPPCA(_Mixture):
             noises.append(noise.reshape(-1))
         self.loc = torch.stack(locs)
         self.loadings = torch.stack(loadings)
-        self.noise_variance = torch.stack(noises)
+        self.noise_variance = torch.maximum(torch.stack(noises), self.variance_floor * 1.01)
         return {}

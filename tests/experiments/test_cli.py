@@ -54,7 +54,10 @@ def test_amortized_fit_writes_bounds_in_order(tmp_path, csv):
     assert run_cli("fit", "ppca", "--data", csv, "--latent-dim", 2, "--out", out, "--guide", "amortized",
                    "--epochs", 20, "--batch-size", 40, "--iwae-samples", 20, "--quiet") == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["elbo"] <= m["iwae"] <= m["log_likelihood"] + 1e-6
+    # bounds on the exact log-likelihood, each a Monte-Carlo estimate (a hundredth of slack); the
+    # amortized guide starts from the exact posterior, so both sit close to it
+    assert m["elbo"] <= m["log_likelihood"] + 0.01 and m["iwae"] <= m["log_likelihood"] + 0.01
+    assert m["iwae"] >= m["elbo"] - 0.01 and m["log_likelihood"] - m["elbo"] < 0.05
 
 
 def bad_inputs(tmp_path, csv):
