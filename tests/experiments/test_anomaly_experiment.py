@@ -9,6 +9,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dlvm.experiments import EXPERIMENTS, anomaly, get_experiment
 from dlvm.experiments.datasets import ecg5000
+from dlvm.experiments.plots import check_figure
 
 
 def test_split_fits_on_normal_beats_and_tests_every_abnormal_one():
@@ -71,6 +72,8 @@ def test_quick_run(tmp_path):
     json.dumps(summary, allow_nan=False)
     for name in summary["files"]:
         assert (tmp_path / name).is_file(), name
+        if name.endswith(".png"):
+            check_figure(tmp_path / name)
     methods = {row["method"] for row in summary["auc"]}
     assert methods == {"FA", "PPCA", "GMM", "VAE", "VRAE", "TimeVAE", *anomaly.BASELINES}
     assert all(0.9 < row["auroc_mean"] <= 1 for row in summary["auc"])
