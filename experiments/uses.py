@@ -14,28 +14,38 @@ from dlvm.inference.features import Encoding, encode
 from .runs import Run, run_data
 
 
-def _rows(x, mask, index, columns: dict) -> pd.DataFrame:
-    """A table of ``columns`` (name -> (B,) values), indexed by the data's dates when there is
-    one per row, else by the row number."""
-    frame = pd.DataFrame(columns)
-    if index is not None and len(index) == len(x):
-        frame.index = pd.Index(index, name=index.name or "date")
+def _row_index(index, rows: int, config: dict) -> pd.Index:
+    """The label of each output row: the table's date for a row (or an HMM's time step), the date
+    a window starts on for windows cut from the table, else the row number."""
+    if index is not None and config.get("window") and len(index) != rows:
+        index = index[:: config.get("stride") or config["window"]][:rows]
+        name = "window_start"
     else:
-        frame.index = pd.RangeIndex(len(x), name="row")
+        name = index.name if index is not None and index.name else "date"
+    if index is None or len(index) != rows:
+        return pd.RangeIndex(rows, name="row")
+    return pd.Index(index, name=name)
+
+
+def _rows(index, config: dict, columns: dict) -> pd.DataFrame:
+    """A table of ``columns`` (name -> (B,) values) indexed by :func:`_row_index`."""
+    frame = pd.DataFrame(columns)
+    frame.index = _row_index(index, len(frame), config)
     return frame
 
 
 def score_run(run: Run, source=None, num_samples: int = 100) -> tuple[pd.DataFrame, AnomalyScores]:
     """Anomaly scores of ``source`` (default the run's data) under a run: per row the negative
     log-likelihood ``nll`` (nats), its standard error ``nll_se`` and its ``percentile`` among the
-    training rows' scores, and the ``estimator`` (exact or IWAE-K). Returns (table, scores)."""
+    training rows' scores, and the ``estimator`` (exact, exact one-step or IWAE-K); an HMM's rows
+    are its time steps. Returns (table, scores)."""
     if num_samples < 1:
         raise ValueError(f"--iwae-samples must be at least 1, got {num_samples}")
     x, mask, index = run_data(run.config, source, with_index=True)
     scores = anomaly_scores(run.trained, run.guide, x, mask, num_samples)
     reference = scores if source is None else anomaly_scores(run.trained, run.guide, *run_data(run.config),
                                                              num_samples)
-    frame = _rows(x, mask, index, {"nll": scores.nll, "nll_se": scores.se,
+    frame = _rows(index, run.config, {"nll": scores.nll, "nll_se": scores.se,
                                    "percentile": percentiles(scores.nll, reference.nll),
                                    "estimator": scores.label})
     return frame, scores
@@ -49,4 +59,4 @@ def encode_run(run: Run, source=None, num_samples: int = 100) -> tuple[pd.DataFr
     width = found.mean.shape[1]
     columns = {f"mean_z{k}": found.mean[:, k] for k in range(width)}
     columns.update({f"sd_z{k}": found.sd[:, k] for k in range(width)})
-    return _rows(x, mask, index, columns), found
+    return _rows(index, run.config, columns), found

@@ -1,6 +1,7 @@
 """Anomaly scores of a fitted model (§6.7): the negative log-likelihood of each row.
 
-Exact where the model has ``log_marginal`` (FA, PPCA, mixtures, HMMs); otherwise the IWAE-K
+Exact where the model has ``log_marginal`` (FA, PPCA, mixtures; an HMM scores each time step
+by its one-step-ahead -log p(x_t | x_{1:t-1})); otherwise the IWAE-K
 estimate -log (1/K sum_k w_k) with w_k = p(x, z_k) / q(z_k | x), z_k ~ q(z | x), and its Monte-Carlo
 standard error by the delta method: Var[log mean w] ~ Var[w] / (K mean(w)^2). A score is placed
 against reference rows (the training data) by its percentile, the empirical CDF of their scores.
@@ -22,7 +23,8 @@ from .streaming import chunks
 @dataclass
 class AnomalyScores:
     """Per-row negative log-likelihood ``nll`` (B,) in nats, its standard error ``se`` (B,) (0 when
-    exact, NaN for IWAE-1) and how it was computed: ``method`` "exact" or "iwae", ``num_samples`` K."""
+    exact, NaN for IWAE-1) and how it was computed: ``method`` "exact", "one-step" (exact, per time
+    step) or "iwae", ``num_samples`` K."""
 
     nll: np.ndarray
     se: np.ndarray
@@ -31,8 +33,8 @@ class AnomalyScores:
 
     @property
     def label(self) -> str:
-        """``exact`` or ``IWAE-K``."""
-        return "exact" if self.method == "exact" else f"IWAE-{self.num_samples}"
+        """``exact``, ``exact one-step`` or ``IWAE-K``."""
+        return {"exact": "exact", "one-step": "exact one-step"}.get(self.method, f"IWAE-{self.num_samples}")
 
 
 def log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
@@ -67,11 +69,23 @@ def iwae_scores(model, guide, x, mask=None, num_samples: int = 100, batch_size: 
     return AnomalyScores(torch.cat(nll).cpu().numpy(), torch.cat(se).cpu().numpy(), "iwae", num_samples)
 
 
+@torch.no_grad()
+def step_scores(model, x, mask=None) -> AnomalyScores:
+    """-log p(x_t | x_{1:t-1}) of every time step of sequences x (N, T, D), flattened to (N T,)."""
+    device, dtype = model_place(model)
+    x, mask = as_observations(x, mask, dtype=dtype, device=device)
+    nll = -model.step_log_likelihood(x, mask).reshape(-1).double().cpu().numpy()
+    return AnomalyScores(nll, np.zeros_like(nll), "one-step", 0)
+
+
 def anomaly_scores(model, guide, x, mask=None, num_samples: int = 100, batch_size: int = 256) -> AnomalyScores:
     """Negative log-likelihood per row of ``x`` (B, ...): exact by :func:`evaluate` where the model
-    has ``log_marginal``, else IWAE-``num_samples`` with its standard error."""
+    has ``log_marginal``, else IWAE-``num_samples`` with its standard error. A sequence model with
+    ``step_log_likelihood`` (the HMM) scores every time step instead: -log p(x_t | x_{1:t-1}) (B T,)."""
     if num_samples < 1:
         raise ValueError(f"the number of importance samples must be at least 1, got {num_samples}")
+    if hasattr(model, "step_log_likelihood"):
+        return step_scores(model, x, mask)
     if not hasattr(model, "log_marginal"):
         return iwae_scores(model, guide, x, mask, num_samples, batch_size)
     exact = evaluate(model, guide, x, mask, num_samples=1, batch_size=batch_size).log_likelihood

@@ -30,7 +30,14 @@ def files(tmp_path_factory):
     vae = folder / "vae"
     assert main(["fit", "vae", "--data", str(train), "--latent-dim", "2", "--hidden", "8", "--epochs", "5",
                  "--out", str(vae), "--iwae-samples", "2", "--quiet"]) == 0
-    return {"folder": folder, "x": x, "train": train, "new": new, "fa": fa, "vae": vae}
+    series = write_csv(folder / "series.csv", x[:, :2])
+    hmm = folder / "hmm"
+    assert main(["fit", "hmm", "--data", str(series), "--states", "2", "--out", str(hmm), "--optimizer", "lbfgs",
+                 "--epochs", "3", "--quiet"]) == 0
+    vrae = folder / "vrae"
+    assert main(["fit", "vrae", "--data", str(series), "--window", "10", "--latent-dim", "2", "--hidden", "4",
+                 "--epochs", "1", "--iwae-samples", "2", "--out", str(vrae), "--quiet"]) == 0
+    return {"folder": folder, "x": x, "train": train, "new": new, "fa": fa, "vae": vae, "hmm": hmm, "vrae": vrae}
 
 
 def sklearn_fa(run_path):
@@ -70,6 +77,20 @@ def test_vae_anomaly_scores_state_k_and_their_error(files, capsys):
     assert scores["percentile"].max() == 100.0  # scored against itself: the worst row is the top
 
 
+def test_hmm_scores_every_day_and_windows_are_labelled_by_their_start(files, capsys):
+    out = files["folder"] / "hmm_scores.csv"
+    assert main(["anomaly", str(files["hmm"]), "--out", str(out)]) == 0
+    assert "one-step-ahead" in capsys.readouterr().out
+    scores = pd.read_csv(out, index_col="date")
+    assert len(scores) == 160 and scores.index[0] == "2020-01-01" and (scores["estimator"] == "exact one-step").all()
+    by_hand = [100 * np.mean(scores["nll"] <= s) for s in scores["nll"]]  # against its own training days
+    np.testing.assert_allclose(scores["percentile"], by_hand)
+    out = files["folder"] / "vrae_scores.csv"
+    assert main(["anomaly", str(files["vrae"]), "--out", str(out), "--iwae-samples", "3"]) == 0
+    windows = pd.read_csv(out, index_col="window_start")
+    assert list(windows.index[:2]) == ["2020-01-01", "2020-01-11"] and len(windows) == 16
+
+
 def test_encode_fa_gives_the_closed_form_posterior(files, capsys):
     out = files["folder"] / "latents.csv"
     assert main(["encode", str(files["fa"]), "--data", str(files["train"]), "--out", str(out)]) == 0
@@ -95,16 +116,12 @@ def test_encode_vae_gives_the_guide_moments(files, capsys):
 def test_bad_input_one_line_exit_2(files, capsys):
     folder = files["folder"]
     narrow = write_csv(folder / "narrow.csv", files["x"][:20, :4])
-    series = write_csv(folder / "series.csv", files["x"][:60, :1])
-    hmm = folder / "hmm"
-    assert main(["fit", "hmm", "--data", str(series), "--states", "2", "--out", str(hmm), "--optimizer", "lbfgs",
-                 "--epochs", "3", "--quiet"]) == 0
     cases = {
         "missing run": ["anomaly", str(folder / "nope"), "--out", str(folder / "a.csv")],
         "wrong columns": ["anomaly", str(files["fa"]), "--data", str(narrow), "--out", str(folder / "b.csv")],
         "no samples": ["anomaly", str(files["vae"]), "--iwae-samples", "0", "--out", str(folder / "c.csv")],
         "existing output": ["anomaly", str(files["fa"]), "--out", str(files["train"])],
-        "cannot encode": ["encode", str(hmm), "--out", str(folder / "d.csv")],
+        "cannot encode": ["encode", str(files["hmm"]), "--out", str(folder / "d.csv")],
         "encode wrong columns": ["encode", str(files["vae"]), "--data", str(narrow), "--out", str(folder / "e.csv")],
     }
     capsys.readouterr()

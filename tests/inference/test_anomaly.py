@@ -1,5 +1,6 @@
 """Anomaly scores against independent numbers: scikit-learn's FA log-density, a by-hand delta
-method and empirical CDF, and the exact likelihood that IWAE-K approaches."""
+method and empirical CDF, the exact likelihood that IWAE-K approaches, and hmmlearn's prefix
+likelihoods for an HMM's one-step scores."""
 import math
 
 import numpy as np
@@ -11,7 +12,8 @@ from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis
 from dlvm.guides import pair
 from dlvm.inference import fit, log_weights
 from dlvm.inference.anomaly import anomaly_scores, iwae_scores, log_mean_exp_se, percentiles
-from dlvm.models import VAE, FactorAnalysis
+from dlvm.models import VAE, FactorAnalysis, GaussianHMM
+from tests.models.test_hmm import copy_parameters, random_reference
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +87,15 @@ def test_bad_sample_count():
     model, guide = pair(VAE((4,), 2, (8,)), "amortized", (4,), hidden=(8,))
     with pytest.raises(ValueError, match="at least 1"):
         anomaly_scores(model, guide, torch.rand(3, 4), num_samples=0)
+
+
+def test_hmm_scores_each_step_by_its_one_step_prediction():
+    ref = random_reference(3, 2, "full", seed=4)
+    x, _ = ref.sample(60, random_state=0)
+    model = GaussianHMM(2, 3, "full").double()
+    copy_parameters(model, ref)
+    model, guide = pair(model, "exact", (60, 2))
+    scores = anomaly_scores(model, guide, x[None])
+    prefixes = np.array([ref.score(x[: t + 1]) for t in range(60)])  # log p(x_1..x_t) by hmmlearn
+    assert scores.label == "exact one-step" and scores.nll.shape == (60,)
+    np.testing.assert_allclose(-scores.nll, np.diff(prefixes, prepend=0.0), atol=1e-8)
