@@ -236,14 +236,27 @@ def check_event_shape(x, config: dict) -> None:
         raise ValueError(f"data rows have shape {tuple(x.shape[1:])}, the model expects {expected}")
 
 
-def run_data(config: dict, source=None, min_rows: int = 1, with_index: bool = False):
+def check_columns(columns, config: dict) -> None:
+    """A one-line error unless named ``columns`` are the ones the run was fitted on (unnamed
+    columns, x0, x1, ..., of an array file, pass)."""
+    fitted = config.get("columns")
+    generic = [f"x{i}" for i in range(len(columns))]
+    if fitted and list(columns) != list(fitted) and list(columns) != generic and list(fitted) != generic:
+        raise ValueError(f"data columns {', '.join(map(str, columns))} are not the run's "
+                         f"{', '.join(map(str, fitted))}")
+
+
+def run_data(config: dict, source=None, min_rows: int = 1, with_index: bool = False, same_columns: bool = False):
     """(x, mask) for a run: ``source`` (a file or data-set name; default the data the run was
-    fitted on), read as at fit time (missing values, windows) and checked against its shape.
-    ``with_index`` adds the table's row index (dates) as a third value, or None."""
+    fitted on), read as at fit time (missing values, windows) and checked against its shape (and
+    with ``same_columns`` its column names: :func:`check_columns`). ``with_index`` adds the
+    table's row index (dates) as a third value, or None."""
     source = config.get("data") if source is None else source
     if source is None:
         raise ValueError("the run folder does not name its data: pass --data FILE")
     table = read_data(source, config.get("missing", "error"), min_rows, config.get("window"), config.get("stride"))
+    if same_columns:
+        check_columns(table.columns, config)
     x, mask = model_data(config["model"], table.x, table.mask)
     check_event_shape(x, config)
     return (x, mask, table.index) if with_index else (x, mask)

@@ -41,7 +41,7 @@ def score_run(run: Run, source=None, num_samples: int = 100) -> tuple[pd.DataFra
     are its time steps. Returns (table, scores)."""
     if num_samples < 1:
         raise ValueError(f"--iwae-samples must be at least 1, got {num_samples}")
-    x, mask, index = run_data(run.config, source, with_index=True)
+    x, mask, index = run_data(run.config, source, with_index=True, same_columns=True)
     scores = anomaly_scores(run.trained, run.guide, x, mask, num_samples)
     reference = scores if source is None else anomaly_scores(run.trained, run.guide, *run_data(run.config),
                                                              num_samples)
@@ -54,7 +54,7 @@ def score_run(run: Run, source=None, num_samples: int = 100) -> tuple[pd.DataFra
 def encode_run(run: Run, source=None, num_samples: int = 100) -> tuple[pd.DataFrame, Encoding]:
     """Posterior means and sds of z for ``source`` (default the run's data): columns
     ``mean_z0..`` and ``sd_z0..``, one row per row of the data. Returns (table, encoding)."""
-    x, mask, index = run_data(run.config, source, with_index=True)
+    x, mask, index = run_data(run.config, source, with_index=True, same_columns=True)
     found = encode(run.trained, run.guide, x, mask, num_samples)
     width = found.mean.shape[1]
     columns = {f"mean_z{k}": found.mean[:, k] for k in range(width)}

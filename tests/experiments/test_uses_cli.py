@@ -116,10 +116,13 @@ def test_encode_vae_gives_the_guide_moments(files, capsys):
 def test_bad_input_one_line_exit_2(files, capsys):
     folder = files["folder"]
     narrow = write_csv(folder / "narrow.csv", files["x"][:20, :4])
+    renamed = folder / "renamed.csv"
+    pd.read_csv(files["new"]).rename(columns={"c0": "price"}).to_csv(renamed, index=False)
     cases = {
         "missing run": ["anomaly", str(folder / "nope"), "--out", str(folder / "a.csv")],
         "wrong columns": ["anomaly", str(files["fa"]), "--data", str(narrow), "--out", str(folder / "b.csv")],
         "no samples": ["anomaly", str(files["vae"]), "--iwae-samples", "0", "--out", str(folder / "c.csv")],
+        "renamed columns": ["anomaly", str(files["fa"]), "--data", str(renamed), "--out", str(folder / "f.csv")],
         "existing output": ["anomaly", str(files["fa"]), "--out", str(files["train"])],
         "cannot encode": ["encode", str(files["hmm"]), "--out", str(folder / "d.csv")],
         "encode wrong columns": ["encode", str(files["vae"]), "--data", str(narrow), "--out", str(folder / "e.csv")],
