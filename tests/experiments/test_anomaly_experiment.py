@@ -64,6 +64,11 @@ def test_one_ecg_split_with_the_exact_models(monkeypatch):
     assert result.estimator["FA"] == "exact" and result.standard_error["FA"] == 0
     assert result.abnormal.sum() == (labels != 1).sum()
     assert roc_auc_score(result.abnormal, result.scores["PPCA"]) > 0.95
+    assert set(result.percentile) == {"FA", "PPCA"}
+    normal = anomaly.flagged([result], "PPCA", False)
+    assert normal == pytest.approx(np.mean(result.percentile["PPCA"][~result.abnormal] > 95))
+    assert normal < 0.5 < anomaly.flagged([result], "PPCA", True)
+    assert anomaly.flagged([result], "one-class SVM", True) is None
 
 
 @pytest.mark.slow
