@@ -13,7 +13,8 @@ Markets: the days of the S&P 500 that an exact likelihood finds least likely: Fa
 of the 20 stocks' daily returns (a day is a row of 20 returns), a two-regime GMM of the index
 returns, and a two-regime HMM of them (a day scored by its one-step-ahead -log p(x_t | x_<t)).
 The 1 % least likely days are marked on the index's price chart and counted per year
-(``market_years.csv``; the days themselves in ``market_least_likely_days.csv``).
+(``market_years.csv``; the days themselves in ``market_least_likely_days.csv``), and so are the
+least likely 20-day windows of the index returns (starting every 5 days) under FA of the windows.
 
 Features: FA and the VAE fitted on all 500 beats without labels; a logistic regression on their
 posterior means (:func:`dlvm.inference.features.encode`) against one on the raw beats, for the
@@ -48,11 +49,13 @@ from dlvm.models import build_model
 from .datasets import ecg5000, log_returns, sp500_index, sp500_stocks
 from .plots import figure, save_figure
 from .regimes import fit_regime_model
+from .sequences import windows
 
 NORMAL = 1
 TRAIN_FRACTION = 0.6
 LATENT_DIM = 8
 TOP_FRACTION = 0.01  # the least likely 1 % of days
+WINDOW, WINDOW_STRIDE = 20, 5  # 20-day windows of the index returns, starting every 5 days
 FLAG_PERCENTILE = 95.0  # a beat is flagged above this percentile of the training beats' scores
 
 
@@ -204,17 +207,29 @@ def least_likely_days(nll: pd.Series, fraction: float = TOP_FRACTION) -> pd.Seri
     return nll.sort_values(ascending=False).iloc[: max(1, int(round(fraction * len(nll))))]
 
 
+def fa_scores(rows: np.ndarray, latent_dim: int, seed: int, device: str = "cpu") -> np.ndarray:
+    """Exact negative log-likelihood (N,) of rows (N, D) under FA fitted to them by L-BFGS."""
+    fa, guide = pair(build_model("fa", rows.shape[1:], {"latent_dim": latent_dim}).double(), "exact", rows.shape[1:])
+    fit(fa, guide, rows, optimizer="lbfgs", epochs=20, progress=False, seed=seed, device=device)
+    return anomaly_scores(fa.cpu(), guide.cpu(), rows).nll
+
+
+def window_scores(seed: int, device: str = "cpu") -> pd.Series:
+    """Exact negative log-likelihood of every WINDOW-day window of the index returns (starts
+    WINDOW_STRIDE days apart) under FA (2 factors) of the windows as rows, indexed by first day."""
+    returns = log_returns(sp500_index(), percent=True)
+    cut = windows(returns.to_numpy(), WINDOW, WINDOW_STRIDE)[..., 0]
+    return pd.Series(fa_scores(cut, 2, seed, device), index=returns.index[::WINDOW_STRIDE][: len(cut)])
+
+
 def market_scores(seed: int, device: str = "cpu") -> dict[str, pd.Series]:
     """Exact negative log-likelihood per day: FA (3 factors) of the 20 stocks' returns, a two-regime
     GMM of the index returns, and a two-regime HMM's one-step-ahead -log p(x_t | x_<t); each a
     Series indexed by date."""
     stocks = log_returns(sp500_stocks(), percent=True)
-    fa, guide = pair(build_model("fa", (stocks.shape[1],), {"latent_dim": 3}).double(), "exact", (stocks.shape[1],))
-    fit(fa, guide, stocks.to_numpy(), optimizer="lbfgs", epochs=20, progress=False, seed=seed, device=device)
-    panel = anomaly_scores(fa.cpu(), guide.cpu(), stocks.to_numpy())
     index = log_returns(sp500_index(), percent=True)
     x = torch.tensor(index.to_numpy()[:, None], dtype=torch.float64)
-    scores = {"FA, 20 stocks": pd.Series(panel.nll, index=stocks.index)}
+    scores = {"FA, 20 stocks": pd.Series(fa_scores(stocks.to_numpy(), 3, seed, device), index=stocks.index)}
     for kind, data in (("gmm", x), ("hmm", x[None])):
         model, _ = fit_regime_model(kind, data, 2, seed=seed, restarts=2, device=device)
         model, guide = pair(model, "enum", tuple(data.shape[1:]))
@@ -230,10 +245,27 @@ def year_counts(days: pd.Series, years=(2008, 2020)) -> dict:
             "busiest_count": int(counts.max()), "expected_per_year": len(days) / 33.0}
 
 
-def market_figure(prices: pd.Series, tops: dict[str, pd.Series], out: Path) -> str:
-    """The index's price (log scale) with each model's least likely days marked."""
+def merged_spans(starts: pd.Index, days: pd.Index) -> list[tuple]:
+    """The union of the WINDOW-day windows beginning at ``starts`` (trading ``days``), as
+    (first day, last day) spans in time order."""
+    spans: list[list] = []
+    for first in sorted(days.get_loc(s) for s in starts):
+        last = min(first + WINDOW - 1, len(days) - 1)
+        if spans and first <= spans[-1][1] + 1:
+            spans[-1][1] = max(spans[-1][1], last)
+        else:
+            spans.append([first, last])
+    return [(days[a], days[b]) for a, b in spans]
+
+
+def market_figure(prices: pd.Series, tops: dict[str, pd.Series], top_windows: pd.Series, out: Path) -> str:
+    """The index's price (log scale) with each model's least likely days marked and the least
+    likely WINDOW-day windows shaded."""
     fig, ax = figure(width=11, height=4.5)
     ax.plot(prices.index, prices.to_numpy(), color="black", linewidth=0.7, label="S&P 500")
+    for i, (start, end) in enumerate(merged_spans(top_windows.index, prices.index)):
+        ax.axvspan(start, end, color="tab:orange", alpha=0.3, linewidth=0, zorder=0,
+                   label=f"FA, {WINDOW}-day windows: {len(top_windows)} least likely" if i == 0 else None)
     for (name, days), (colour, marker) in zip(tops.items(), (("tab:red", "o"), ("tab:blue", "v"), ("tab:green", "x"))):
         ax.scatter(days.index, prices.reindex(days.index).to_numpy(), s=22, color=colour, marker=marker,
                    alpha=0.7, zorder=3, label=f"{name}: {len(days)} least likely days")
@@ -242,7 +274,7 @@ def market_figure(prices: pd.Series, tops: dict[str, pd.Series], out: Path) -> s
     ax.set_yticks(levels, [str(v) for v in levels])
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("index level (log scale)")
-    ax.set_title("S&P 500 days with the lowest likelihood (top 1 %) under each model")
+    ax.set_title(f"S&P 500 days and {WINDOW}-day windows with the lowest likelihood (top 1 %) under each model")
     ax.legend(fontsize=8, loc="upper left")
     return save_figure(fig, out, "market_anomalies")
 
@@ -292,6 +324,7 @@ def _caption(table: pd.DataFrame, splits: int, markets: dict, features: pd.DataF
     best_base = table[table["method"].isin(BASELINES)].iloc[0]["method"]
     best = table.set_index("method").loc[best_model]
     fa, gmm, hmm = markets["FA, 20 stocks"], markets["GMM, index"], markets["HMM, index"]
+    spans = markets[f"FA, {WINDOW}-day windows of the index"]
     raw, *latent = features["balanced_accuracy"]
     return (
         f"On ECG5000 ({splits} random splits, fit on 60 % of the normal beats) the best latent model by AUROC "
@@ -303,7 +336,9 @@ def _caption(table: pd.DataFrame, splits: int, markets: dict, features: pd.DataF
         f"{fa['2020']} in 2020 (about {fa['expected_per_year']:.1f} for a year at random; the busiest year is "
         f"{fa['busiest_year']} with {fa['busiest_count']}): {_stand_out(fa)}; under the GMM of the index "
         f"{gmm['2008']} fall in 2008 and {gmm['2020']} in 2020 ({_stand_out(gmm)}), under the HMM's one-step "
-        f"predictions {hmm['2008']} and {hmm['2020']} ({_stand_out(hmm)}). "
+        f"predictions {hmm['2008']} and {hmm['2020']} ({_stand_out(hmm)}); of the {spans['days']} least likely "
+        f"{WINDOW}-day windows of the index under FA, {spans['2008']} start in 2008 and {spans['2020']} in 2020 "
+        f"({_stand_out(spans)}). "
         f"A logistic regression on FA / VAE posterior means reaches balanced accuracy "
         f"{latent[0]:.3f} / {latent[1]:.3f} on the five classes, against {raw:.3f} on the raw beats."
     )
@@ -326,11 +361,14 @@ def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress:
 
     nll = market_scores(seed, device)
     tops = {name: least_likely_days(values) for name, values in nll.items()}
+    top_windows = least_likely_days(window_scores(seed, device))
     markets = {name: {"days": len(days), **year_counts(days)} for name, days in tops.items()}
+    markets[f"FA, {WINDOW}-day windows of the index"] = {"days": len(top_windows), **year_counts(top_windows)}
     # the day-by-day list stays beside the report, which shows the counts per year
-    pd.concat(tops, names=["model", "date"]).rename("nll").to_csv(out / "market_least_likely_days.csv")
+    pd.concat({**tops, "FA, windows (first day)": top_windows}, names=["model", "date"]).rename("nll").to_csv(
+        out / "market_least_likely_days.csv")
     pd.DataFrame.from_dict(markets, orient="index").rename_axis("model").to_csv(out / "market_years.csv")
-    files += ["market_years.csv", market_figure(sp500_index(), tops, out)]
+    files += ["market_years.csv", market_figure(sp500_index(), tops, top_windows, out)]
 
     features = feature_table(x, labels, quick=quick, seed=seed, device=device)
     features.to_csv(out / "ecg_features.csv", index=False)

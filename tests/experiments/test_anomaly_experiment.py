@@ -84,3 +84,10 @@ def test_quick_run(tmp_path):
     assert all(0.9 < row["auroc_mean"] <= 1 for row in summary["auc"])
     assert summary["markets"]["FA, 20 stocks"]["2008"] > 3 * summary["markets"]["FA, 20 stocks"]["expected_per_year"]
     assert "anomaly" in EXPERIMENTS
+
+
+def test_overlapping_windows_merge_into_spans():
+    days = pd.bdate_range("2020-01-01", periods=200)
+    starts = days[[0, 5, 100, 10, 190]]  # 0-19, 5-24, 10-29 overlap; 100-119; 190 runs off the end
+    spans = anomaly.merged_spans(starts, days)
+    assert spans == [(days[0], days[29]), (days[100], days[119]), (days[190], days[199])]
