@@ -237,12 +237,12 @@ def market_scores(seed: int, device: str = "cpu") -> dict[str, pd.Series]:
     return scores
 
 
-def year_counts(days: pd.Series, years=(2008, 2020)) -> dict:
+def year_counts(days: pd.Series, span_years: float, years=(2008, 2020)) -> dict:
     """How many of ``days`` fall in each of ``years``, the busiest year, and the count a year would
-    get if the days fell at random (the share of trading days in an average year)."""
+    get if the days fell at random over data spanning ``span_years`` years."""
     counts = days.index.year.value_counts()
     return {**{str(y): int(counts.get(y, 0)) for y in years}, "busiest_year": int(counts.idxmax()),
-            "busiest_count": int(counts.max()), "expected_per_year": len(days) / 33.0}
+            "busiest_count": int(counts.max()), "expected_per_year": len(days) / span_years}
 
 
 def merged_spans(starts: pd.Index, days: pd.Index) -> list[tuple]:
@@ -311,12 +311,12 @@ def _table_line(table: pd.DataFrame, name: str) -> str:
     return f"{name} {row['auroc_mean']:.3f} ± {row['auroc_sd']:.3f}"
 
 
-def _stand_out(counts: dict) -> str:
-    """Which of 2008 and 2020 hold at least three times the least likely days of a year at random."""
-    years = [y for y in ("2008", "2020") if counts[y] >= 3 * counts["expected_per_year"]]
-    if not years:
-        return "neither 2008 nor 2020 stands out"
-    return f"{' and '.join(years)} stand{'s' if len(years) == 1 else ''} out"
+def _stand_out(markets: dict) -> str:
+    """Under how many models each of 2008 and 2020 holds at least three times the least likely
+    days (or windows) of a year at random."""
+    counts = {y: sum(m[y] >= 3 * m["expected_per_year"] for m in markets.values()) for y in ("2008", "2020")}
+    return (f"2008 stands out (at least 3 times a random year's count) under {counts['2008']} of the "
+            f"{len(markets)} models and 2020 under {counts['2020']}")
 
 
 def _caption(table: pd.DataFrame, splits: int, markets: dict, features: pd.DataFrame) -> str:
@@ -328,20 +328,48 @@ def _caption(table: pd.DataFrame, splits: int, markets: dict, features: pd.DataF
     raw, *latent = features["balanced_accuracy"]
     return (
         f"On ECG5000 ({splits} random splits, fit on 60 % of the normal beats) the best latent model by AUROC "
-        f"is {_table_line(table, best_model)} against the best scikit-learn baseline {_table_line(table, best_base)}; "
-        f"flagging beats above the {FLAG_PERCENTILE:.0f}th percentile of its training scores flags "
+        f"is {_table_line(table, best_model)} against the best scikit-learn baseline {_table_line(table, best_base)}, "
+        f"and above the {FLAG_PERCENTILE:.0f}th percentile of its training scores it flags "
         f"{best['normal_flagged_p95']:.0%} of the held-out normal and {best['abnormal_flagged_p95']:.0%} of the "
-        "abnormal beats. "
-        f"Of the {fa['days']} least likely S&P 500 days under FA of the 20 stocks, {fa['2008']} fall in 2008 and "
-        f"{fa['2020']} in 2020 (about {fa['expected_per_year']:.1f} for a year at random; the busiest year is "
-        f"{fa['busiest_year']} with {fa['busiest_count']}): {_stand_out(fa)}; under the GMM of the index "
-        f"{gmm['2008']} fall in 2008 and {gmm['2020']} in 2020 ({_stand_out(gmm)}), under the HMM's one-step "
-        f"predictions {hmm['2008']} and {hmm['2020']} ({_stand_out(hmm)}); of the {spans['days']} least likely "
-        f"{WINDOW}-day windows of the index under FA, {spans['2008']} start in 2008 and {spans['2020']} in 2020 "
-        f"({_stand_out(spans)}). "
-        f"A logistic regression on FA / VAE posterior means reaches balanced accuracy "
-        f"{latent[0]:.3f} / {latent[1]:.3f} on the five classes, against {raw:.3f} on the raw beats."
+        f"abnormal beats; as features for the five classes, FA / VAE posterior means give balanced accuracy "
+        f"{latent[0]:.3f} / {latent[1]:.3f} against {raw:.3f} for the raw beats. "
+        f"Of the 1 % least likely S&P 500 days, 2008 / 2020 hold {fa['2008']} / {fa['2020']} under FA of the 20 "
+        f"stocks (busiest year {fa['busiest_year']}, {fa['busiest_count']}), {gmm['2008']} / {gmm['2020']} under "
+        f"a GMM and {hmm['2008']} / {hmm['2020']} under an HMM of the index, against "
+        f"{fa['expected_per_year']:.1f} for a year at random, and {spans['2008']} / {spans['2020']} of the "
+        f"{spans['days']} least likely {WINDOW}-day windows start there: {_stand_out(markets)}."
     )
+
+
+def ecg_section(out: Path, x: np.ndarray, labels: np.ndarray, splits: int, *, quick: bool, seed: int,
+                device: str = "cpu", progress: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Score ``splits`` random splits of the beats x (N, T); write the AUROC/AUPRC table and the ROC
+    figure: (table, files for the report)."""
+    results = []
+    for s in range(splits):
+        if progress:
+            print(f"  ECG5000 split {s + 1}/{splits}", flush=True)
+        results.append(score_split(x, labels, seed + s, quick=quick, device=device, iwae_samples=20 if quick else 200))
+    table = auc_table(results)
+    table.to_csv(out / "ecg_auc.csv", index=False)
+    return table, ["ecg_auc.csv", roc_figure(results[0], table, out)]
+
+
+def market_section(out: Path, seed: int, device: str = "cpu") -> tuple[dict, list[str]]:
+    """Score the S&P 500 days and windows, write the per-year table, the day list and the chart:
+    (counts per model, files for the report)."""
+    prices = sp500_index()
+    span_years = (prices.index[-1] - prices.index[0]).days / 365.25
+    tops = {name: least_likely_days(values) for name, values in market_scores(seed, device).items()}
+    top_windows = least_likely_days(window_scores(seed, device))
+    markets = {name: {"days": len(days), **year_counts(days, span_years)} for name, days in tops.items()}
+    markets[f"FA, {WINDOW}-day windows of the index"] = {"days": len(top_windows),
+                                                        **year_counts(top_windows, span_years)}
+    # the day-by-day list stays beside the report, which shows the counts per year
+    pd.concat({**tops, "FA, windows (first day)": top_windows}, names=["model", "date"]).rename("nll").to_csv(
+        out / "market_least_likely_days.csv")
+    pd.DataFrame.from_dict(markets, orient="index").rename_axis("model").to_csv(out / "market_years.csv")
+    return markets, ["market_years.csv", market_figure(prices, tops, top_windows, out)]
 
 
 def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
@@ -350,25 +378,10 @@ def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress:
     series, labels = ecg5000()
     x = series[:, ::2] if quick else series  # quick mode: every second sample (70 steps)
     splits = 2 if quick else 5
-    results = []
-    for s in range(splits):
-        if progress:
-            print(f"  ECG5000 split {s + 1}/{splits}", flush=True)
-        results.append(score_split(x, labels, seed + s, quick=quick, device=device, iwae_samples=20 if quick else 200))
-    table = auc_table(results)
-    table.to_csv(out / "ecg_auc.csv", index=False)
-    files = ["ecg_auc.csv", roc_figure(results[0], table, out)]
+    table, files = ecg_section(out, x, labels, splits, quick=quick, seed=seed, device=device, progress=progress)
 
-    nll = market_scores(seed, device)
-    tops = {name: least_likely_days(values) for name, values in nll.items()}
-    top_windows = least_likely_days(window_scores(seed, device))
-    markets = {name: {"days": len(days), **year_counts(days)} for name, days in tops.items()}
-    markets[f"FA, {WINDOW}-day windows of the index"] = {"days": len(top_windows), **year_counts(top_windows)}
-    # the day-by-day list stays beside the report, which shows the counts per year
-    pd.concat({**tops, "FA, windows (first day)": top_windows}, names=["model", "date"]).rename("nll").to_csv(
-        out / "market_least_likely_days.csv")
-    pd.DataFrame.from_dict(markets, orient="index").rename_axis("model").to_csv(out / "market_years.csv")
-    files += ["market_years.csv", market_figure(sp500_index(), tops, top_windows, out)]
+    markets, market_files = market_section(out, seed, device)
+    files += market_files
 
     features = feature_table(x, labels, quick=quick, seed=seed, device=device)
     features.to_csv(out / "ecg_features.csv", index=False)

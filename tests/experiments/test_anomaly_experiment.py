@@ -42,9 +42,10 @@ def test_least_likely_days_and_year_counts_by_hand():
     nll[dates.year == 2008] += 10_000  # every 2008 day is less likely than any other
     days = anomaly.least_likely_days(nll, fraction=0.1)
     assert len(days) == round(0.1 * len(dates)) and days.is_monotonic_decreasing
-    counts = anomaly.year_counts(days)
+    counts = anomaly.year_counts(days, span_years=3.0)
     assert counts["2008"] == len(days) and counts["2020"] == 0 and counts["busiest_year"] == 2008
-    assert "2008 stands out" in anomaly._stand_out(counts)
+    assert counts["expected_per_year"] == pytest.approx(len(days) / 3)
+    assert anomaly._stand_out({"m": counts}).endswith("under 1 of the 1 models and 2020 under 0")
 
 
 def test_baselines_flag_outlying_rows():
