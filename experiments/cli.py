@@ -244,7 +244,7 @@ def cmd_regimes(args) -> int:
 
 def cmd_anomaly(args) -> int:
     run = load_run(args.run)
-    frame, scores = score_run(run, args.data, args.iwae_samples)
+    frame, scores = score_run(run, args.data, args.iwae_samples, args.seed)
     _write_csv(frame, args.out, args.overwrite)
     how = {"exact": "exact negative log-likelihood",
            "one-step": "exact one-step-ahead negative log-likelihood -log p(x_t | x_<t) per time step"}.get(
@@ -256,7 +256,7 @@ def cmd_anomaly(args) -> int:
 
 def cmd_encode(args) -> int:
     run = load_run(args.run)
-    frame, found = encode_run(run, args.data, args.samples)
+    frame, found = encode_run(run, args.data, args.samples, args.seed)
     _write_csv(frame, args.out, args.overwrite)
     print(f"wrote the posterior means and sds of z ({found.mean.shape[1]} dims, {found.method}) "
           f"of {len(frame)} rows to {args.out}")
@@ -463,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="file or data set to score (default: the run's data)")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--iwae-samples", type=int, default=100, help="K of IWAE-K where no exact likelihood exists")
+    p.add_argument("--seed", type=int, default=0, help="random state of the importance draws")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_anomaly)
 
@@ -471,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="file or data set to encode (default: the run's data)")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--samples", type=int, default=100, help="draws of the guide where it has no closed-form moments")
+    p.add_argument("--seed", type=int, default=0, help="random state of the guide's draws")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_encode)
 

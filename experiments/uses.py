@@ -7,6 +7,7 @@ of output is written per row (or window) of the data, indexed by its date where 
 from __future__ import annotations
 
 import pandas as pd
+import pyro
 
 from dlvm.inference.anomaly import AnomalyScores, anomaly_scores, percentiles
 from dlvm.inference.features import Encoding, encode
@@ -34,7 +35,14 @@ def _rows(index, config: dict, columns: dict) -> pd.DataFrame:
     return frame
 
 
-def score_run(run: Run, source=None, num_samples: int = 100) -> tuple[pd.DataFrame, AnomalyScores]:
+def _seeded_scores(run: Run, x, mask, num_samples: int, seed: int) -> AnomalyScores:
+    """:func:`anomaly_scores` from a fixed random state: the same importance draws on every call,
+    and for a Bayesian model the same draw of its globals for the data and its training reference."""
+    pyro.set_rng_seed(seed)
+    return anomaly_scores(run.trained, run.guide, x, mask, num_samples)
+
+
+def score_run(run: Run, source=None, num_samples: int = 100, seed: int = 0) -> tuple[pd.DataFrame, AnomalyScores]:
     """Anomaly scores of ``source`` (default the run's data) under a run: per row the negative
     log-likelihood ``nll`` (nats), its standard error ``nll_se`` and its ``percentile`` among the
     training rows' scores, and the ``estimator`` (exact, exact one-step or IWAE-K); an HMM's rows
@@ -42,19 +50,19 @@ def score_run(run: Run, source=None, num_samples: int = 100) -> tuple[pd.DataFra
     if num_samples < 1:
         raise ValueError(f"--iwae-samples must be at least 1, got {num_samples}")
     x, mask, index = run_data(run.config, source, with_index=True, same_columns=True)
-    scores = anomaly_scores(run.trained, run.guide, x, mask, num_samples)
-    reference = scores if source is None else anomaly_scores(run.trained, run.guide, *run_data(run.config),
-                                                             num_samples)
+    scores = _seeded_scores(run, x, mask, num_samples, seed)
+    reference = scores if source is None else _seeded_scores(run, *run_data(run.config), num_samples, seed)
     frame = _rows(index, run.config, {"nll": scores.nll, "nll_se": scores.se,
                                    "percentile": percentiles(scores.nll, reference.nll),
                                    "estimator": scores.label})
     return frame, scores
 
 
-def encode_run(run: Run, source=None, num_samples: int = 100) -> tuple[pd.DataFrame, Encoding]:
+def encode_run(run: Run, source=None, num_samples: int = 100, seed: int = 0) -> tuple[pd.DataFrame, Encoding]:
     """Posterior means and sds of z for ``source`` (default the run's data): columns
     ``mean_z0..`` and ``sd_z0..``, one row per row of the data. Returns (table, encoding)."""
     x, mask, index = run_data(run.config, source, with_index=True, same_columns=True)
+    pyro.set_rng_seed(seed)
     found = encode(run.trained, run.guide, x, mask, num_samples)
     width = found.mean.shape[1]
     columns = {f"mean_z{k}": found.mean[:, k] for k in range(width)}
