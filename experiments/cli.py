@@ -246,11 +246,8 @@ def cmd_anomaly(args) -> int:
     run = load_run(args.run)
     frame, scores = score_run(run, args.data, args.iwae_samples, args.seed)
     _write_csv(frame, args.out, args.overwrite)
-    how = {"exact": "exact negative log-likelihood",
-           "one-step": "exact one-step-ahead negative log-likelihood -log p(x_t | x_<t) per time step"}.get(
-        scores.method,
-        f"negative IWAE-{scores.num_samples} bound (K = {scores.num_samples} importance samples) with its standard error")
-    print(f"wrote {len(frame)} anomaly scores ({how}, nats per row; percentiles against the training data) to {args.out}")
+    print(f"wrote {len(frame)} anomaly scores ({scores.description}, nats per row; percentiles against the "
+          f"training data) to {args.out}")
     return 0
 
 

@@ -61,6 +61,8 @@ def score_run(run: Run, source=None, num_samples: int = 100, seed: int = 0) -> t
 def encode_run(run: Run, source=None, num_samples: int = 100, seed: int = 0) -> tuple[pd.DataFrame, Encoding]:
     """Posterior means and sds of z for ``source`` (default the run's data): columns
     ``mean_z0..`` and ``sd_z0..``, one row per row of the data. Returns (table, encoding)."""
+    if num_samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {num_samples}")
     x, mask, index = run_data(run.config, source, with_index=True, same_columns=True)
     pyro.set_rng_seed(seed)
     found = encode(run.trained, run.guide, x, mask, num_samples)

@@ -36,6 +36,16 @@ class AnomalyScores:
         """``exact``, ``exact one-step`` or ``IWAE-K``."""
         return {"exact": "exact", "one-step": "exact one-step"}.get(self.method, f"IWAE-{self.num_samples}")
 
+    @property
+    def description(self) -> str:
+        """What the scores are, in words (K stated for IWAE)."""
+        if self.method == "exact":
+            return "exact negative log-likelihood"
+        if self.method == "one-step":
+            return "exact one-step-ahead negative log-likelihood -log p(x_t | x_<t) per time step"
+        return (f"negative IWAE-{self.num_samples} bound (K = {self.num_samples} importance samples) "
+                "with its standard error")
+
 
 def log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
     """Delta-method standard error of log((1/K) sum_k exp(log_w_k)) over dim 0: (K, B) -> (B,).

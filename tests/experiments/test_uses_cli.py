@@ -125,6 +125,7 @@ def test_bad_input_one_line_exit_2(files, capsys):
         "renamed columns": ["anomaly", str(files["fa"]), "--data", str(renamed), "--out", str(folder / "f.csv")],
         "existing output": ["anomaly", str(files["fa"]), "--out", str(files["train"])],
         "cannot encode": ["encode", str(files["hmm"]), "--out", str(folder / "d.csv")],
+        "encode no samples": ["encode", str(files["vae"]), "--samples", "0", "--out", str(folder / "g.csv")],
         "encode wrong columns": ["encode", str(files["vae"]), "--data", str(narrow), "--out", str(folder / "e.csv")],
     }
     capsys.readouterr()
