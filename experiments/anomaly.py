@@ -16,7 +16,7 @@ The 1 % least likely days are marked on the index's price chart and counted per 
 (``market_years.csv``; the days themselves in ``market_least_likely_days.csv``), and so are the
 least likely 20-day windows of the index returns (starting every 5 days) under FA of the windows.
 
-Features: FA and the VAE fitted on all 500 beats without labels; a logistic regression on their
+Features: FA, the VAE and the VRAE fitted on all 500 beats without labels; a logistic regression on their
 posterior means (:func:`dlvm.inference.features.encode`) against one on the raw beats, for the
 five classes, scored by balanced accuracy of 5-fold cross-validated predictions.
 """
@@ -86,6 +86,7 @@ DETECTORS = {
     "TimeVAE": Detector("timevae", {"latent_dim": LATENT_DIM, "hidden": [16, 32]}, "amortized", True,
                         {"epochs": 60, "batch_size": 50, "lr": 1e-3}, {"epochs": 300, "batch_size": 50, "lr": 1e-3}),
 }
+FEATURE_MODELS = ("FA", "VAE", "VRAE")  # whose posterior means feed the classifier
 BASELINES = ("IsolationForest", "PCA reconstruction", "5-NN distance", "one-class SVM")
 
 
@@ -292,14 +293,15 @@ def balanced_accuracy(features: np.ndarray, labels: np.ndarray, seed: int) -> fl
 
 
 def feature_table(x: np.ndarray, labels: np.ndarray, *, quick: bool, seed: int, device: str = "cpu") -> pd.DataFrame:
-    """Balanced accuracy on the raw beats and on FA and VAE posterior means (models fitted on all
-    beats without labels), with the encoding method."""
+    """Balanced accuracy on the raw beats and on the posterior means of each of FEATURE_MODELS
+    (fitted on all beats without labels), with the encoding method."""
     rows = [{"features": f"raw beats ({x.shape[1]} steps)", "balanced_accuracy": balanced_accuracy(x, labels, seed),
              "encoding": "none"}]
-    for name in ("FA", "VAE"):
+    for name in FEATURE_MODELS:
         torch.manual_seed(seed)
-        model, guide = fit_detector(DETECTORS[name], x, quick=quick, seed=seed, device=device)
-        found = encode(model, guide, x)
+        spec = DETECTORS[name]
+        model, guide = fit_detector(spec, x, quick=quick, seed=seed, device=device)
+        found = encode(model, guide, x[..., None] if spec.sequence else x)
         rows.append({"features": f"{name} posterior means ({found.mean.shape[1]} dims)",
                      "balanced_accuracy": balanced_accuracy(found.mean, labels, seed), "encoding": found.method})
     return pd.DataFrame(rows)
@@ -331,8 +333,8 @@ def _caption(table: pd.DataFrame, splits: int, markets: dict, features: pd.DataF
         f"is {_table_line(table, best_model)} against the best scikit-learn baseline {_table_line(table, best_base)}, "
         f"and above the {FLAG_PERCENTILE:.0f}th percentile of its training scores it flags "
         f"{best['normal_flagged_p95']:.0%} of the held-out normal and {best['abnormal_flagged_p95']:.0%} of the "
-        f"abnormal beats; as features for the five classes, FA / VAE posterior means give balanced accuracy "
-        f"{latent[0]:.3f} / {latent[1]:.3f} against {raw:.3f} for the raw beats. "
+        f"abnormal beats; as features for the five classes, {' / '.join(FEATURE_MODELS)} posterior means give "
+        f"balanced accuracy {' / '.join(f'{v:.3f}' for v in latent)} against {raw:.3f} for the raw beats. "
         f"Of the 1 % least likely S&P 500 days, 2008 / 2020 hold {fa['2008']} / {fa['2020']} under FA of the 20 "
         f"stocks (busiest year {fa['busiest_year']}, {fa['busiest_count']}), {gmm['2008']} / {gmm['2020']} under "
         f"a GMM and {hmm['2008']} / {hmm['2020']} under an HMM of the index, against "
