@@ -27,3 +27,4 @@ EXPERIMENTS["fa-vs-pca"] = ("fa_vs_pca", "FA vs PPCA: cross-validated choice of 
 EXPERIMENTS["fa-covariance"] = ("fa_covariance", "factor models of 20 stocks' daily returns vs sample and Ledoit-Wolf covariance (§6.1)")
 EXPERIMENTS["timevae-stocks"] = ("timevae_stocks", "TimeVAE, VAE, VRAE on TimeGAN stocks, TimeVAE stockv sets, sines: TimeGAN scores (§6.6.1.2)")
 EXPERIMENTS["diagnostics"] = ("bayesian_fa", "Bayesian FA of six stocks by NUTS and SVI with ArviZ; PSIS k-hat of an amortized guide")
+EXPERIMENTS["anomaly"] = ("anomaly", "anomaly scores on ECG5000 (AUROC/AUPRC vs scikit-learn) and S&P 500 days; latent features for classification (§6.7)")

@@ -35,6 +35,7 @@ from .runs import (
     DTYPES, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
     staging_dir, write_json, write_text_atomic,
 )
+from .uses import encode_run, score_run
 
 #: guides that sample nothing, so the loss is deterministic and L-BFGS applies
 DETERMINISTIC_GUIDES = ("exact", "enum")
@@ -380,6 +381,24 @@ def cmd_regimes(args) -> int:
     return 0
 
 
+def cmd_anomaly(args) -> int:
+    run = load_run(args.run)
+    frame, scores = score_run(run, args.data, args.iwae_samples, args.seed)
+    _write_csv(frame, args.out, args.overwrite)
+    print(f"wrote {len(frame)} anomaly scores ({scores.description}, nats per row; percentiles against the "
+          f"training data) to {args.out}")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    run = load_run(args.run)
+    frame, found = encode_run(run, args.data, args.samples, args.seed)
+    _write_csv(frame, args.out, args.overwrite)
+    print(f"wrote the posterior means and sds of z ({found.mean.shape[1]} dims, {found.method}) "
+          f"of {len(frame)} rows to {args.out}")
+    return 0
+
+
 def _keyword_arrays(path: str) -> dict:
     """The arrays of an .npz file as keyword arguments of a user's model (floats in torch's default dtype)."""
     if not str(path).endswith(".npz"):
@@ -600,6 +619,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="file or data set (default: the run's data)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_regimes)
+
+    p = sub.add_parser("anomaly", help="anomaly scores per row: negative log-likelihood (exact or IWAE-K), "
+                                       "its standard error, percentile against the training data")
+    p.add_argument("run")
+    p.add_argument("--data", help="file or data set to score (default: the run's data)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--iwae-samples", type=int, default=100, help="K of IWAE-K where no exact likelihood exists")
+    p.add_argument("--seed", type=int, default=0, help="random state of the importance draws")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser("encode", help="posterior means and sds of the latent z per row")
+    p.add_argument("run")
+    p.add_argument("--data", help="file or data set to encode (default: the run's data)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--samples", type=int, default=100, help="draws of the guide where it has no closed-form moments")
+    p.add_argument("--seed", type=int, default=0, help="random state of the guide's draws")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("compare", help="compare ELBOs and gradient estimators on a model")
     p.add_argument("model", help="a registered model, or your own Pyro model as FILE.py:NAME")

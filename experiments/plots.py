@@ -79,11 +79,16 @@ def scatter_by_label(ax, points, labels, title: str = "", names: dict | None = N
     ax.set_title(title)
 
 
-def image_mosaic(images) -> np.ndarray:
-    """Tile images (R, C, H, W) into one (R H, C W) array, row 0 on top."""
-    images = np.asarray(images)
+def image_mosaic(images, pad: int = 0) -> np.ndarray:
+    """Tile images (R, C, H, W) into one (R H, C W) array, row 0 on top; with ``pad`` > 0 the cells
+    are separated (and framed) by ``pad`` pixels of NaN, which imshow leaves transparent:
+    (R (H + pad) + pad, C (W + pad) + pad)."""
+    images = np.asarray(images, dtype=float)
+    if pad:
+        images = np.pad(images, ((0, 0), (0, 0), (pad, 0), (pad, 0)), constant_values=np.nan)
     rows, cols, height, width = images.shape
-    return images.transpose(0, 2, 1, 3).reshape(rows * height, cols * width)
+    mosaic = images.transpose(0, 2, 1, 3).reshape(rows * height, cols * width)
+    return np.pad(mosaic, ((0, pad), (0, pad)), constant_values=np.nan) if pad else mosaic
 
 
 def training_curves(ax, histories: dict, column: str = "elbo", title: str = "") -> None:
@@ -182,3 +187,22 @@ def real_vs_synthetic(real, synthetic, title: str = "", seed: int = 0, size: int
     tsne = TSNE(2, perplexity=min(40, len(both) - 1), init="pca", random_state=seed).fit_transform(both)
     scatter_by_label(axes[1], tsne, labels, f"t-SNE {title}", names, size=4)
     return fig
+
+
+def ink_fraction(path: Path, margin: float = 0.15) -> float:
+    """Share of the pixels in the middle of a PNG (``margin`` of each side cut away, where titles,
+    ticks and labels sit) that carry data: darker than light grey, or coloured. Grid lines and the
+    background do not count, so a blank figure or an empty axes gives 0."""
+    rgb = plt.imread(path)[..., :3]
+    height, width = rgb.shape[:2]
+    middle = rgb[int(margin * height): int((1 - margin) * height), int(margin * width): int((1 - margin) * width)]
+    grey, saturation = middle.mean(-1), middle.max(-1) - middle.min(-1)
+    return float(np.mean((grey < 0.75) | (saturation > 0.25)))
+
+
+def check_figure(path: Path, min_ink: float = 0.01) -> None:
+    """ValueError when the figure at ``path`` is blank or degenerate: less than ``min_ink`` of its
+    middle carries data (:func:`ink_fraction`)."""
+    ink = ink_fraction(path)
+    if ink < min_ink:
+        raise ValueError(f"{path} shows (almost) nothing: {ink:.1%} of its middle carries data")

@@ -13,6 +13,8 @@ from . import EXPERIMENTS, get_experiment
 from .runs import staged_run, write_json, write_text_atomic
 
 MAX_TABLE_ROWS = 30
+#: tables with more rows than this are shown collapsed (opened by a click)
+OPEN_TABLE_ROWS = 12
 
 
 def _figure_html(path: Path, rel: str) -> str:
@@ -22,10 +24,14 @@ def _figure_html(path: Path, rel: str) -> str:
 
 
 def _table_html(path: Path, rel: str) -> str:
+    """A CSV as an HTML table; one longer than :data:`OPEN_TABLE_ROWS` rows (a history, say) is
+    collapsed behind its title, and only its first :data:`MAX_TABLE_ROWS` rows are shown."""
     frame = pd.read_csv(path)
     note = f" (first {MAX_TABLE_ROWS} of {len(frame)} rows)" if len(frame) > MAX_TABLE_ROWS else ""
     table = frame.head(MAX_TABLE_ROWS).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
-    return f"<h3>{html.escape(rel)}{note}</h3>{table}"
+    if len(frame) > OPEN_TABLE_ROWS:
+        return f"<details><summary>{html.escape(rel)}: {len(frame)} rows{note}</summary>{table}</details>"
+    return f"<h3>{html.escape(rel)}</h3>{table}"
 
 
 def _section(name: str, folder: Path, summary: dict) -> str:

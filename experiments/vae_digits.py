@@ -20,14 +20,37 @@ from dlvm.experiments.plots import image_mosaic, save_figure, scatter_by_label, 
 from dlvm.guides import pair
 from dlvm.inference import evaluate, fit
 from dlvm.models import VAE
+from dlvm.models.decoders import grid_coordinates
 
 IWAE_SAMPLES = 500
+GRID_SIZE = 12  # cells per side of the manifold figure
 
 
 def build(latent_dim: int, hidden: tuple, reparameterized: bool = True):
     """The VAE (Bernoulli decoder) and its MLP-encoder guide for 8x8 = 64-pixel rows."""
     return pair(VAE((64,), latent_dim, hidden, "bernoulli"), "amortized", (64,),
                 hidden=hidden, reparameterized=reparameterized)
+
+
+def manifold_figure(model, out: Path, size: int = GRID_SIZE) -> str:
+    """Figure 6.7: decoded means on a size x size grid of the latent plane, cells apart on a grey
+    ground, axes labelled with the cells' latent coordinates (z_2 grows upwards)."""
+    import matplotlib.pyplot as plt
+
+    grid = model.grid(size).cpu().numpy().reshape(size, size, 8, 8)
+    coords = grid_coordinates(size).numpy()
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.set_facecolor("#9a9a9a")
+    ax.imshow(image_mosaic(grid, pad=2), cmap="gray_r", vmin=0, vmax=1, extent=(0, size, 0, size))
+    every = max(1, size // 6)
+    ticks = np.arange(size)[::every]
+    ax.set_xticks(ticks + 0.5, [f"{coords[i]:.2f}" for i in ticks])
+    ax.set_yticks(ticks + 0.5, [f"{coords[i]:.2f}" for i in ticks])
+    ax.set_xlabel("z_1 (cell centre)")
+    ax.set_ylabel("z_2 (cell centre)")
+    ax.grid(False)
+    ax.set_title(f"decoded means E[x | z] on a {size} x {size} grid of normal quantiles")
+    return save_figure(fig, out, "manifold")
 
 
 def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
@@ -71,12 +94,7 @@ def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress:
     history.to_csv(out / "history.csv", index=False)
     files = ["test_bounds.csv", "history.csv"]
 
-    grid = model.grid(15).cpu().numpy().reshape(15, 15, 8, 8)
-    fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(image_mosaic(grid), cmap="gray_r", extent=(0, 15, 0, 15))
-    ax.set_title("decoded means over the 2-D latent plane (normal quantiles)")
-    ax.set_xticks([]), ax.set_yticks([])
-    files.append(save_figure(fig, out, "manifold"))
+    files.append(manifold_figure(model, out))
 
     test_x = torch.as_tensor(x_test, dtype=model.dtype, device=model.device)
     means = guide.encode(test_x).cpu().numpy()

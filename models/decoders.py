@@ -139,6 +139,13 @@ def check_conv_window(window: int, layers: int, stride: int = 2) -> None:
         )
 
 
+def grid_coordinates(size: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The latent values of a manifold grid's cells along one axis, ascending (size,): standard
+    normal quantiles of the evenly spaced probabilities (i + 1/2) / size."""
+    probs = torch.linspace(0.5 / size, 1 - 0.5 / size, size, dtype=dtype, device=device)
+    return math.sqrt(2) * torch.erfinv(2 * probs - 1)
+
+
 class DecoderModel(LatentVariableModel):
     """z_i ~ N(0, I_K), x_i | z_i ~ p_theta(x | z_i) (eq. 6.1) with a neural decoder.
 
@@ -233,8 +240,7 @@ class DecoderModel(LatentVariableModel):
         """
         if self.latent_dim != 2:
             raise ValueError(f"the manifold grid needs a 2-D latent, this model has {self.latent_dim}")
-        probs = torch.linspace(0.5 / size, 1 - 0.5 / size, size, dtype=self.dtype, device=self.device)
-        q = math.sqrt(2) * torch.erfinv(2 * probs - 1)
+        q = grid_coordinates(size, dtype=self.dtype, device=self.device)
         z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
         z = torch.stack([z1.reshape(-1), z2.reshape(-1)], -1)
         return self.decode(z, steps).reshape((size, size) + tuple(self.event_shape))

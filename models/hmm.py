@@ -100,6 +100,18 @@ def forward_log_likelihood(log_initial, log_transition, emission) -> torch.Tenso
     return (first.unsqueeze(-1) + total).logsumexp((-2, -1))
 
 
+def predictive_log_likelihoods(log_initial, log_transition, emission) -> torch.Tensor:
+    """log p(x_t | x_{1:t-1}) for every step by the normalised forward filter (the first step:
+    log p(x_1)); shapes as :func:`forward_log_likelihood`, returns (N, T), summing to log p(x_{1:T})."""
+    log_alpha = log_initial + emission[:, 0]  # (N, K)
+    steps = [log_alpha.logsumexp(-1)]
+    for t in range(1, emission.shape[1]):
+        filtered = log_alpha - steps[-1].unsqueeze(-1)  # log p(z_{t-1} | x_{1:t-1})
+        log_alpha = log_matmul(filtered.unsqueeze(-2), log_transition).squeeze(-2) + emission[:, t]
+        steps.append(log_alpha.logsumexp(-1))
+    return torch.stack(steps, -1)
+
+
 def viterbi_path(log_initial, log_transition, emission) -> torch.Tensor:
     """Most probable state sequence argmax_z p(z_{1:T} | x_{1:T}): emission (N, T, K) -> (N, T)."""
     e = emission.detach().cpu().double().numpy()
@@ -194,6 +206,11 @@ class GaussianHMM(LatentVariableModel):
     def log_marginal(self, x, mask=None) -> torch.Tensor:
         """Exact log p(x_{1:T}) per sequence, shape (N,)."""
         return forward_log_likelihood(*self._pieces(x, mask))
+
+    @local_method
+    def step_log_likelihood(self, x, mask=None) -> torch.Tensor:
+        """One-step-ahead log p(x_t | x_{1:t-1}) of every step (N, T); summed over t: :meth:`log_marginal`."""
+        return predictive_log_likelihoods(*self._pieces(x, mask))
 
     def observations_per_row(self, x, mask=None) -> torch.Tensor:
         """Observed time steps per sequence (N,): ``log_likelihood`` metrics are per time step."""

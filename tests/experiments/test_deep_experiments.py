@@ -4,6 +4,7 @@ import json
 import pytest
 
 from dlvm.experiments import EXPERIMENTS, get_experiment
+from dlvm.experiments.plots import check_figure
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +18,8 @@ def check_files(out, summary):
     assert summary["caption"].count(". ") >= 1
     for name in summary["files"]:
         assert (out / name).is_file(), name
+        if name.endswith(".png"):
+            check_figure(out / name)  # neither blank nor degenerate
 
 
 def test_vae_digits_quick(tmp_path):

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from dlvm.experiments.report import run_experiments
+from dlvm.experiments.report import OPEN_TABLE_ROWS, _section, run_experiments
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 CHECK = """<script>
@@ -48,3 +48,12 @@ def test_every_figure_loads_in_headless_chromium(report, tmp_path):
     shot = subprocess.run([BROWSER, *flags, f"--screenshot={tmp_path / 'report.png'}", "--window-size=1200,2000",
                            page.as_uri()], capture_output=True, timeout=120)
     assert (tmp_path / "report.png").stat().st_size > 10_000, shot.stderr[-500:]
+
+
+def test_long_tables_are_collapsed_short_ones_open(tmp_path):
+    (tmp_path / "short.csv").write_text("a,b\n" + "1,2\n" * 3)
+    (tmp_path / "long.csv").write_text("epoch,elbo\n" + "".join(f"{i},{-i}\n" for i in range(40)))
+    page = _section("x", tmp_path, {"caption": "c.", "files": ["short.csv", "long.csv"]})
+    assert "<h3>short.csv</h3>" in page and "<h3>long.csv" not in page
+    assert "<details><summary>long.csv: 40 rows (first 30 of 40 rows)</summary>" in page
+    assert OPEN_TABLE_ROWS < 40
