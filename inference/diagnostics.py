@@ -5,8 +5,8 @@
 (the only module that imports arviz); :mod:`dlvm.inference.arviz_groups` reads the sites. Groups:
 
 * ``posterior``: every latent and ``pyro.deterministic`` site, dims named after its plates;
-  latents in the ``"data"`` plate (per-row locals) only for the rows ``local_rows`` (dim ``z_row``). Guide draws are independent,
-  stored as 1 chain x S draws;
+  latents in the ``"data"`` plate (per-row locals) only for the rows ``local_rows`` (dim
+  ``z_row``). Guide draws are independent, stored as 1 chain x S draws;
 * ``log_likelihood``: the log-density of each observed site per batch element and draw, so that
   ``loo`` works; for a dlvm model given ``data`` with an exact ``log_marginal``, log p(x_i | globals)
   with the local latent integrated out;
