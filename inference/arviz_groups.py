@@ -187,10 +187,10 @@ def _event_dim(site) -> int:
     return max(0, value.ndim - len(fn.batch_shape))
 
 
-def site_dims(name: str, site, ndim: int, event: bool = True) -> list[str]:
-    """Dim names of a site's value (``event``) or of its log-density (batch dims only), ``ndim`` dims:
-    plate dims after their plates, the others ``NAME_dim_k``."""
-    event_dim = _event_dim(site) if event else 0
+def site_dims(name: str, site, ndim: int) -> list[str]:
+    """Dim names of a site's value of ``ndim`` dims: plate dims after their plates, the others
+    ``NAME_dim_k`` (the log-density, batch dims only, takes the leading ones)."""
+    event_dim = _event_dim(site)
     batch = ndim - event_dim
     plates = {f.dim: f.name for f in site["cond_indep_stack"] if f.vectorized}
     names, k = [], 0

@@ -5,8 +5,8 @@
 (the only module that imports arviz); :mod:`dlvm.inference.arviz_groups` reads the sites. Groups:
 
 * ``posterior``: every latent and ``pyro.deterministic`` site, dims named after its plates;
-  latents in the ``"data"`` plate (per-row locals) only for the rows ``local_rows`` (dim ``z_row``). Guide draws are independent,
-  stored as 1 chain x S draws;
+  latents in the ``"data"`` plate (per-row locals) only for the rows ``local_rows`` (dim
+  ``z_row``). Guide draws are independent, stored as 1 chain x S draws;
 * ``log_likelihood``: the log-density of each observed site per batch element and draw, so that
   ``loo`` works; for a dlvm model given ``data`` with an exact ``log_marginal``, log p(x_i | globals)
   with the local latent integrated out;
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,11 +132,12 @@ def posterior_groups(model, data=None, mask=None, *, guide=None, mcmc=None, args
     if data is not None:
         x, mask = model_observations(model, data, mask)
         args = (x, mask)
-    if guide is not None:
-        draws = sample_guide(guide, num_draws, args, kwargs, dtype=None if x is None else x.dtype)
-    else:
-        draws = mcmc_draws(mcmc)
-    trace = conditioned_trace(model, {n: v[0] for n, v in draws.values.items()}, args, kwargs)
+    with _named_call_errors(args, kwargs):
+        if guide is not None:
+            draws = sample_guide(guide, num_draws, args, kwargs, dtype=None if x is None else x.dtype)
+        else:
+            draws = mcmc_draws(mcmc)
+        trace = conditioned_trace(model, {n: v[0] for n, v in draws.values.items()}, args, kwargs)
     observed = observed_sites(trace, draws.values)
     values = _observations(observed, x, mask)
     if x is not None and hasattr(model, "log_marginal"):
@@ -148,6 +150,19 @@ def posterior_groups(model, data=None, mask=None, *, guide=None, mcmc=None, args
     posterior = Draws({**draws.values, **{n: predicted.pop(n) for n in derived}}, draws.chains, draws.per_chain,
                       draws.diverging)
     return _groups(trace, posterior, log_lik, predicted, values, local_rows)
+
+
+@contextmanager
+def _named_call_errors(args, kwargs):
+    """A model or guide called with the wrong arguments: one line naming the fix."""
+    try:
+        yield
+    except TypeError as error:
+        if "argument" not in str(error):
+            raise
+        raise ValueError(f"calling the model or guide with {len(args)} args and kwargs {sorted(kwargs or {})} "
+                         f"failed ({error}): pass their arguments as SVI.step gets them, args=(...), "
+                         "kwargs={...}") from error
 
 
 def _observations(observed: dict, x, mask) -> dict[str, torch.Tensor]:

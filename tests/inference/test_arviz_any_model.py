@@ -293,6 +293,7 @@ def mu_guide(*args, **kwargs):
     (lambda: to_arviz(eight_schools, args=(SIGMA, Y)), "exactly one of guide"),
     (lambda: to_arviz(eight_schools, Y, guide=nothing), "args="),
     (lambda: to_arviz(eight_schools, guide=nothing, args=(SIGMA, Y)), "no posterior draws"),
+    (lambda: to_arviz(eight_schools, guide=AutoNormal(eight_schools)), "args=\\(...\\)"),
     (lambda: to_arviz(eight_schools, mcmc=MCMC(NUTS(eight_schools), num_samples=5), args=(SIGMA, Y)), "mcmc.run"),
     (lambda: to_arviz(eight_schools, mcmc={"mu": torch.zeros(1, 5)}, args=(SIGMA, Y)), "pyro.infer.MCMC"),
     (lambda: to_arviz(unobserved, guide=mu_guide, args=(1.0,)), "observes no site"),
