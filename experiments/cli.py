@@ -570,7 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", "--epochs", dest="max_epochs", type=int,
                    help=f"cap on epochs / EM iterations (default {DEFAULT_MAX_ITER} for em, 100 otherwise)")
     p.add_argument("--tol", type=float,
-                   help=f"convergence tolerance (em: change of the log-likelihood per observation, default {DEFAULT_TOL:g})")
+                   help=f"convergence tolerance: em, the change of the log-likelihood per observation (default "
+                        f"{DEFAULT_TOL:g}); other optimizers, the relative change of the loss averaged over 10 "
+                        f"epochs against the 10 before (default {GRADIENT_TOL:g})")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the learning rate by this after every epoch")

@@ -142,7 +142,7 @@ CASES = {
     "NaN learning rate": (lambda f: fit_args(good(f), "--lr", "nan"), "--lr must be a finite number above 0, got nan"),
     "zero restarts": (lambda f: fit_args(good(f), "--restarts", "0", model="gmm"), "--restarts must be a positive integer"),
     "zero IWAE samples": (lambda f: fit_args(good(f), "--iwae-samples", "0"), "--iwae-samples must be a positive integer"),
-    "zero epochs": (lambda f: fit_args(good(f), "--epochs", "0"), "--epochs must be a positive integer"),
+    "zero epochs": (lambda f: fit_args(good(f), "--epochs", "0"), "--max-epochs must be a positive integer"),
     "learning-rate decay above 1": (lambda f: fit_args(good(f), "--lr-decay", "2"), "--lr-decay must be in (0, 1]"),
     "seed beyond 32 bits": (lambda f: fit_args(good(f), "--seed", "99999999999999999999"),
                             "--seed must be an integer from 0 to 4294967295"),
