@@ -205,11 +205,11 @@ def load_table(path: str | Path, missing: str = "error", min_rows: int = 2) -> T
 
 
 def _index_keys(index: pd.Index) -> pd.Index:
-    """The index as dates where it reads as dates, else as it is."""
+    """The index as numbers or dates where it reads as such, else as text."""
     if pd.api.types.is_numeric_dtype(index):
         return index
     parsed = pd.to_datetime(index, errors="coerce", format="mixed")
-    return index if parsed.isna().any() else parsed
+    return index.astype(str) if parsed.isna().any() else parsed
 
 
 def order_by_index(table: Table, source) -> Table:
@@ -217,6 +217,10 @@ def order_by_index(table: Table, source) -> Table:
     not in order; an error when a date repeats."""
     if table.index is None or len(table.index) < 2:
         return table
+    if table.index.isna().any():
+        row = int(np.flatnonzero(table.index.isna())[0]) + 1
+        raise ValueError(f"{source}: {table.index.name!r} is empty in data row {row}; a time series needs "
+                         "a date on every row")
     keys = _index_keys(table.index)
     repeated = keys[keys.duplicated()]
     if len(repeated):

@@ -159,6 +159,9 @@ CASES = {
     "dates repeated in a time series": (
         lambda f: fit_args(dated(f, ["2020-01-01", "2020-01-02", "2020-01-02", "2020-01-03"]), model="hmm"),
         "'date' repeats '2020-01-02'"),
+    "a date missing in a time series": (
+        lambda f: fit_args(write(f, "nodate.csv", "date,r\n2020-01-01,1\n,2\n2020-01-03,3\n"), model="hmm"),
+        "'date' is empty in data row 2"),
     "complex .npy": (lambda f: fit_args(write(f, "c.npy", np.ones((5, 3)) + 1j)), "holds complex numbers"),
     "complex .npz": (lambda f: fit_args(write(f, "c.npz", np.ones((5, 3)) * 1j)), "holds complex numbers"),
     "integers beyond 2^53": (

@@ -246,3 +246,27 @@ def test_compare_and_diagnose_on_generated_data(fitted_runs, text, command, valu
         if code == 0 and command == "diagnose":
             summary = json.loads(stdout)
             assert summary["khat_median"] is None or np.isfinite(summary["khat_median"])
+
+
+DATES = st.one_of(st.dates().map(str), st.sampled_from(["", "x", "2020-13-01", "1", "2020-01-01 10:00"]))
+
+
+@FUZZ
+@given(dates=st.lists(DATES, min_size=0, max_size=12), model=st.sampled_from(["hmm", "vrae", "gmm"]))
+def test_time_series_with_generated_dates(dates, model):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        values = np.random.default_rng(len(dates)).normal(size=(len(dates), 2))
+        pd.DataFrame({"date": dates, "a": values[:, 0], "b": values[:, 1]}).to_csv(folder / "d.csv", index=False)
+        out = folder / "run"
+        window = ["--window", "3"] if model == "vrae" else []
+        code, _ = run_cli(["fit", model, "--data", folder / "d.csv", "--out", out, "--epochs", 2,
+                           "--iwae-samples", 2, "--quiet", *window], folder, out)
+        if code != 0 or model == "vrae":
+            return
+        finite_json((out / "metrics.json").read_text())
+        if run_cli(["regimes", out, "--out", folder / "r.csv"], folder, folder / "r.csv")[0] == 0 and model == "hmm":
+            written = pd.read_csv(folder / "r.csv", dtype={"date": str})["date"]
+            parsed = pd.to_datetime(written, errors="coerce", format="mixed")
+            keys = written if parsed.isna().any() else parsed  # dates in date order, else text in text order
+            assert keys.is_unique and keys.is_monotonic_increasing, list(written)
