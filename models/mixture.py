@@ -298,7 +298,11 @@ class GaussianComponents(PyroModule):
         """log N(x_o; mu_k, Sigma_k,oo) for every component: x (..., D) -> (..., K).
 
         Missing coordinates are marginalised out (only the observed block of Sigma_k is used).
+        Complete data without gradients (evaluation) go through :meth:`complete_log_prob`, in
+        chunks of rows (memory O(chunk K D) instead of O(B K D)).
         """
+        if mask is None and params is None and not self.bayesian and not torch.is_grad_enabled():
+            return self.complete_log_prob(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.num_components)
         means, spread = self.current() if params is None else params
         xk = x.unsqueeze(-2)
         mk = None if mask is None else mask.unsqueeze(-2)
