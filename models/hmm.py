@@ -66,8 +66,9 @@ def scaled_chain_product(mats: torch.Tensor) -> torch.Tensor:
     product is divided by its largest entry s, whose log joins the running scale sum_t c_t +
     sum log s. The scales are constants for autograd: the value is exact whatever they are, so
     gradients (the forward-backward marginals) are exact too. Entries that underflow to 0 are
-    read as log 1e-300 at the end (no -inf, no NaN gradient).
+    read as the log of the dtype's smallest normal number at the end (no -inf, no NaN gradient).
     """
+    tiny = torch.finfo(mats.dtype).tiny
     shift = mats.detach().amax((-2, -1), keepdim=True)
     probs = (mats - shift).exp()
     log_scale = shift.sum(-3)  # (..., 1, 1)
@@ -77,10 +78,10 @@ def scaled_chain_product(mats: torch.Tensor) -> torch.Tensor:
         paired = probs[..., 0:even:2, :, :] @ probs[..., 1:even:2, :, :]
         if t % 2:
             paired = torch.cat([paired, probs[..., -1:, :, :]], dim=-3)
-        top = paired.detach().amax((-2, -1), keepdim=True).clamp(min=1e-300)
+        top = paired.detach().amax((-2, -1), keepdim=True).clamp(min=tiny)
         log_scale = log_scale + top.log().sum(-3)
         probs = paired / top
-    return probs[..., 0, :, :].clamp(min=1e-300).log() + log_scale
+    return probs[..., 0, :, :].clamp(min=tiny).log() + log_scale
 
 
 def forward_log_likelihood(log_initial, log_transition, emission) -> torch.Tensor:

@@ -45,6 +45,8 @@ LLOYD_ITERATIONS = 100  # at most, on the subsample (they stop when the centres 
 SELECTION_ROWS = 20_000  # rows on which the starts of best_of_restarts are compared
 #: rows an EM step handles at once (bounds the memory of its (rows, K, D) intermediates)
 ROW_CHUNK = 32768
+#: rows per block of the component densities (a (rows, K D) block stays in cache)
+DENSITY_CHUNK = 4096
 
 
 def check_components(k: int, rows: int | None = None, what: str = "components") -> None:
@@ -298,7 +300,11 @@ class GaussianComponents(LocalParams, PyroModule):
         """log N(x_o; mu_k, Sigma_k,oo) for every component: x (..., D) -> (..., K).
 
         Missing coordinates are marginalised out (only the observed block of Sigma_k is used).
+        Complete data without gradients (evaluation) go through :meth:`complete_log_prob`, in
+        chunks of rows (memory O(chunk K D) instead of O(B K D)).
         """
+        if mask is None and params is None and not self.bayesian and not torch.is_grad_enabled():
+            return self.complete_log_prob(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.num_components)
         means, spread = self.current() if params is None else params
         xk = x.unsqueeze(-2)
         mk = None if mask is None else mask.unsqueeze(-2)
@@ -322,18 +328,20 @@ class GaussianComponents(LocalParams, PyroModule):
         with torch.no_grad():
             means, spread = self.current()
             k, d = means.shape
-            chunk = chunk or ROW_CHUNK
+            chunk = chunk or DENSITY_CHUNK
             out = x.new_empty(x.shape[0], k)
             if self.full:
                 chol = torch.linalg.cholesky(self.covariances())
                 eye = torch.eye(d, dtype=x.dtype, device=x.device)
                 upper = torch.linalg.solve_triangular(chol, eye, upper=False).mT  # (K, D, D)
-                stacked = upper.permute(1, 0, 2).reshape(d, k * d)
                 shift = (means.unsqueeze(-2) @ upper).squeeze(-2)  # (K, D)
+                # [x, 1] @ [[U_1 .. U_K], [-mu_1 U_1 .. -mu_K U_K]]: the whitened deviations at once
+                stacked = torch.cat([upper.permute(1, 0, 2).reshape(d, k * d), -shift.reshape(1, k * d)])
                 constant = -0.5 * d * math.log(2 * math.pi) - torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
                 for start in range(0, x.shape[0], chunk):
-                    y = (x[start:start + chunk] @ stacked).view(-1, k, d) - shift
-                    out[start:start + chunk] = constant - 0.5 * y.pow(2).sum(-1)
+                    rows = x[start:start + chunk]
+                    y = torch.addmm(stacked[d], rows, stacked[:d])
+                    out[start:start + chunk] = constant - 0.5 * y.square_().view(-1, k, d).sum(-1)
                 return out
             precision = 1.0 / spread
             constant = -0.5 * (d * math.log(2 * math.pi) + spread.log().sum(-1) + (means.pow(2) * precision).sum(-1))
