@@ -41,10 +41,10 @@ from .uses import encode_run, score_run
 DETERMINISTIC_GUIDES = ("exact", "enum")
 #: the cap on epochs when --max-epochs is not given, per optimizer (EM iterations are cheap)
 DEFAULT_MAX_EPOCHS = {"em": DEFAULT_MAX_ITER}
-#: --tol when not given: EM's on the log-likelihood, else the relative change of the loss averaged
-#: over 10 epochs against the 10 before (L-BFGS also stops on its own tolerances)
+#: --tol when not given: EM's on the log-likelihood; gradient optimizers run to --max-epochs unless
+#: --tol is given (the relative change of the loss averaged over 10 epochs against the 10 before:
+#: on noisy minibatch losses a default would stop fits early), and L-BFGS stops on its own tolerances
 DEFAULT_TOLS = {"em": DEFAULT_TOL}
-GRADIENT_TOL = 1e-4
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -202,7 +202,7 @@ def schedule_for(args, spec, mask) -> Schedule:
     if elbo not in ELBO_NAMES:
         raise ValueError(f"unknown ELBO {elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
     max_epochs = args.max_epochs if args.max_epochs is not None else DEFAULT_MAX_EPOCHS.get(optimizer, 100)
-    tol = args.tol if args.tol is not None else DEFAULT_TOLS.get(optimizer, GRADIENT_TOL)
+    tol = args.tol if args.tol is not None else DEFAULT_TOLS.get(optimizer)
     lr = args.lr if args.lr is not None else spec.default_lr.get(guide_name)
     return Schedule(optimizer, guide_name, elbo, lr, max_epochs, tol)
 
@@ -572,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float,
                    help=f"convergence tolerance: em, the change of the log-likelihood per observation (default "
                         f"{DEFAULT_TOL:g}); other optimizers, the relative change of the loss averaged over 10 "
-                        f"epochs against the 10 before (default {GRADIENT_TOL:g})")
+                        "epochs against the 10 before (default: none, run to --max-epochs)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the learning rate by this after every epoch")

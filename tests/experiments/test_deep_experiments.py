@@ -50,6 +50,11 @@ def test_timevae_stocks_quick(tmp_path):
                   "TimeGAN (published)"):
         assert ("stocks", model) in models
     assert ("stockv", "TimeVAE") in models and ("sines", "TimeVAE") in models
+    rows = {(row["dataset"], row["model"]): row for row in summary["scores"]}
+    # the published rows carry Diffusion-TS's Table 1 (ICLR 2024) as published
+    assert rows[("stocks", "TimeGAN (published)")]["discriminative"] == 0.102
+    assert rows[("stocks", "Diffusion-TS (published)")]["discriminative"] == 0.067
+    assert rows[("stocks", "real data (published)")]["predictive"] == 0.036
     for row in summary["scores"]:
         if row["discriminative"] is not None:
             assert 0 <= row["discriminative"] <= 0.5
