@@ -65,7 +65,7 @@ def _amortized_categorical(model, event_shape, options):
         net, model.components, width, options.get("baseline", "neural"), mask_input=mask_input,
         event_shape=event_shape,
     )
-    if hasattr(model, "after_initialize"):
+    if options.get("warm_start", True) and hasattr(model, "after_initialize"):
         model.after_initialize(lambda m, x, mask: guide.warm_start(m, x, mask))
     return model, with_globals(model, guide)
 
@@ -91,7 +91,7 @@ def _amortized_normal(model, event_shape, options):
         mask_input=mask_input, reparameterized=options.get("reparameterized", True),
         input_scaler=getattr(model, "input_scaler", None),
     )
-    if hasattr(model, "posterior") and hasattr(model, "after_initialize"):
+    if options.get("warm_start", True) and hasattr(model, "posterior") and hasattr(model, "after_initialize"):
         model.after_initialize(lambda m, x, mask: guide.warm_start(m, x, mask))
     return model, with_globals(model, guide)
 
@@ -125,7 +125,9 @@ def pair(model, guide: str, event_shape: tuple, **options):
     ``default_encoder`` attribute, else "mlp"), ``hidden`` (layer sizes; default the model's
     ``hidden`` attribute, else (64,)), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``,
     ``reparameterized``, ``baseline`` ("decaying", "neural" or "none": the score-function baseline
-    of discrete amortized guides under ``tracegraph``), ``cell`` ("gru" or "lstm", Markov guides).
+    of discrete amortized guides under ``tracegraph``), ``cell`` ("gru" or "lstm", Markov guides),
+    ``warm_start`` (default True: an amortized categorical or Gaussian guide starts from the
+    model's exact posterior when the model is initialised; False starts it cold).
     A Bayesian model's global latents get an AutoNormal guide in front (:func:`with_globals`).
     A model with an ``input_scaler`` module (data scaling it learns in ``initialize``) shares it
     with the amortized guide, whose encoder then reads the data on the scale the decoder models.

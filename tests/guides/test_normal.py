@@ -68,9 +68,7 @@ def test_exact_pair_of_a_model_that_already_ran_is_a_clear_error():
     from dlvm.models import GaussianMixture
 
     model = GaussianMixture(1, 2).double()
-    x = torch.randn(30, 1, dtype=torch.float64)
-    model.initialize(x)
-    model.log_marginal(x)  # runs the model's Pyro methods
+    model.log_marginal(torch.randn(30, 1, dtype=torch.float64))  # runs the model's Pyro methods
     with pytest.raises(ValueError, match="pair it with the exact guide before"):
         pair(model, "exact", (1,))
 

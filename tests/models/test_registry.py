@@ -37,7 +37,10 @@ def test_fit_evaluate_sample_save_load(name, guide, tmp_path):
     assert torch.isfinite(scores.elbo).all() and scores.elbo.shape == (len(x),)
     assert (scores.iwae >= scores.elbo - 1e-6).all()
     if scores.log_likelihood is not None:  # ELBO <= log p(x) (the mean of a bound over rows)
-        assert scores.elbo.mean() <= scores.log_likelihood.mean() + 0.01  # a Monte-Carlo estimate of a bound
+        # up to the Monte Carlo error of the estimate (a guide close to the posterior can draw
+        # above the bound; an exact guide has none)
+        error = (scores.elbo - scores.log_likelihood).std() / len(x) ** 0.5
+        assert scores.elbo.mean() <= scores.log_likelihood.mean() + 1e-6 + 4 * error
     if hasattr(model, "sample"):
         draws = model.sample(5)  # 5 rows (5 time steps for an HMM)
         assert 5 in draws.shape[:2] and draws.shape[-1] == x.shape[-1]
