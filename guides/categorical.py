@@ -51,6 +51,8 @@ def baseline_options(baseline: str, net=None, features=None, beta: float = 0.9, 
         return {"baseline": {"use_decaying_avg_baseline": True, "baseline_beta": beta}}
     if baseline == "neural":
         if value is not None:
+            while value.dim() and value.shape[0] == 1:  # TraceGraph squeezes the cost's leading 1s
+                value = value.squeeze(0)
             return {"baseline": {"baseline_value": value}}
         return {"baseline": {"nn_baseline": net, "nn_baseline_input": features}}
     return {}

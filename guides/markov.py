@@ -16,7 +16,7 @@ from torch import nn
 
 from dlvm.models.base import LocalParams, data_plate
 
-from .categorical import BaselineNet, baseline_options, check_baseline
+from .categorical import BaselineNet, baseline_options, check_baseline, plate_scale
 from .encoders import encoder_input
 
 
@@ -64,6 +64,8 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
             z = None
             for t in pyro.markov(range(x.shape[1])):
                 logits = first if z is None else Vindex(steps[:, t])[..., z, :]
-                features = inputs[:, t]
-                infer = baseline_options(self.baseline, self.baseline_net, features)
+                value = None
+                if self.baseline == "neural":  # b(x_t), scaled like the cost (N / B rows)
+                    value = plate_scale(x, size) * self.baseline_net(inputs[:, t])
+                infer = baseline_options(self.baseline, value=value)
                 z = pyro.sample(f"z_{t}", dist.Categorical(logits=logits), infer=infer)

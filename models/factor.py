@@ -23,6 +23,8 @@ from torch.distributions import constraints
 from .base import ExactMarginal, LatentVariableModel, fill_missing
 
 LOG_2PI = math.log(2 * math.pi)
+#: fixed-point steps of FA's M-step per EM iteration (see FactorAnalysis.em_step)
+FA_STEPS_PER_ITERATION = 20
 #: lower bound on every noise variance (a Heywood case stops there instead of at zero); as small
 #: as scikit-learn's, so that data in any units (1e-3 or 1e3) are fitted alike
 NOISE_FLOOR = 1e-12
@@ -297,8 +299,11 @@ class FactorAnalysis(LatentVariableModel):
         The exact posterior p(z | x) is Gaussian, and the expected complete-data log-likelihood
         depends on the data through its mean m and covariance S only. PPCA: the maximum is
         Tipping and Bishop's closed form (mu = m, Lambda, sigma^2 from the eigenpairs of S), reached
-        in one step. FA: one step of the fixed point of :func:`factor_analysis_step` (Lambda optimal
-        for the current Psi, then Psi = diag(S - Lambda Lambda^T)), scikit-learn's iteration.
+        in one step. FA: ``FA_STEPS_PER_ITERATION`` steps of the fixed point of
+        :func:`factor_analysis_step` (Lambda optimal for the current Psi, then Psi = diag(S - Lambda
+        Lambda^T)), scikit-learn's iteration: O(D^3) each, so several per pass cost nothing next to
+        the data, and a slow (Heywood) approach to the optimum still moves enough per iteration
+        for the stopping rule to see it.
         """
         if self.bayesian:
             raise ValueError("EM fits maximum-likelihood globals; this model is Bayesian: use --optimizer adam")
@@ -309,7 +314,9 @@ class FactorAnalysis(LatentVariableModel):
         if self.noise == "isotropic":
             loadings, noise = ppca_start(cov, self.latent_dim)
         else:
-            loadings, noise, _ = factor_analysis_step(cov, self.psi, self.latent_dim)
+            noise = self.psi
+            for _ in range(FA_STEPS_PER_ITERATION):
+                loadings, noise, _ = factor_analysis_step(cov, noise, self.latent_dim)
         self.loc = mean.clone()
         self.loadings = loadings
         self.noise_variance = noise.to(x.dtype)

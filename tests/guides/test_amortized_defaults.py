@@ -18,7 +18,8 @@ from sklearn.decomposition import FactorAnalysis as ReferenceFA
 from dlvm.experiments.cli import main
 from dlvm.experiments.datasets import log_returns, sp500_index
 from dlvm.guides import pair
-from dlvm.models import FactorAnalysis
+from dlvm.inference import fit
+from dlvm.models import FactorAnalysis, GaussianHMM
 
 
 def cli_log_likelihood(tmp_path, model, x, *flags):
@@ -87,3 +88,13 @@ def test_encoder_starts_at_the_exact_posterior():
     torch.testing.assert_close(mean, (x - model.loc) @ gain.T, atol=1e-4, rtol=1e-4)
     expected = torch.eye(2, dtype=x.dtype) - gain @ model.loadings
     torch.testing.assert_close(tril[0] @ tril[0].T, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_markov_guide_trains_on_one_sequence():
+    """One series (N = 1): the neural baseline has the shape TraceGraph gives the cost."""
+    x = log_returns(sp500_index(), percent=True).to_numpy()[:40, None][None].copy()
+    model = GaussianHMM(1, 2).double()
+    trained, guide = pair(model, "amortized", (40, 1), hidden=(8,))
+    guide.double()
+    result = fit(trained, guide, x, elbo="tracegraph", epochs=3, progress=False)
+    assert np.isfinite(result.history.elbo).all()
