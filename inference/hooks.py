@@ -12,7 +12,6 @@ import math
 import time
 from pathlib import Path
 
-import pyro
 import torch
 from tqdm.auto import tqdm
 
@@ -51,24 +50,17 @@ def _modules(model, guide) -> dict:
     return {k: m for k, m in (("model", model), ("guide", guide)) if isinstance(m, torch.nn.Module)}
 
 
-def _store_params(objective) -> dict:
-    """The parameters that live in Pyro's param store (not in a module): {name: unconstrained}."""
-    store = pyro.get_param_store()
-    return {name: p for name, p in objective._params.values()
-            if name in store and store._params.get(name) is p}
-
-
 def snapshot(objective, model, guide) -> dict:
     """A copy of every trained value: module state dicts and param-store parameters."""
     return {**{k: copy.deepcopy(m.state_dict()) for k, m in _modules(model, guide).items()},
-            "params": {n: p.detach().clone() for n, p in _store_params(objective).items()}}
+            "params": {n: p.detach().clone() for n, p in objective.store_parameters().items()}}
 
 
 def load_snapshot(values: dict, objective, model, guide) -> None:
     for key, module in _modules(model, guide).items():
         if key in values:
             load_state(module, values[key], key)
-    current = _store_params(objective)
+    current = objective.store_parameters()
     with torch.no_grad():
         for name, value in values.get("params", {}).items():
             if name in current:

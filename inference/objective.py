@@ -93,22 +93,24 @@ class Objective:
 
     def parameters(self) -> list[torch.Tensor]:
         """Every trainable parameter found so far (module parameters, then param sites)."""
-        if self._trainable is None or len(self._trainable[0]) != len(self._params):
-            self._trainable = (dict(self._params), [p for _, p in self._params.values() if p.requires_grad])
+        if self._trainable is None or self._trainable[0] != len(self._params):
+            self._trainable = (len(self._params), [p for _, p in self._params.values() if p.requires_grad])
         return self._trainable[1]
 
     def named_tensors(self) -> dict[str, torch.Tensor]:
         """{name: trained tensor} (unconstrained where Pyro constrains it) of every parameter found."""
         return {name: p for name, p in self._params.values()}
 
+    def store_parameters(self) -> dict[str, torch.Tensor]:
+        """{name: unconstrained tensor} of the parameters found that live in Pyro's param store."""
+        store = pyro.get_param_store()
+        return {name: p for name, p in self._params.values() if name in store and store._params.get(name) is p}
+
     def named_parameters(self) -> dict[str, torch.Tensor]:
         """{name: constrained value} of every parameter found (param-store names for ``pyro.param``)."""
+        in_store = self.store_parameters()
         store = pyro.get_param_store()
-        out = {}
-        for name, p in self._params.values():
-            value = store.get_param(name) if name in store and store._params.get(name) is p else p
-            out[name] = value.detach()
-        return out
+        return {name: (store.get_param(name) if name in in_store else p).detach() for name, p in self._params.values()}
 
     def discover(self, args, kwargs, scale: RowScale | None = None) -> None:
         """Run the loss once (no gradients) so that lazily built parameters exist."""
