@@ -20,7 +20,7 @@ from hmmlearn.hmm import GaussianHMM as ReferenceHMM
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as ReferenceGMM
 
-from dlvm.experiments.regimes import returns
+from dlvm.experiments.studies.regimes import returns
 from dlvm.guides import pair
 from dlvm.inference import fit
 from dlvm.models import GaussianHMM, GaussianMixture

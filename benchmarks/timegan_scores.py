@@ -1,5 +1,5 @@
 """R repeats of TimeGAN's discriminative score trained side by side (one block-diagonal GRU,
-dlvm.experiments.timegan_metrics.GRUScorers) against R separate trainings, one thread.
+dlvm.experiments.reporting.timegan_metrics.GRUScorers) against R separate trainings, one thread.
 
 Prints a markdown table: seconds per training step of all R repeats, and the ratio.
 """
@@ -10,8 +10,8 @@ import time
 import numpy as np
 import torch
 
-from dlvm.experiments.datasets import timegan_stocks
-from dlvm.experiments.timegan_metrics import discriminative_scores
+from dlvm.experiments.data.sets import timegan_stocks
+from dlvm.experiments.reporting.timegan_metrics import discriminative_scores
 
 STEPS = 200
 

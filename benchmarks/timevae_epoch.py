@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-from dlvm.experiments.datasets import timegan_stocks
+from dlvm.experiments.data.sets import timegan_stocks
 from dlvm.guides import pair
 from dlvm.inference import fit
 from dlvm.models import build_model

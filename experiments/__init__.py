@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-#: experiment name -> (module under dlvm.experiments, one-line description)
+#: experiment name -> (module under dlvm.experiments.studies, one-line description)
 EXPERIMENTS: dict[str, tuple[str, str]] = {}
 EXPERIMENTS["vae-digits"] = ("vae_digits", "VAE on scikit-learn digits: test ELBO/IWAE-500, latent manifold (§6.5)")
 EXPERIMENTS["vrae-ecg"] = ("vrae_ecg", "VRAE on ECG5000 heartbeats and 20-stock return windows: ELBO, k-means ARI (§6.6.1.1)")
@@ -21,7 +21,7 @@ def get_experiment(name: str):
     """The module of the experiment called ``name``."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
-    return import_module(f"dlvm.experiments.{EXPERIMENTS[name][0]}")
+    return import_module(f".studies.{EXPERIMENTS[name][0]}", __name__)
 
 EXPERIMENTS["fa-vs-pca"] = ("fa_vs_pca", "FA vs PPCA: cross-validated choice of the number of factors (Figs 6.2, 6.3)")
 EXPERIMENTS["fa-covariance"] = ("fa_covariance", "factor models of 20 stocks' daily returns vs sample and Ledoit-Wolf covariance (§6.1)")

@@ -1,59 +1,44 @@
 """Variational families q(z|x): amortized encoders and exact guides, and the guide registry.
 
-A guide is chosen by name and built for a model by :func:`pair`. Builders are registered per
-(guide name, ``model.latent_kind``), so "amortized" means a Normal encoder guide for a model
-with a continuous z and a categorical encoder guide for a mixture, without special cases.
+A guide is chosen by name (:data:`GUIDES`) and built for a model by :func:`pair`; the model
+declares which names it pairs with. "amortized" is built by the model's kind of local latent
+(:data:`AMORTIZED`): a Normal encoder guide for a continuous z, a categorical encoder guide for a
+mixture, a Markov guide for an HMM. Every local guide says which latent sites it samples
+(``covers``), and pairing refuses a guide that would leave one of the model's local latents to
+its prior.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from math import prod
 
-from torch import nn
-
-from dlvm.models.base import Marginalized
+from ..models.base import Marginalized, declares, placement
+from ..models.registry import Registry
 
 from .categorical import BASELINES, AmortizedCategoricalGuide
-from .encoders import ConvEncoder, FlattenEncoder, MLPEncoder, RNNEncoder, step_features
+from .encoders import ENCODERS, ConvEncoder, FlattenEncoder, MLPEncoder, RNNEncoder, make_encoder
 from .globals import with_globals
 from .markov import AmortizedMarkovGuide
 from .normal import AmortizedNormalGuide, ExactGuide
 
-GUIDES: dict[str, str] = {
-    "exact": "no latent in the guide: z integrated out exactly (linear-Gaussian models)",
-    "amortized": "encoder network -> q(z|x): Normal (continuous z), categorical (mixtures), "
-                 "bidirectional GRU -> q(z_t | z_t-1, x) (HMMs)",
-    "enum": "no discrete latent in the guide: summed out exactly by the traceenum ELBO",
-}
-
-#: encoder name -> builder(event_shape, hidden, extra_inputs) -> nn.Module with .output_dim
-ENCODERS: dict[str, Callable] = {
-    "linear": lambda shape, hidden, extra: FlattenEncoder(prod(shape) + extra),
-    "mlp": lambda shape, hidden, extra: MLPEncoder(prod(shape) + extra, hidden),
-    "gru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru"),
-    "lstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm"),
-    "bigru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru", True),
-    "bilstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm", True),
-    "conv": lambda shape, hidden, extra: ConvEncoder(step_features(shape, extra), hidden),
-    "conv-stride2": lambda shape, hidden, extra: ConvEncoder(
-        step_features(shape, extra), hidden, 3, nn.ReLU, stride=2, window=shape[0]),
-}
-
-
-def make_encoder(name: str, event_shape: tuple, hidden=(64,), extra_inputs: int = 0):
-    """Encoder ``name`` for inputs of ``event_shape`` (plus ``extra_inputs`` mask columns)."""
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
-    return ENCODERS[name](tuple(event_shape), tuple(hidden), extra_inputs)
-
-
 def _exact(model, event_shape, options):
-    collapsed = Marginalized(model)
-    return collapsed, with_globals(collapsed, ExactGuide())
+    return Marginalized(model), ExactGuide(), ()
+
+
+#: kinds of local latent that TraceEnum_ELBO sums out
+ENUMERABLE = ("categorical", "markov")
 
 
 def _enumerated(model, event_shape, options):
-    return model, with_globals(model)
+    if model.latent_kind not in ENUMERABLE:
+        raise ValueError(f"guide 'enum' does not apply to {type(model).__name__}: its local latent is "
+                         f"{model.latent_kind}, not {' or '.join(ENUMERABLE)}")
+    return model, None, tuple(model.latent_sites)
+
+
+def _amortized(model, event_shape, options):
+    return model, *AMORTIZED.lookup(model.latent_kind)(model, event_shape, options)
 
 
 def _amortized_categorical(model, event_shape, options):
@@ -65,9 +50,9 @@ def _amortized_categorical(model, event_shape, options):
         net, model.components, width, options.get("baseline", "neural"), mask_input=mask_input,
         event_shape=event_shape,
     )
-    if options.get("warm_start", True) and hasattr(model, "after_initialize"):
+    if options.get("warm_start", True):
         model.after_initialize(lambda m, x, mask: guide.warm_start(m, x, mask))
-    return model, with_globals(model, guide)
+    return guide, guide.covers
 
 
 def _amortized_markov(model, event_shape, options):
@@ -77,7 +62,7 @@ def _amortized_markov(model, event_shape, options):
         event_shape[-1] * (2 if mask_input else 1), model.states, hidden[0] if hidden else 32,
         options.get("baseline", "neural"), mask_input, options.get("cell", "gru"),
     )
-    return model, with_globals(model, guide)
+    return guide, guide.covers
 
 
 def _amortized_normal(model, event_shape, options):
@@ -91,31 +76,57 @@ def _amortized_normal(model, event_shape, options):
         mask_input=mask_input, reparameterized=options.get("reparameterized", True),
         input_scaler=getattr(model, "input_scaler", None),
     )
-    if options.get("warm_start", True) and hasattr(model, "posterior") and hasattr(model, "after_initialize"):
+    if options.get("warm_start", True) and declares(model, "exact_posterior"):
         model.after_initialize(lambda m, x, mask: guide.warm_start(m, x, mask))
-    return model, with_globals(model, guide)
+    return guide, guide.covers
 
 
-#: (guide name, model.latent_kind) -> builder(model, event_shape, options) -> (model, guide)
-GUIDE_BUILDERS: dict[tuple[str, str], Callable] = {
-    ("exact", "continuous"): _exact,
-    ("amortized", "continuous"): _amortized_normal,
-    ("exact", "categorical"): _exact,
-    ("enum", "categorical"): _enumerated,
-    ("amortized", "categorical"): _amortized_categorical,
-    ("exact", "markov"): _exact,
-    ("enum", "markov"): _enumerated,
-    ("amortized", "markov"): _amortized_markov,
-}
+#: model.latent_kind -> builder(model, event_shape, options) -> (local guide, the sites it covers)
+#: of the amortized guide for that kind of local latent
+AMORTIZED: Registry = Registry("kind of local latent", {
+    "continuous": _amortized_normal,
+    "categorical": _amortized_categorical,
+    "markov": _amortized_markov,
+})
 
 
-#: the estimator a guide trains with unless the user names one (enumerated guides need traceenum)
-DEFAULT_ELBO: dict[str, str] = {"enum": "traceenum"}
+@dataclass(frozen=True)
+class GuideFamily:
+    """A guide as the user names it: ``build(model, event_shape, options) -> (model_to_train,
+    local guide or None, local latent sites it covers)``; ``default_elbo``, the estimator it trains
+    with unless one is named; ``deterministic``, whether it samples nothing (the loss is then
+    exact, and L-BFGS and EM apply)."""
+
+    name: str
+    summary: str
+    build: Callable
+    default_elbo: str = "trace"
+    deterministic: bool = False
+
+
+#: the guides by name; a model declares which of them it pairs with (``guides``)
+GUIDES: Registry = Registry.of("guide", (
+    GuideFamily("exact", "no latent in the guide: z integrated out exactly (linear-Gaussian models)", _exact,
+                deterministic=True),
+    GuideFamily("amortized", "encoder network -> q(z|x): Normal (continuous z), categorical (mixtures), "
+                "bidirectional GRU -> q(z_t | z_t-1, x) (HMMs)", _amortized),
+    GuideFamily("enum", "no discrete latent in the guide: summed out exactly by the traceenum ELBO", _enumerated,
+                default_elbo="traceenum", deterministic=True),
+))
 
 
 def default_elbo(guide: str) -> str:
     """The ELBO that ``guide`` is trained with by default."""
-    return DEFAULT_ELBO.get(guide, "trace")
+    return GUIDES.lookup(guide).default_elbo
+
+
+def check_pairs(model_class, guide: str) -> None:
+    """A one-line error unless ``model_class`` declares that it pairs with ``guide`` (a model
+    class that declares no guides, one written outside dlvm, takes any that applies)."""
+    GUIDES.lookup(guide)
+    if model_class.guides and guide not in model_class.guides:
+        name = model_class.name or model_class.__name__
+        raise ValueError(f"guide {guide!r} does not pair with {name}; use one of: {', '.join(model_class.guides)}")
 
 
 def pair(model, guide: str, event_shape: tuple, **options):
@@ -132,25 +143,23 @@ def pair(model, guide: str, event_shape: tuple, **options):
     A model with an ``input_scaler`` module (data scaling it learns in ``initialize``) shares it
     with the amortized guide, whose encoder then reads the data on the scale the decoder models.
     The exact guide trains :class:`~dlvm.models.base.Marginalized` (z integrated out). The guide
-    comes in the model's dtype and on its device.
+    comes in the model's dtype and on its device. A guide that would leave one of the model's
+    local latent sites (``latent_sites``) to its prior is a one-line error.
     """
-    if guide not in GUIDES:
-        raise ValueError(f"unknown guide {guide!r}; choose one of: {', '.join(GUIDES)}")
-    builder = GUIDE_BUILDERS.get((guide, model.latent_kind))
-    if builder is None or (guide == "exact" and not hasattr(model, "marginal_model")):
-        usable = sorted(g for g, kind in GUIDE_BUILDERS if kind == model.latent_kind)
-        raise ValueError(
-            f"guide {guide!r} does not apply to {type(model).__name__}; use one of: {', '.join(usable)}"
-        )
-    trained, built = builder(model, tuple(event_shape), options)
-    reference = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
-    if reference is not None:
-        built.to(device=reference.device, dtype=reference.dtype)
-    return trained, built
+    check_pairs(type(model), guide)
+    trained, local, covered = GUIDES[guide].build(model, tuple(event_shape), options)
+    uncovered = [site for site in trained.latent_sites if site not in covered]
+    if uncovered:
+        raise ValueError(f"the {guide} guide does not cover {type(model).__name__}'s local latent {uncovered[0]!r} "
+                         f"(it covers {', '.join(covered) or 'none'}); pair a guide that covers "
+                         f"{', '.join(trained.latent_sites)}")
+    built = with_globals(trained, local)
+    device, dtype = placement(model)
+    return trained, built.to(device=device, dtype=dtype)
 
 
 __all__ = [
-    "AmortizedCategoricalGuide", "AmortizedMarkovGuide", "AmortizedNormalGuide", "BASELINES",
-    "ConvEncoder", "DEFAULT_ELBO", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES",
-    "GUIDE_BUILDERS", "MLPEncoder", "RNNEncoder", "default_elbo", "make_encoder", "pair", "with_globals",
+    "AMORTIZED", "AmortizedCategoricalGuide", "AmortizedMarkovGuide", "AmortizedNormalGuide", "BASELINES",
+    "ConvEncoder", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES", "GuideFamily", "MLPEncoder", "RNNEncoder",
+    "check_pairs", "default_elbo", "make_encoder", "pair", "with_globals",
 ]

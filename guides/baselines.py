@@ -20,7 +20,7 @@ from math import prod
 import pyro.poutine as poutine
 from pyro.nn import PyroModule
 
-from dlvm.models.base import LocalParams
+from ..models.base import LocalParams
 
 from .categorical import BaselineNet, baseline_options, check_baseline
 

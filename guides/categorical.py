@@ -31,7 +31,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
-from dlvm.models.base import LocalParams, data_plate, fill_missing
+from ..models.base import LocalParams, data_plate, fill_missing
 
 from .encoders import MLPEncoder, encoder_input
 
@@ -177,7 +177,7 @@ class AmortizedCategoricalGuide(LocalParams, PyroModule):
         ``WARM_START_ROWS`` rows. A model without exact
         posteriors (or a Bayesian one) gets the standardisation only."""
         self.standardize.fit(x, mask)
-        if getattr(model, "bayesian", False) or not hasattr(model, "posterior"):
+        if getattr(model, "bayesian", False) or not model.exact_posterior:
             return
         xs, ms = warm_start_rows(x, mask)
         with torch.no_grad():
@@ -199,3 +199,8 @@ class AmortizedCategoricalGuide(LocalParams, PyroModule):
         infer = baseline_options(self.baseline, value=value)
         with data_plate(x, size):
             return pyro.sample(self.site, dist.Categorical(logits=self.logits(x, mask)), infer=infer)
+
+    @property
+    def covers(self) -> tuple[str, ...]:
+        """The model's local latent sites this guide samples."""
+        return (self.site,)

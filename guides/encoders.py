@@ -6,11 +6,13 @@ give the parameters of q(z | x) (§6.4.2.2, amortized inference).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import prod
 
 import torch
 from torch import nn
 
-from dlvm.models.decoders import check_conv_window, strided_length
+from ..models.decoders import check_conv_window, strided_length
+from ..models.registry import Registry
 
 
 def encoder_input(x: torch.Tensor, mask: torch.Tensor | None, mask_input: bool) -> torch.Tensor:
@@ -140,3 +142,22 @@ def step_features(event_shape: tuple, extra_inputs: int = 0) -> int:
         raise ValueError(f"a sequence encoder needs rows of shape (T, D) or (T,), got {tuple(event_shape)}")
     per_step = event_shape[-1] if len(event_shape) == 2 else 1
     return per_step + (per_step if extra_inputs and len(event_shape) == 2 else 0)
+
+
+#: encoder name -> builder(event_shape, hidden, extra_inputs) -> nn.Module with .output_dim
+ENCODERS: Registry = Registry("encoder", {
+    "linear": lambda shape, hidden, extra: FlattenEncoder(prod(shape) + extra),
+    "mlp": lambda shape, hidden, extra: MLPEncoder(prod(shape) + extra, hidden),
+    "gru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru"),
+    "lstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm"),
+    "bigru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru", True),
+    "bilstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm", True),
+    "conv": lambda shape, hidden, extra: ConvEncoder(step_features(shape, extra), hidden),
+    "conv-stride2": lambda shape, hidden, extra: ConvEncoder(
+        step_features(shape, extra), hidden, 3, nn.ReLU, stride=2, window=shape[0]),
+})
+
+
+def make_encoder(name: str, event_shape: tuple, hidden=(64,), extra_inputs: int = 0):
+    """Encoder ``name`` for inputs of ``event_shape`` (plus ``extra_inputs`` mask columns)."""
+    return ENCODERS.lookup(name)(tuple(event_shape), tuple(hidden), extra_inputs)

@@ -9,30 +9,12 @@ from __future__ import annotations
 
 import pyro.poutine as poutine
 from pyro.infer.autoguide import AutoNormal
-from pyro.infer.autoguide.initialization import init_to_median
 from torch import nn
 
-from dlvm.models.base import LocalParams, has_global_latents, local_params
+from ..models.base import LocalParams, has_global_latents, init_to_model_start, local_params
+from ..models.sites import is_local
 
 from .normal import ExactGuide
-
-
-def is_local(msg) -> bool:
-    """A site inside the ``"data"`` plate (a local latent or an observation)."""
-    return any(frame.name == "data" for frame in msg["cond_indep_stack"])
-
-
-def _start_from_model(model):
-    """init_loc_fn: the model's data-dependent start (``model.initial_globals``, set by its
-    ``initialize``: site name, or its last dotted parts, -> value), else the prior median."""
-
-    def init(site):
-        for key, value in getattr(model, "initial_globals", {}).items():
-            if site["name"] == key or site["name"].endswith("." + key):
-                return value.to(site["value"].dtype) if "value" in site and site["value"] is not None else value
-        return init_to_median(site)
-
-    return init
 
 
 class GlobalLocalGuide(LocalParams, nn.Module):
@@ -63,6 +45,6 @@ def with_globals(model, local_guide=None, init_scale: float = 0.05):
         return local_guide if local_guide is not None else ExactGuide()
     with local_params():
         global_guide = AutoNormal(
-            poutine.block(model, hide_fn=is_local), init_loc_fn=_start_from_model(model), init_scale=init_scale
+            poutine.block(model, hide_fn=is_local), init_loc_fn=init_to_model_start(model), init_scale=init_scale
         )
     return GlobalLocalGuide(global_guide, local_guide)

@@ -14,7 +14,7 @@ from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from torch import nn
 
-from dlvm.models.base import LocalParams, data_plate
+from ..models.base import LocalParams, data_plate
 
 from .categorical import BaselineNet, baseline_options, check_baseline, plate_scale
 from .encoders import encoder_input
@@ -31,6 +31,9 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
         mask_input: feed [x, mask] to the GRU.
         cell: ``"gru"`` or ``"lstm"``.
     """
+
+    #: the chain z_0 .. z_{T-1}, which the HMM declares as its local latent "z_t"
+    covers: tuple[str, ...] = ("z_t",)
 
     def __init__(self, input_dim: int, states: int, hidden: int = 32, baseline: str = "neural",
                  mask_input: bool = False, cell: str = "gru"):

@@ -13,7 +13,7 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.nn.functional import softplus
 
-from dlvm.models.base import LocalParams, data_plate
+from ..models.base import LocalParams, data_plate
 
 from .categorical import fit_deterministic, warm_start_rows
 from .encoders import encoder_input
@@ -121,7 +121,7 @@ class AmortizedNormalGuide(LocalParams, PyroModule):
         p(z | x_i)) over at most ``WARM_START_ROWS`` rows by L-BFGS (exact for a linear encoder and
         a linear-Gaussian model, whose posterior mean is linear in x). Models without an exact
         Gaussian ``posterior`` (or Bayesian ones) are left alone."""
-        if getattr(model, "bayesian", False) or not hasattr(model, "posterior"):
+        if getattr(model, "bayesian", False) or not model.exact_posterior:
             return
         xs, ms = warm_start_rows(x, mask)
         with torch.no_grad():
@@ -142,9 +142,16 @@ class AmortizedNormalGuide(LocalParams, PyroModule):
         with data_plate(x, size):
             return pyro.sample(self.site, self.distribution(x, mask))
 
+    @property
+    def covers(self) -> tuple[str, ...]:
+        """The model's local latent sites this guide samples."""
+        return (self.site,)
+
 
 class ExactGuide(LocalParams, PyroModule):
     """The guide with no sample sites, for a model whose latent is integrated out exactly."""
+
+    covers: tuple[str, ...] = ()
 
     def forward(self, x, mask=None, size=None):
         return None

@@ -8,12 +8,13 @@ against reference rows (the training data) by its percentile, the empirical CDF 
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from ..models.base import declares, placement
 
 from .data import as_observations
 from .evaluate import evaluate, log_weights
@@ -59,17 +60,10 @@ def log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
     return w.std(0) / (math.sqrt(k) * w.mean(0))
 
 
-def model_place(model) -> tuple[torch.device, torch.dtype]:
-    param = next(itertools.chain(model.parameters(), model.buffers()), None)
-    if param is None:
-        return torch.device("cpu"), torch.get_default_dtype()
-    return param.device, param.dtype
-
-
 @torch.no_grad()
 def iwae_scores(model, guide, x, mask=None, num_samples: int = 100, batch_size: int = 256) -> AnomalyScores:
     """-IWAE-K per row and its delta-method SE, from K draws of :func:`log_weights` per row."""
-    device, dtype = model_place(model)
+    device, dtype = placement(model)
     x, mask = as_observations(x, mask, dtype=dtype, device=device)
     nll, se = [], []
     for xb, mb in chunks(x, mask, batch_size):
@@ -82,7 +76,7 @@ def iwae_scores(model, guide, x, mask=None, num_samples: int = 100, batch_size: 
 @torch.no_grad()
 def step_scores(model, x, mask=None) -> AnomalyScores:
     """-log p(x_t | x_{1:t-1}) of every time step of sequences x (N, T, D), flattened to (N T,)."""
-    device, dtype = model_place(model)
+    device, dtype = placement(model)
     x, mask = as_observations(x, mask, dtype=dtype, device=device)
     nll = -model.step_log_likelihood(x, mask).reshape(-1).double().cpu().numpy()
     return AnomalyScores(nll, np.zeros_like(nll), "one-step", 0)
@@ -96,7 +90,7 @@ def anomaly_scores(model, guide, x, mask=None, num_samples: int = 100, batch_siz
         raise ValueError(f"the number of importance samples must be at least 1, got {num_samples}")
     if hasattr(model, "step_log_likelihood"):
         return step_scores(model, x, mask)
-    if not hasattr(model, "log_marginal"):
+    if not declares(model, "exact_marginal"):
         return iwae_scores(model, guide, x, mask, num_samples, batch_size)
     exact = evaluate(model, guide, x, mask, num_samples=1, batch_size=batch_size).log_likelihood
     nll = -exact.double().numpy()

@@ -136,7 +136,8 @@ def compare(named: dict, var_name: str | None = None):
 
 def plot_trace(data, path) -> Path:
     """ArviZ's trace plot of the posterior, saved as an image at ``path`` (needs matplotlib)."""
-    import matplotlib  # optional: only plots need it
+    # imported here: matplotlib is heavy to load and only the plots need it (and its Agg backend)
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -25,7 +25,7 @@ import torch
 from pyro.infer import MCMC, Predictive
 from pyro.poutine.uncondition_messenger import UnconditionMessenger
 
-from .sites import deterministic_sites, latent_sites, observed_sites
+from ..models.sites import deterministic_sites, latent_sites, observed_sites
 
 #: the plate whose latents are per-row locals (dlvm's rows, Pyro's usual name for the data plate)
 ROWS_PLATE = "data"

@@ -32,7 +32,8 @@ import torch
 from pyro.infer import MCMC, NUTS
 from pyro.ops.stats import fit_generalized_pareto
 
-from dlvm.models.base import call_in_context
+from ..models.base import call_in_context, declares, init_to_model_start
+from ..models.sites import deterministic_sites, observed_sites
 
 from . import arviz_adapter
 from .arviz_groups import (
@@ -42,7 +43,6 @@ from .arviz_groups import (
 )
 from .estimators import model_observations
 from .evaluate import log_weights
-from .sites import deterministic_sites, observed_sites
 
 #: the observed site of dlvm's models
 OBSERVED = "x"
@@ -73,8 +73,6 @@ def run_nuts(model, data, mask=None, *, num_samples: int = 300, warmup: int = 30
     so that NUTS explores only the globals. Chains start from the model's data-dependent start
     (``initialize``, ``initial_globals``) where it has one, else from the prior median.
     """
-    from dlvm.guides.globals import _start_from_model  # the same start as the guide on globals
-
     if num_samples < 1 or warmup < 0 or chains < 1:
         raise ValueError(f"need num_samples >= 1, warmup >= 0, chains >= 1; got {num_samples}, {warmup}, {chains}")
     x, mask = model_observations(model, data, mask)
@@ -83,7 +81,7 @@ def run_nuts(model, data, mask=None, *, num_samples: int = 300, warmup: int = 30
     samples, diverging, seconds = {}, [], 0.0
     for chain in range(chains):
         pyro.set_rng_seed(seed + chain)
-        kernel = NUTS(model, init_strategy=_start_from_model(model), target_accept_prob=target_accept,
+        kernel = NUTS(model, init_strategy=init_to_model_start(model), target_accept_prob=target_accept,
                       max_plate_nesting=getattr(model, "max_plate_nesting", 1))
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup, disable_progbar=True)
         began = time.perf_counter()
@@ -140,7 +138,7 @@ def posterior_groups(model, data=None, mask=None, *, guide=None, mcmc=None, args
         trace = conditioned_trace(model, {n: v[0] for n, v in draws.values.items()}, args, kwargs)
     observed = observed_sites(trace, draws.values)
     values = _observations(observed, x, mask)
-    if x is not None and hasattr(model, "log_marginal"):
+    if x is not None and declares(model, "exact_marginal"):
         log_lik = _exact_log_likelihood(model, draws, trace, x, mask)
     else:
         log_lik = over_draws(log_likelihood_of_draw(model, args, kwargs), draws.values, draws.num)

@@ -24,6 +24,9 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from .data import resolve_device
 
 
 def is_distributed() -> bool:
@@ -47,8 +50,6 @@ def init_from_environment(device: str | torch.device = "auto") -> torch.device:
     """Join the process group that ``torchrun`` describes in the environment (RANK, WORLD_SIZE,
     LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and return this rank's device: ``cuda:LOCAL_RANK``
     when the device is CUDA (one GPU per process), else the CPU."""
-    from .data import resolve_device
-
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise ValueError(
@@ -185,6 +186,4 @@ def launch_local(fn: Callable, world: int, *args, rendezvous: str | os.PathLike)
     not exist yet, used to find each other. For tests and benchmarks on one machine; real runs
     use ``torchrun``.
     """
-    import torch.multiprocessing as mp
-
     mp.spawn(_worker, args=(world, str(rendezvous), fn, args), nprocs=world, join=True)

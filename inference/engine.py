@@ -28,6 +28,8 @@ import pyro
 import pyro.poutine as poutine
 import torch
 
+from ..models.sites import latent_sites
+
 from .checkpoint import load_checkpoint
 from .data import as_observations, resolve_device
 from .distributed import (
@@ -40,7 +42,6 @@ from .hooks import (
 )
 from .objective import Objective, RowScale
 from .optim import OPTIMIZERS, Stepper
-from .sites import latent_sites
 from .streaming import INITIALIZE_ROWS, RowSource, row_loader
 
 CHECKPOINT_NAME = "checkpoint.pt"

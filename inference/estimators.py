@@ -12,7 +12,6 @@ alone is alpha = 0). Baselines and reparameterisation belong to the guide
 """
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pyro
 import torch
+
+from ..models.base import placement
 
 from .data import as_observations
 from .elbos import elbo_label, make_elbo
@@ -131,10 +132,8 @@ def _auxiliary_parameters(model, guide) -> list[torch.nn.Parameter]:
 
 def model_observations(model, data, mask):
     """(x, mask) as tensors in the model's dtype and on its device."""
-    ref = next(itertools.chain(model.parameters(), model.buffers()), None)
-    if ref is None:
-        return as_observations(data, mask, dtype=torch.get_default_dtype())
-    return as_observations(data, mask, dtype=ref.dtype, device=ref.device)
+    device, dtype = placement(model)
+    return as_observations(data, mask, dtype=dtype, device=device)
 
 
 def _as_pair(model, entry):

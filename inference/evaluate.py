@@ -12,7 +12,6 @@ Two ways, as for :func:`dlvm.inference.fit`:
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -21,9 +20,11 @@ import torch
 from pyro.infer import TraceEnum_ELBO
 from pyro.poutine.util import site_is_subsample
 
+from ..models.base import declares, placement
+from ..models.sites import enumerated_sites, in_plate, is_latent
+
 from .data import as_observations
 from .engine import guide_latents
-from .sites import enumerated_sites, in_plate, is_latent
 from .streaming import RowSource, chunks
 
 
@@ -70,7 +71,7 @@ def log_weights(model, guide, x, mask=None) -> torch.Tensor:
     if summed:
         # the ELBO sums these discrete latents out exactly; replaying would have drawn them from
         # the prior instead. Their exact sum is the model's local marginal given the guide's globals.
-        if not hasattr(model, "log_marginal"):
+        if not declares(model, "exact_marginal"):
             raise ValueError(
                 f"the guide leaves {', '.join(summed)} to enumeration, but {type(model).__name__} "
                 "has no exact log_marginal to evaluate the enumerated ELBO with"
@@ -168,9 +169,7 @@ def evaluate(model, guide, data=None, mask=None, *, args=(), kwargs=None, num_sa
         return evaluate_model(model, guide, args, kwargs, num_samples=num_samples)
     if num_samples < 1:
         raise ValueError(f"the number of importance samples must be at least 1, got {num_samples}")
-    param = next(itertools.chain(model.parameters(), model.buffers()), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.get_default_dtype()
+    device, dtype = placement(model)
     streaming = isinstance(data, RowSource)
     if streaming:
         if mask is not None:
@@ -190,7 +189,7 @@ def evaluate(model, guide, data=None, mask=None, *, args=(), kwargs=None, num_sa
         draws = torch.stack([log_weights(model, guide, xb, mb) for _ in range(num_samples)])
         elbos.append(draws.mean(0))
         iwaes.append(torch.logsumexp(draws, 0) - math.log(num_samples))
-        if hasattr(model, "log_marginal"):
+        if declares(model, "exact_marginal"):
             # a Bayesian model's globals are taken from one draw of the guide
             exact.append(poutine.replay(model.log_marginal, trace=poutine.trace(guide).get_trace(xb, mb))(xb, mb))
     return Evaluation(

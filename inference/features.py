@@ -13,7 +13,8 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 
-from .anomaly import model_place
+from ..models.base import declares, placement
+
 from .data import as_observations
 
 
@@ -65,11 +66,11 @@ def encode(model, guide, x, mask=None, num_samples: int = 100) -> Encoding:
     Exact posterior, else the amortized guide's q(z | x) (its ``distribution``, or the
     probabilities of a categorical guide), else ``num_samples`` draws of the guide's z.
     """
-    device, dtype = model_place(model)
+    device, dtype = placement(model)
     x, mask = as_observations(x, mask, dtype=dtype, device=device)
     local = getattr(guide, "local_guide", None) or guide
     with poutine.block():
-        if hasattr(model, "posterior"):
+        if declares(model, "exact_posterior"):
             mean, sd, method = *_exact(model, guide, x, mask), "exact posterior"
         elif hasattr(local, "distribution"):
             mean, sd, method = *_moments(local.distribution(x, mask)), "amortized q(z|x)"

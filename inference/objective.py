@@ -18,8 +18,9 @@ import torch
 from pyro.infer import TraceEnum_ELBO
 from pyro.poutine.messenger import Messenger
 
+from ..models.sites import in_plate, is_enumerated, is_latent
+
 from .elbos import ModuleJit, make_elbo, unwrapped
-from .sites import in_plate, is_enumerated, is_latent
 
 
 class RowScale(Messenger):

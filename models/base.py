@@ -12,9 +12,15 @@ Parameters live inside the modules (Pyro's ``module_local_params``, switched on 
 changes no global Pyro setting), never in Pyro's global parameter store, so several models can be
 fitted side by side in one process.
 
-Optional capabilities exist only where they are exact: ``log_marginal(x, mask)``,
-``posterior(x, mask)``, ``sample(n)``, ``covariance()``, and ``marginal_model`` (the model with z
-integrated out, trained by :class:`Marginalized`).
+A model class declares itself (:class:`LatentVariableModel`): its ``name``, a one-line
+``summary``, the ``guides`` it pairs with (the first is its default), its ``Options`` (a typed
+dataclass, :mod:`dlvm.models.options`) and ``from_options`` that builds it from the data's event
+shape and those options; the registry (:data:`dlvm.models.MODELS`) and the command line's flags are
+read from these declarations. Optional capabilities are declared as class attributes and exist
+only where they are exact: ``exact_marginal`` (``log_marginal(x, mask)`` and ``marginal_model``,
+the model with its local latents integrated out, trained by :class:`Marginalized`),
+``exact_posterior`` (``posterior(x, mask)``) and ``can_sample`` (``sample(n)``); a declaration
+without its method, or a method without its declaration, is an error when the class is defined.
 """
 from __future__ import annotations
 
@@ -22,14 +28,37 @@ import functools
 import itertools
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import pyro
 import torch
 from pyro.distributions import TorchDistribution
+from pyro.infer.autoguide.initialization import init_to_median
 from pyro.nn import PyroModule, pyro_method
 from torch.distributions import constraints
 from torch import nn
 
+from .options import ModelOptions, NoOptions
+
+#: the floating types a model is built in, by the name a config or ``--dtype`` gives
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def table_width(event_shape: tuple, name: str) -> int:
+    """D of rows of shape (D,); a one-line error for any other row shape."""
+    if len(event_shape) != 1:
+        raise ValueError(f"{name} needs a table of rows (N, D), got rows of shape {tuple(event_shape)}")
+    return event_shape[0]
+
+
+def sequence_shape(event_shape: tuple, name: str) -> tuple[int, int]:
+    """(T, D) of sequences whose rows have shape (T, D); a one-line error otherwise."""
+    if len(event_shape) != 2:
+        raise ValueError(
+            f"{name} needs sequences (N, T, D), got rows of shape {tuple(event_shape)}; "
+            "cut a table into windows first (--window T)"
+        )
+    return tuple(event_shape)
 
 
 def local_params():
@@ -121,6 +150,33 @@ def fill_missing(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return torch.where(mask, x, loc)
 
 
+def init_to_model_start(model):
+    """init_loc_fn: the model's data-dependent start (``model.initial_globals``, set by its
+    ``initialize``: site name, or its last dotted parts, -> value), else the prior median."""
+
+    def init(site):
+        for key, value in getattr(model, "initial_globals", {}).items():
+            if site["name"] == key or site["name"].endswith("." + key):
+                return value.to(site["value"].dtype) if "value" in site and site["value"] is not None else value
+        return init_to_median(site)
+
+    return init
+
+
+def placement(module) -> tuple[torch.device, torch.dtype]:
+    """(device, dtype) of a module's first floating tensor (parameters, then buffers); the CPU and
+    torch's default dtype for a module without one, or a plain function."""
+    tensors = itertools.chain(module.parameters(), module.buffers()) if isinstance(module, nn.Module) else ()
+    first = next((t for t in tensors if t.is_floating_point()), None)
+    return (first.device, first.dtype) if first is not None else (torch.device("cpu"), torch.get_default_dtype())
+
+
+def declares(model, capability: str) -> bool:
+    """Whether ``model`` declares ``capability`` (see :data:`CAPABILITIES`); False for a plain Pyro
+    model. A :class:`Marginalized` model answers for its base."""
+    return bool(getattr(model, capability, False))
+
+
 def has_global_latents(model) -> bool:
     """Whether ``model`` (or one of its submodules) samples global latents (``PyroSample`` priors)."""
     return any(getattr(m, "_pyro_samples", None) for m in model.modules())
@@ -165,16 +221,70 @@ class FeatureScaler(nn.Module):
         return self.low + self.span * u
 
 
-class LatentVariableModel(LocalParams, PyroModule):
-    """Base class: holds the contract, the data plate and the parameter count."""
+#: the method each declared capability stands for
+CAPABILITIES = {"exact_marginal": "log_marginal", "exact_posterior": "posterior", "can_sample": "sample"}
 
-    #: names of the local latent sample sites (for evaluation and diagnostics)
+
+class LatentVariableModel(LocalParams, PyroModule):
+    """Base class: the declarations, the contract, the data plate and the parameter count."""
+
+    #: the name the registry and the command line know the model by ("" for an unregistered class)
+    name: ClassVar[str] = ""
+    #: one line for ``dlvm list``
+    summary: ClassVar[str] = ""
+    #: the guides the model pairs with (:data:`dlvm.guides.GUIDES`); the first is its default
+    guides: ClassVar[tuple[str, ...]] = ()
+    #: the model's options: a frozen dataclass of :func:`~dlvm.models.options.option` fields
+    Options: ClassVar[type[ModelOptions]] = NoOptions
+    #: the floating type a registered model is built in (classical models use float64 so that they
+    #: match their references to many digits)
+    default_dtype: ClassVar[str] = "float32"
+    #: the optimizer ``dlvm fit`` uses with the default (exact or enumerated) guide: "em" for the
+    #: models with a closed-form EM step (``em_step``); amortized guides train with "adam"
+    default_optimizer: ClassVar[str] = "adam"
+    #: learning rate per guide when ``--lr`` is not given (else the engine's default)
+    default_lr: ClassVar[dict] = {}
+    #: a tiny valid problem, rows of this shape with values in [0, 1], on which the shared test
+    #: battery runs every model x guide pair
+    example_shape: ClassVar[tuple] = (6,)
+    example_options: ClassVar[dict] = {"latent_dim": 2}
+    #: True when the model reads a (T, D) table as one time series (1, T, D) in row order
+    series_table: ClassVar[bool] = False
+    #: declared capabilities (see the module's docstring and :data:`CAPABILITIES`)
+    exact_marginal: ClassVar[bool] = False
+    exact_posterior: ClassVar[bool] = False
+    can_sample: ClassVar[bool] = False
+
+    #: names of the local latent sample sites (for evaluation, diagnostics and guide coverage)
     latent_sites: tuple[str, ...] = ("z",)
     #: number of batch dimensions the model's plates use (for enumeration ELBOs)
     max_plate_nesting: int = 1
-    #: what kind of local latent the model has: "continuous", "categorical" or "markov";
-    #: the guide registry picks the amortized family from it
+    #: what kind of local latent the model has: "continuous", "categorical", "markov" or
+    #: "scale-mixture"; the amortized guide family is chosen by it
     latent_kind: str = "continuous"
+
+    def __init_subclass__(cls, **kwargs):
+        """Declarations and methods agree: a capability is declared exactly when its method exists,
+        and a model pairing with the exact guide has ``marginal_model``."""
+        super().__init_subclass__(**kwargs)
+        for capability, method in CAPABILITIES.items():
+            if bool(getattr(cls, capability)) != hasattr(cls, method):
+                have = "declares" if getattr(cls, capability) else "does not declare"
+                raise TypeError(f"{cls.__name__} {have} {capability} but {'lacks' if have == 'declares' else 'has'} "
+                                f"{method}")
+        if "exact" in cls.guides and not hasattr(cls, "marginal_model"):
+            raise TypeError(f"{cls.__name__} pairs with the exact guide but has no marginal_model")
+
+    @classmethod
+    def from_options(cls, event_shape: tuple, options: ModelOptions) -> LatentVariableModel:
+        """The model for rows of shape ``event_shape`` with ``options`` (an ``Options`` instance)."""
+        raise NotImplementedError(f"{cls.__name__} declares no from_options")
+
+    @classmethod
+    def prepare(cls, table):
+        """The model's view of a loaded table (N rows, D columns): the table itself, or for a
+        :attr:`series_table` model its rows in order as one series, shape (1, N, D)."""
+        return table[None] if cls.series_table else table
 
     def forward(self, x, mask=None, size=None):
         return self.model(x, mask, size)
@@ -197,15 +307,11 @@ class LatentVariableModel(LocalParams, PyroModule):
 
     @property
     def device(self) -> torch.device:
-        return self._first_tensor().device
+        return placement(self)[0]
 
     @property
     def dtype(self) -> torch.dtype:
-        return self._first_tensor().dtype
-
-    def _first_tensor(self) -> torch.Tensor:
-        # a Bayesian model may hold no parameters, only the buffers of its priors
-        return next(itertools.chain(self.parameters(), self.buffers()))
+        return placement(self)[1]
 
     def num_parameters(self) -> int:
         """Number of free scalar parameters of the generative model."""
@@ -223,7 +329,7 @@ class LatentVariableModel(LocalParams, PyroModule):
         return -2 * total + 2 * self.num_parameters()
 
     def _total_log_likelihood(self, x, mask):
-        if not hasattr(self, "log_marginal"):
+        if not self.exact_marginal:
             raise ValueError(f"{type(self).__name__} has no exact log-likelihood for information criteria")
         with torch.no_grad():
             return float(self.log_marginal(x, mask).sum()), float(self.observations_per_row(x, mask).sum())
@@ -247,7 +353,7 @@ class Marginalized(LocalParams, PyroModule):
     latent_sites: tuple[str, ...] = ()
 
     def __init__(self, base: LatentVariableModel):
-        if not hasattr(base, "marginal_model"):
+        if not (base.exact_marginal and hasattr(base, "marginal_model")):
             raise ValueError(f"{type(base).__name__} has no exact marginal: use an amortized guide")
         ran = [m for m in base.modules() if m is not base and isinstance(m, PyroModule) and m._pyro_context.used]
         if ran:  # Pyro cannot adopt submodules that already ran on their own

@@ -155,6 +155,7 @@ class DecoderModel(LatentVariableModel):
     """
 
     latent_kind = "continuous"
+    can_sample = True
     event_shape: tuple = ()
     latent_dim: int = 2
     #: whether :meth:`sample` adds the observation noise by default (else it returns E[x | z])

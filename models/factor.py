@@ -13,6 +13,7 @@ coordinates of each row only (§6.3.2.2).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
@@ -20,7 +21,8 @@ import torch
 from pyro.nn import PyroParam, PyroSample
 from torch.distributions import constraints
 
-from .base import ExactMarginal, LatentVariableModel, fill_missing
+from .base import ExactMarginal, LatentVariableModel, fill_missing, table_width
+from .options import ModelOptions, option
 
 LOG_2PI = math.log(2 * math.pi)
 #: fixed-point steps of FA's M-step per EM iteration (see FactorAnalysis.em_step)
@@ -187,6 +189,25 @@ class FactorAnalysis(LatentVariableModel):
             a rotation (a sign for K = 1): compare rotation-free summaries such as ||Lambda||.
     """
 
+    name = "fa"
+    summary = "Factor Analysis, diagonal noise (§6.3.1)"
+    guides = ("exact", "amortized")
+    default_dtype = "float64"
+    default_optimizer = "em"
+    default_lr = {"amortized": 1e-3}
+    exact_marginal = exact_posterior = can_sample = True
+    #: Psi of the registered model: "diagonal" (FA); PPCA declares "isotropic"
+    noise_kind = "diagonal"
+
+    @dataclass(frozen=True)
+    class Options(ModelOptions):
+        latent_dim: int = option(2, "K, the size of the latent z (the factors, 1 <= K < D)", low=1)
+        bayesian: bool = option(False, "priors on the global parameters")
+
+    @classmethod
+    def from_options(cls, event_shape, options):
+        return cls(table_width(event_shape, cls.name), options.latent_dim, cls.noise_kind, options.bayesian)
+
     #: the exact posterior mean is linear in x: a linear encoder can represent it exactly
     default_encoder = "linear"
 
@@ -348,3 +369,14 @@ class FactorAnalysis(LatentVariableModel):
         self.loadings = loadings
         self.noise_variance = noise
         self.initialized(x, mask)
+
+
+class PPCA(FactorAnalysis):
+    """Probabilistic PCA: :class:`FactorAnalysis` with isotropic noise Psi = sigma^2 I (§6.3.2)."""
+
+    name = "ppca"
+    summary = "probabilistic PCA, isotropic noise (§6.3.2)"
+    noise_kind = "isotropic"
+
+    def __init__(self, num_features: int, latent_dim: int, noise: str = "isotropic", bayesian: bool = False):
+        super().__init__(num_features, latent_dim, noise, bayesian)

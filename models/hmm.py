@@ -18,9 +18,11 @@ the emission log-densities), the most probable path (Viterbi), expected duration
 observation factors ``x_0..x_{T-1}``) for the enumeration and amortized guides; ``marginal_model``
 observes log p(x) directly (fast, exact: the ``exact`` guide). Globals are maximum likelihood, or
 with ``bayesian=True`` Dirichlet(1) on pi and on every row of A plus the emission priors of
-:class:`~dlvm.models.mixture.GaussianComponents`.
+:class:`~dlvm.models.components.GaussianComponents`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 import numpy as np
@@ -32,7 +34,8 @@ from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
 from .base import LatentVariableModel, fill_missing, local_method
-from .mixture import (
+from .options import ModelOptions, option
+from .components import (
     GaussianComponents, best_of_restarts, check_components, check_em, kmeans_start, normalized, weighted_moments,
     weighted_scatter,
 )
@@ -150,8 +153,30 @@ class GaussianHMM(LatentVariableModel):
         restarts: k-means++ starts tried by :meth:`initialize` (best exact log-likelihood kept).
     """
 
+    name = "hmm"
+    summary = "Gaussian hidden Markov model; the table's rows are one time series in order"
+    guides = ("exact", "enum", "amortized")
+    default_dtype = "float64"
+    default_optimizer = "em"
+    example_shape = (6, 2)
+    example_options = {"states": 2}
+    series_table = True
+    exact_marginal = exact_posterior = can_sample = True
     latent_kind = "markov"
     max_plate_nesting = 1
+
+    @dataclass(frozen=True)
+    class Options(ModelOptions):
+        states: int = option(2, "K, the hidden states", low=1)
+        covariance: str = option("full", "emission covariance", choices=("full", "diag"))
+        bayesian: bool = option(False, "priors on the global parameters")
+        restarts: int = option(5, "k-means++ starts of the initialisation (the best is kept)", low=1)
+
+    @classmethod
+    def from_options(cls, event_shape, options):
+        if len(event_shape) != 2:
+            raise ValueError(f"{cls.name} needs sequences (N, T, D), got rows of shape {tuple(event_shape)}")
+        return cls(event_shape[1], options.states, options.covariance, options.bayesian, options.restarts)
 
     def __init__(self, num_features: int, states: int, covariance: str = "full",
                  bayesian: bool = False, restarts: int = 5):

@@ -35,13 +35,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import pyro.distributions as dist
 from torch import nn
 
-from .base import FeatureScaler
+from .base import FeatureScaler, sequence_shape
 from .decoders import DecoderModel, Emission, check_conv_window, strided_length
+from .options import ModelOptions, option
 
 #: TimeVAE's defaults (Desai et al. 2021): latent size, conv channels, reconstruction weight
 DEFAULT_HIDDEN = (50, 100, 200)
@@ -137,8 +139,33 @@ class TimeVAE(DecoderModel):
         noise_scale: sigma on the scaled data directly (overrides ``recon_weight``).
     """
 
+    name = "timevae"
+    summary = "TimeVAE for (N, T, D) windows, base or interpretable (§6.6.1.2-6.6.1.3)"
+    guides = ("amortized",)
+    example_shape = (8, 2)
+    example_options = {"latent_dim": 2, "hidden": [4, 8], "trend_poly": 1, "seasonality": ["2:2"]}
     sample_noise = False
     default_encoder = "conv-stride2"
+
+    @dataclass(frozen=True)
+    class Options(ModelOptions):
+        latent_dim: int = option(8, "K, the size of the latent z", low=1)
+        hidden: tuple[int, ...] = option(DEFAULT_HIDDEN, "conv channels of the encoder, e.g. 50,100,200",
+                                         metavar="SIZES")
+        trend_poly: int = option(0, "degree P of the polynomial trend block (0: none)", metavar="P", low=0)
+        seasonality: tuple[str, ...] = option((), "seasonal blocks of S seasons of L steps each", metavar="S:L")
+        residual: bool = option(True, "the convolutional residual decoder (the base TimeVAE)")
+        likelihood: str = option("gaussian-fixed", "gaussian-fixed (scale from --recon-weight) or gaussian")
+        recon_weight: float = option(DEFAULT_RECON_WEIGHT, "reconstruction weight W: fixed Gaussian scale "
+                                     "(2W)^-1/2", metavar="W", positive=True)
+        noise_scale: float | None = option(None, "fixed Gaussian scale on the scaled data (overrides W)", positive=True)
+
+    @classmethod
+    def from_options(cls, event_shape, options):
+        window, features = sequence_shape(event_shape, cls.name)
+        return cls(features, window, options.latent_dim, options.hidden, options.trend_poly, options.seasonality,
+                   residual=options.residual, likelihood=options.likelihood, recon_weight=options.recon_weight,
+                   noise_scale=options.noise_scale)
 
     def __init__(
         self,

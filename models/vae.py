@@ -11,11 +11,13 @@ a Bernoulli for binary images. The encoder q_phi(z | x) is the guide's (dlvm.gui
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from math import prod
 
 from torch import nn
 
-from .decoders import DecoderModel, Emission
+from .decoders import LIKELIHOODS, DecoderModel, Emission
+from .options import ModelOptions, option
 
 
 class VAE(DecoderModel):
@@ -28,6 +30,22 @@ class VAE(DecoderModel):
         likelihood: ``gaussian``, ``gaussian-fixed`` or ``bernoulli``.
         noise_scale: the fixed sd of ``gaussian-fixed``.
     """
+
+    name = "vae"
+    summary = "variational autoencoder, MLP decoder (§6.5)"
+    guides = ("amortized",)
+    example_options = {"latent_dim": 2, "hidden": [8]}
+
+    @dataclass(frozen=True)
+    class Options(ModelOptions):
+        latent_dim: int = option(2, "K, the size of the latent z", low=1)
+        hidden: tuple[int, ...] = option((64,), "decoder hidden layer sizes, e.g. 64,64", metavar="SIZES")
+        likelihood: str = option("gaussian", f"decoder likelihood: {', '.join(LIKELIHOODS)}")
+        noise_scale: float = option(1.0, "sd of the fixed-variance Gaussian likelihood (gaussian-fixed)", positive=True)
+
+    @classmethod
+    def from_options(cls, event_shape, options):
+        return cls(event_shape, options.latent_dim, options.hidden, options.likelihood, options.noise_scale)
 
     def __init__(
         self,

@@ -15,11 +15,14 @@ in dlvm.guides; :attr:`VRAE.default_encoder` names the cell it pairs with by def
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .decoders import DecoderModel, Emission
+from .base import sequence_shape
+from .decoders import LIKELIHOODS, DecoderModel, Emission
+from .options import ModelOptions, option
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -36,6 +39,28 @@ class VRAE(DecoderModel):
         likelihood: per-step emission, see :data:`dlvm.models.decoders.LIKELIHOODS`.
         feed_latent: give z to the decoder RNN at every step (else zero inputs).
     """
+
+    name = "vrae"
+    summary = "variational recurrent autoencoder for (N, T, D) sequences (§6.6.1.1)"
+    guides = ("amortized",)
+    example_shape = (5, 2)
+    example_options = {"latent_dim": 2, "hidden": [8]}
+
+    @dataclass(frozen=True)
+    class Options(ModelOptions):
+        latent_dim: int = option(8, "K, the size of the latent z", low=1)
+        hidden: tuple[int, ...] = option((64,), "decoder RNN size; equal entries stack layers, e.g. 64,64",
+                                         metavar="SIZES")
+        cell: str = option("gru", "recurrent cell (also the default encoder)", choices=tuple(CELLS))
+        likelihood: str = option("gaussian", f"per-step likelihood: {', '.join(LIKELIHOODS)}")
+        noise_scale: float = option(1.0, "sd of the fixed-variance Gaussian likelihood (gaussian-fixed)", positive=True)
+        feed_latent: bool = option(True, "z is the decoder's input at every step (else its initial state only)")
+
+    @classmethod
+    def from_options(cls, event_shape, options):
+        window, features = sequence_shape(event_shape, cls.name)
+        return cls(features, window, options.latent_dim, options.hidden, options.cell, options.likelihood,
+                   options.noise_scale, options.feed_latent)
 
     def __init__(
         self,

@@ -9,6 +9,10 @@ import argparse
 import math
 import sys
 
+from ...models.options import flag_name
+
+from .flags import option_checks
+
 #: the largest seed: numpy's and Pyro's random seeds are 32-bit
 MAX_SEED = 2 ** 32 - 1
 #: the largest count a flag takes (a C int: sizes, epochs, draws)
@@ -66,18 +70,15 @@ def _seed(flag, value):
 
 #: argument name -> check(flag, value); a flag absent from a command or left at None is skipped
 RULES = {
-    "latent_dim": _count(1), "components": _count(1), "states": _count(1), "restarts": _count(1),
-    "window": _count(1), "stride": _count(1), "trend_poly": _count(0), "max_epochs": _count(1),
+    "window": _count(1), "stride": _count(1), "max_epochs": _count(1),
     "batch_size": _count(1), "num_particles": _count(1), "early_stopping": _count(1),
     "iwae_samples": _count(1, MAX_DRAWS), "n": _count(1, MAX_DRAWS), "steps": _count(1), "draws": _count(2),
     "repeats": _count(1), "discriminative_steps": _count(1), "predictive_steps": _count(1),
-    "noise_scale": _positive, "recon_weight": _positive, "lr": _positive, "clip_norm": _positive,
+    "lr": _positive, "clip_norm": _positive,
     "alpha": _finite, "lr_decay": _decay, "checkpoint_every": _not_negative, "tol": _not_negative, "seed": _seed,
 }
-
-
-def flag_name(dest: str) -> str:
-    return "-n" if dest == "n" else "--" + dest.replace("_", "-")
+#: the model options' ranges, as each model declares them
+RULES.update({name: _positive if positive else _count(low) for name, (low, positive) in option_checks().items()})
 
 
 def check_arguments(args: argparse.Namespace) -> None:

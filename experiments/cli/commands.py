@@ -1,11 +1,10 @@
-"""The ``dlvm`` command line: list, fit, evaluate, sample, run.
+"""What each ``dlvm`` command does, given its parsed arguments (the parser is in main.py).
 
-Every failure the user can cause ends in one line on stderr (``dlvm: error: ...``) and a
-non-zero exit status; ``--debug`` shows the traceback instead.
+Every ``cmd_*`` returns the exit status; a failure the user caused is raised as a one-line
+ValueError (or OSError, ...) that :func:`dlvm.experiments.cli.main.main` prints.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -17,50 +16,40 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlvm.guides import ENCODERS, GUIDES, default_elbo, pair
-from dlvm.inference import ELBO_NAMES, OPTIMIZERS, CheckpointError, NonFiniteLossError, evaluate, fit
-from dlvm.inference.engine import CHECKPOINT_NAME
-from dlvm.inference.data import as_observations, resolve_device
-from dlvm.inference.distributed import init_from_environment, rank_and_world
-from dlvm.inference.em import DEFAULT_MAX_ITER, DEFAULT_TOL
-from dlvm.inference.streaming import RowSource, open_rows
-from dlvm.models import MODELS, build_model
+from ...guides import ENCODERS, GUIDES, check_pairs, default_elbo
+from ...inference import ELBO_NAMES, OPTIMIZERS, evaluate, fit
+from ...inference.engine import CHECKPOINT_NAME
+from ...inference.data import as_observations
+from ...inference.distributed import init_from_environment, rank_and_world
+from ...inference.em import DEFAULT_MAX_ITER, DEFAULT_TOL
+from ...inference.streaming import RowSource, open_rows
+from ...models import MODELS
 
-from . import EXPERIMENTS
-from .checks import OneLineParser, check_arguments
-from .io import Table, note, read_data
-from .provenance import data_location, data_record, resume_difference
-from .report import run_experiments
-from .runs import (
-    DTYPES, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
+from .. import EXPERIMENTS
+from .flags import model_options
+from ..data import DATASETS, Table, note, read_data
+from ..data.windows import load_npz_sequences
+from ..reporting.timegan_metrics import balanced_size, timegan_scores
+from ..runs.provenance import data_location, data_record, resume_difference
+from ..reporting.report import run_experiments
+from ..runs.folders import (
+    build_pair, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
     staging_dir, write_json, write_text_atomic,
 )
-from .uses import encode_run, score_run
+from ..runs.diagnose import diagnose
+from ..runs.uses import encode_run, score_run
+from ..studies.estimators import compare, compare_user_model, load_callable
+from ..studies.regimes import regime_table
 
-#: guides that sample nothing, so the loss is deterministic and L-BFGS applies
-DETERMINISTIC_GUIDES = ("exact", "enum")
 #: the cap on epochs when --max-epochs is not given, per optimizer (EM iterations are cheap)
 DEFAULT_MAX_EPOCHS = {"em": DEFAULT_MAX_ITER}
 #: --tol when not given: EM's on the log-likelihood; gradient optimizers run to --max-epochs unless
 #: --tol is given (the relative change of the loss averaged over 10 epochs against the 10 before:
 #: on noisy minibatch losses a default would stop fits early), and L-BFGS stops on its own tolerances
 DEFAULT_TOLS = {"em": DEFAULT_TOL}
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
 #: data whose largest magnitude exceeds this share of the square root of the float type's
 #: largest number overflows in the sums of squares every model takes
 SCALE_LIMIT = 1e-6
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"layer sizes must be positive integers, got {text!r}")
-    return sizes
 
 
 # ----------------------------------------------------------------------------- commands
@@ -69,8 +58,8 @@ def cmd_list(args) -> int:
     for spec in MODELS.values():
         print(f"  {spec.name:<12} {spec.summary} (guides: {', '.join(spec.guides)})")
     print("guides:")
-    for name, text in GUIDES.items():
-        print(f"  {name:<12} {text}")
+    for name, family in GUIDES.items():
+        print(f"  {name:<12} {family.summary}")
     print(f"encoders:     {', '.join(ENCODERS)}")
     print(f"elbos:        {', '.join(ELBO_NAMES)}")
     print(f"optimizers:   {', '.join(OPTIMIZERS)}")
@@ -78,28 +67,9 @@ def cmd_list(args) -> int:
     for name, (_, text) in EXPERIMENTS.items():
         print(f"  {name:<16} {text}")
     print("data sets (use as --data NAME):")
-    from .datasets import DATASETS
-
     for name, text in DATASETS.items():
         print(f"  {name:<16} {text}")
     return 0
-
-
-def _model_options(args) -> dict:
-    keys = ("latent_dim", "components", "states", "covariance", "likelihood", "cell", "noise_scale",
-            "noise", "restarts", "trend_poly", "recon_weight")
-    options = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-    if getattr(args, "no_feed_latent", False):
-        options["feed_latent"] = False
-    if getattr(args, "bayesian", False):
-        options["bayesian"] = True
-    if getattr(args, "no_residual", False):
-        options["residual"] = False
-    if getattr(args, "seasonality", None):
-        options["seasonality"] = list(args.seasonality)
-    if getattr(args, "hidden", None) is not None:
-        options["hidden"] = list(args.hidden)
-    return options
 
 
 def _guide_options(args) -> dict:
@@ -131,7 +101,7 @@ def choose_optimizer(args, spec, mask) -> str:
     if args.optimizer is not None:
         return args.optimizer
     guide_name = args.guide or spec.guides[0]
-    if (guide_name not in DETERMINISTIC_GUIDES or args.bayesian or args.stream or args.distributed
+    if (not GUIDES.lookup(guide_name).deterministic or args.bayesian or args.stream or args.distributed
             or args.batch_size is not None):
         return "adam"
     return spec.default_optimizer if mask is None and spec.default_optimizer == "em" else "lbfgs"
@@ -141,13 +111,12 @@ def _choose_guide(args, spec, optimizer: str) -> str:
     """The guide: ``--guide``, else the model's first; the exact one for L-BFGS and EM."""
     guide_name = args.guide or spec.guides[0]
     if optimizer in ("lbfgs", "em") and args.guide is None:
-        exact = [g for g in spec.guides if g in DETERMINISTIC_GUIDES]
+        exact = [g for g in spec.guides if GUIDES[g].deterministic]
         if not exact:
             raise ValueError(f"--optimizer {optimizer} needs an exact guide, and {args.model} has none")
         guide_name = exact[0]
-    if guide_name not in spec.guides:
-        raise ValueError(f"guide {guide_name!r} does not pair with {args.model}; use one of: {', '.join(spec.guides)}")
-    if optimizer == "em" and guide_name not in DETERMINISTIC_GUIDES:
+    check_pairs(spec.cls, guide_name)
+    if optimizer == "em" and not GUIDES[guide_name].deterministic:
         raise ValueError(f"--optimizer em uses the exact posterior, not the {guide_name} guide: drop --guide or the optimizer")
     if optimizer == "em" and (args.stream or args.distributed):
         raise ValueError("--optimizer em fits in-memory data in one process (no --stream or --distributed)")
@@ -212,7 +181,7 @@ def schedule_for(args, spec, mask) -> Schedule:
 def fit_config(args, plan: Schedule, dtype: str, event_shape, columns, dtypes) -> dict:
     """Everything that makes the fit what it is, and the data it was made from."""
     return {
-        "model": args.model, "model_options": _model_options(args), "guide": plan.guide,
+        "model": args.model, "model_options": model_options(args, args.model), "guide": plan.guide,
         "guide_options": _guide_options(args), "event_shape": list(event_shape), "dtype": dtype,
         "elbo": plan.elbo, "optimizer": plan.optimizer, "lr": plan.lr, "lr_decay": args.lr_decay,
         "epochs": plan.max_epochs, "tol": plan.tol, "batch_size": args.batch_size,
@@ -254,11 +223,10 @@ def default_lr(config: dict) -> float:
 
 
 def _fit(args) -> int:
-    if args.model not in MODELS:
-        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    spec = MODELS.lookup(args.model)
+    spec.parse_options(model_options(args, args.model))  # the options, checked before any work
     if args.elbo is not None and args.elbo not in ELBO_NAMES:
         raise ValueError(f"unknown ELBO {args.elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
-    spec = MODELS[args.model]
     dtype = args.dtype or spec.dtype
     out = Path(args.out)
     check_output(out, args.overwrite, _input_paths(args.data))
@@ -267,14 +235,13 @@ def _fit(args) -> int:
     event_shape = tuple(x.shape[1:])
     config = fit_config(args, plan, dtype, event_shape, columns, dtypes)
     torch.manual_seed(args.seed)
-    model = build_model(args.model, event_shape, config["model_options"]).to(DTYPES[dtype])
-    trained, guide = pair(model, plan.guide, event_shape, **config["guide_options"])
+    model, trained, guide = build_pair(config)
     rank, world = 0, 1
     if args.distributed:
-        device = init_from_environment(args.device)
+        device = init_from_environment(args.device)  # this rank's GPU when the device is CUDA
         rank, world = rank_and_world()
     else:
-        device = resolve_device(args.device)
+        device = args.device
     options = dict(
         mask=mask, elbo=plan.elbo, optimizer=plan.optimizer, tol=plan.tol,
         lr=plan.lr, lr_decay=args.lr_decay, epochs=plan.max_epochs, batch_size=args.batch_size,
@@ -335,7 +302,7 @@ def scores_per_observation(trained, guide, x, mask, iwae_samples: int) -> dict:
 
 
 def cmd_evaluate(args) -> int:
-    run = load_run(args.run, device=resolve_device(args.device))
+    run = load_run(args.run, device=args.device)
     if args.missing is not None:
         run.config["missing"] = args.missing
     if run.config.get("stream"):
@@ -370,10 +337,8 @@ def _write_csv(frame, out: Path, overwrite: bool) -> None:
 
 
 def cmd_regimes(args) -> int:
-    from .regimes import regime_table
-
     run = load_run(args.run)
-    if not hasattr(run.model, "posterior") or not hasattr(run.model, "covariances"):
+    if run.model.latent_kind not in ("categorical", "markov") or not run.model.exact_posterior:
         raise ValueError(f"model {run.config['model']!r} has no regimes (use a gmm or hmm run)")
     x, mask, index = run_data(run.config, args.data, with_index=True)
     rows = x.shape[0] * (x.shape[1] if x.ndim == 3 else 1)  # a row per time step for an HMM
@@ -411,8 +376,6 @@ def _keyword_arrays(path: str) -> dict:
 
 
 def cmd_compare(args) -> int:
-    from .estimators import compare, compare_user_model, load_callable
-
     if ":" in args.model:  # a user's own Pyro model, FILE.py:NAME
         model = load_callable(args.model)
         elbos = [e.strip() for e in args.elbos.split(",") if e.strip()] if args.elbos else None
@@ -424,8 +387,7 @@ def cmd_compare(args) -> int:
         return 0
     if args.guide is not None:
         raise ValueError("--guide is for a model from a Python file; dlvm's models compare every guide they pair with")
-    if args.model not in MODELS:
-        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    MODELS.lookup(args.model)
     table = read_data(args.data, window=args.window)
     x, _ = model_data(args.model, table.x, None)
     elbos = [e.strip() for e in args.elbos.split(",") if e.strip()] if args.elbos else None
@@ -434,7 +396,7 @@ def cmd_compare(args) -> int:
         raise ValueError(f"unknown estimator {unknown[0] if unknown else args.elbos!r} in --elbos; "
                          f"choose from: {', '.join(ELBO_NAMES)}")
     options = dict(MODELS[args.model].example_options)
-    options.update(_model_options(args))
+    options.update(model_options(args, args.model))
     with staged_run(Path(args.out), overwrite=args.overwrite, protect=_input_paths(args.data)) as stage:
         compare(args.model, x, elbos, stage, options=options, steps=args.steps, num_draws=args.draws,
                 seed=args.seed)
@@ -443,8 +405,6 @@ def cmd_compare(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
-    from .diagnose import diagnose
-
     out = Path(args.out) if args.out else Path(args.run) / "diagnostics"
     with staged_run(out, overwrite=args.overwrite, protect=_input_paths(args.data, args.run)) as stage:
         summary = diagnose(args.run, args.data, args.mcmc, stage, seed=args.seed)
@@ -482,8 +442,8 @@ def cmd_sample(args) -> int:
         raise ValueError(f"output {out} is a folder; give a file name ending in .npz, .npy or .csv")
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
-    run = load_run(args.run, device=resolve_device(args.device))
-    if not hasattr(run.model, "sample"):
+    run = load_run(args.run, device=args.device)
+    if not run.model.can_sample:
         raise ValueError(f"model {run.config['model']!r} cannot generate samples")
     torch.manual_seed(args.seed)
     draws = run.model.sample(args.n).detach().cpu().numpy()
@@ -496,9 +456,6 @@ def cmd_sample(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .sequences import load_npz_sequences
-    from .timegan_metrics import balanced_size, timegan_scores
-
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     real, synthetic = load_npz_sequences(args.real), load_npz_sequences(args.synthetic)
     if "discriminative" in metrics and len(real) != len(synthetic):
@@ -507,7 +464,7 @@ def cmd_score(args) -> int:
         note(f"the discriminative score uses {size} of the {max(len(real), len(synthetic))} {larger} windows "
              "in each repeat (as many real as synthetic)")
     scores = timegan_scores(real, synthetic, metrics,
-                            repeats=args.repeats, seed=args.seed, device=resolve_device(args.device),
+                            repeats=args.repeats, seed=args.seed, device=args.device,
                             discriminative_steps=args.discriminative_steps, predictive_steps=args.predictive_steps)
     print(json.dumps(scores, indent=2))
     return 0
@@ -519,213 +476,10 @@ def cmd_run(args) -> int:
         if name not in EXPERIMENTS:
             raise ValueError(f"unknown experiment {name!r}; choose one of: all, {', '.join(EXPERIMENTS)}")
     out = Path(args.out or f"runs/{args.name}")
-    resolve_device(args.device)
     report = run_experiments(
-        names, out, quick=args.quick, seed=args.seed, device=args.device,
+        names, out, quick=args.quick, seed=args.seed, device=str(args.device),
         progress=not args.quiet, overwrite=args.overwrite,
     )
     if not args.quiet:
         print(f"report: {report}")
     return 0
-
-
-# ----------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="dlvm", description="Deep latent variable models on Pyro.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    sub.add_parser("list", help="models, guides, ELBOs, experiments and data sets").set_defaults(func=cmd_list)
-
-    p = sub.add_parser("fit", help="fit a model to a data file and write a run folder")
-    p.add_argument("model", help="model name (see dlvm list)")
-    p.add_argument("--data", required=True, help="CSV/.npy/.npz file, or a data set name")
-    p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--latent-dim", type=int, help="size of the latent z")
-    p.add_argument("--components", type=int, help="mixture components")
-    p.add_argument("--states", type=int, help="hidden states of an HMM")
-    p.add_argument("--covariance", choices=("full", "diag"), help="component covariance of a mixture/HMM")
-    p.add_argument("--likelihood", help="decoder likelihood (gaussian, bernoulli, ...)")
-    p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell")
-    p.add_argument("--window", type=int, help="cut a table of time steps into windows of this many steps")
-    p.add_argument("--stride", type=int, help="steps between window starts (default: the window)")
-    p.add_argument("--noise-scale", type=float, help="noise scale of a fixed-variance Gaussian decoder")
-    p.add_argument("--no-feed-latent", action="store_true", help="VRAE: z sets the decoder's initial state only")
-    p.add_argument("--noise", choices=("isotropic", "diagonal"), help="noise of the mixture of PPCA")
-    p.add_argument("--restarts", type=int, help="random starts of a mixture/HMM initialisation")
-    p.add_argument("--bayesian", action="store_true", help="priors on the global parameters")
-    p.add_argument("--baseline", default="neural", choices=("neural", "decaying", "none"),
-                   help="score-function baseline of discrete amortized guides (tracegraph)")
-    p.add_argument("--trend-poly", type=int, metavar="P", help="TimeVAE: polynomial trend block of degree P")
-    p.add_argument("--seasonality", nargs="+", metavar="S:L",
-                   help="TimeVAE: seasonal blocks of S seasons of L steps each")
-    p.add_argument("--no-residual", action="store_true", help="TimeVAE: leave out the convolutional residual decoder")
-    p.add_argument("--recon-weight", type=float, metavar="W",
-                   help="TimeVAE: reconstruction weight (fixed Gaussian scale (2W)^-1/2; default 3)")
-    p.add_argument("--hidden", type=_sizes, help="hidden layer sizes, e.g. 64,64")
-    p.add_argument("--guide", help="guide name (default: the model's first)")
-    p.add_argument("--encoder", help=f"encoder of amortized guides ({', '.join(ENCODERS)}); default: the model's")
-    p.add_argument("--guide-covariance", default="diagonal", choices=("diagonal", "full"))
-    p.add_argument("--elbo", help=f"estimator ({', '.join(ELBO_NAMES)}); default: the guide's")
-    p.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help="default: em for fa, ppca, gmm, mppca and hmm with their exact guide, else adam")
-    p.add_argument("--max-epochs", "--epochs", dest="max_epochs", type=int,
-                   help=f"cap on epochs / EM iterations (default {DEFAULT_MAX_ITER} for em, 100 otherwise)")
-    p.add_argument("--tol", type=float,
-                   help=f"convergence tolerance: em, the change of the log-likelihood per observation (default "
-                        f"{DEFAULT_TOL:g}); other optimizers, the relative change of the loss averaged over 10 "
-                        "epochs against the 10 before (default: none, run to --max-epochs)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the learning rate by this after every epoch")
-    p.add_argument("--num-particles", type=int, default=1)
-    p.add_argument("--alpha", type=float, default=0.0, help="alpha of the renyi ELBO (0 = IWAE)")
-    p.add_argument("--clip-norm", type=float)
-    p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
-    p.add_argument("--iwae-samples", type=int, default=100)
-    p.add_argument("--dtype", choices=tuple(DTYPES))
-    p.add_argument("--missing", choices=("error", "mask"), default="error")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=float, default=10.0, metavar="SECONDS",
-                   help="write checkpoint.pt at the end of an epoch this often (and after the last)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted fit into --out")
-    p.add_argument("--allow-new-lr", action="store_true",
-                   help="with --resume: continue with a learning rate other than the interrupted run's")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--stream", action="store_true",
-                   help="read the rows of a .npy/.csv file from disk per minibatch (data larger than memory)")
-    p.add_argument("--distributed", action="store_true",
-                   help="data parallel over the processes started by torchrun (rank 0 writes --out)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_fit)
-
-    p = sub.add_parser("evaluate", help="ELBO, IWAE-K and exact log-likelihood of a run on data")
-    p.add_argument("run")
-    p.add_argument("--data", help="file or data set (default: the run's data)")
-    p.add_argument("--iwae-samples", type=int, default=100)
-    p.add_argument("--missing", choices=("error", "mask"), help="default: as the run was fitted")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("sample", help="draw from a fitted model")
-    p.add_argument("run")
-    p.add_argument("-n", type=int, required=True)
-    p.add_argument("--out", required=True, help=".npz (key 'data'), .npy or .csv")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_sample)
-
-    p = sub.add_parser("regimes", help="most probable regime and regime probabilities per row (gmm, hmm)")
-    p.add_argument("run")
-    p.add_argument("--out", required=True, help="CSV file to write")
-    p.add_argument("--data", help="file or data set (default: the run's data)")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_regimes)
-
-    p = sub.add_parser("anomaly", help="anomaly scores per row: negative log-likelihood (exact or IWAE-K), "
-                                       "its standard error, percentile against the training data")
-    p.add_argument("run")
-    p.add_argument("--data", help="file or data set to score (default: the run's data)")
-    p.add_argument("--out", required=True, help="CSV file to write")
-    p.add_argument("--iwae-samples", type=int, default=100, help="K of IWAE-K where no exact likelihood exists")
-    p.add_argument("--seed", type=int, default=0, help="random state of the importance draws")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_anomaly)
-
-    p = sub.add_parser("encode", help="posterior means and sds of the latent z per row")
-    p.add_argument("run")
-    p.add_argument("--data", help="file or data set to encode (default: the run's data)")
-    p.add_argument("--out", required=True, help="CSV file to write")
-    p.add_argument("--samples", type=int, default=100, help="draws of the guide where it has no closed-form moments")
-    p.add_argument("--seed", type=int, default=0, help="random state of the guide's draws")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_encode)
-
-    p = sub.add_parser("compare", help="compare ELBOs and gradient estimators on a model")
-    p.add_argument("model", help="a registered model, or your own Pyro model as FILE.py:NAME")
-    p.add_argument("--data", required=True, help="data file; for FILE.py:NAME an .npz whose arrays are its keyword arguments")
-    p.add_argument("--guide", help="for FILE.py:NAME: auto-normal (default), auto-diagonal-normal, "
-                                   "auto-multivariate-normal, auto-delta, or FILE.py:NAME")
-    p.add_argument("--out", required=True)
-    p.add_argument("--elbos", help="comma-separated estimators, e.g. trace,tracegraph,renyi:0.5")
-    p.add_argument("--latent-dim", type=int)
-    p.add_argument("--components", type=int)
-    p.add_argument("--states", type=int)
-    p.add_argument("--window", type=int)
-    p.add_argument("--steps", type=int, default=300, help="training steps of each curve")
-    p.add_argument("--draws", type=int, default=100, help="gradient draws per estimator")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("diagnose", help="ArviZ summary, LOO, PSIS k-hat and predictive checks of a run")
-    p.add_argument("run")
-    p.add_argument("--data", help="file or data set (default: the run's data)")
-    p.add_argument("--mcmc", action="store_true", help="draw the globals by NUTS (Bayesian models)")
-    p.add_argument("--out", help="folder (default: RUN/diagnostics)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_diagnose)
-
-    p = sub.add_parser("score", help="TimeGAN's discriminative and predictive scores of synthetic vs real windows")
-    p.add_argument("--real", required=True, help=".npz of real windows (N, T, D), key 'data'")
-    p.add_argument("--synthetic", required=True, help=".npz of synthetic windows, e.g. from dlvm sample")
-    p.add_argument("--metrics", default="discriminative,predictive")
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--discriminative-steps", type=int, default=2000, help="training steps of each classifier")
-    p.add_argument("--predictive-steps", type=int, default=5000, help="training steps of each predictor")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=cmd_score)
-
-    p = sub.add_parser("run", help="run an experiment (or all) and write its report")
-    p.add_argument("name", help="experiment name or 'all'")
-    p.add_argument("--out")
-    p.add_argument("--quick", action="store_true", help="small, fast settings")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_run)
-    return parser
-
-
-def user_error_line(err: Exception) -> str:
-    """The one line shown for an error the input caused."""
-    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if isinstance(err, OSError) and err.filename:
-        return f"{err.strerror or message}: {err.filename}"
-    if isinstance(err, MemoryError):
-        return "not enough memory for this command (use fewer rows, samples or a smaller model)"
-    if isinstance(err, torch.linalg.LinAlgError):
-        return ("the data's covariance could not be factorised (a column may be constant, duplicated or "
-                f"badly scaled; {message[:100]})")
-    return message
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        check_arguments(args)
-        return args.func(args)
-    except (ValueError, OSError, CheckpointError, NonFiniteLossError, torch.linalg.LinAlgError, MemoryError) as err:
-        if args.debug:
-            raise
-        print(f"dlvm: error: {user_error_line(err)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("dlvm: interrupted (an interrupted fit continues with --resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as err:  # a bug: still one line, with the way to see more
-        if args.debug:
-            raise
-        print(f"dlvm: internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
-              "(rerun with --debug for the traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlvm.inference.tables import csv_options, describe_dialect, feature_columns, index_column
+from ...inference.tables import csv_options, describe_dialect, feature_columns, index_column
 
 #: integers beyond this magnitude are not all representable in float64 (its 53-bit significand)
 FLOAT64_EXACT_INTEGERS = 2 ** 53
@@ -255,28 +255,4 @@ def match_columns(table: Table, expected: list[str] | None, source) -> Table:
     table.mask = None if table.mask is None else table.mask[..., order]
     table.columns = list(expected)
     table.dtypes = [table.dtypes[i] for i in order] if table.dtypes else table.dtypes
-    return table
-
-
-def read_data(source, missing: str = "error", min_rows: int = 2, window: int | None = None,
-              stride: int | None = None, columns: list[str] | None = None, ordered: bool = False) -> Table:
-    """A named data set (``dlvm list``) or a file path, read as a :class:`Table`.
-
-    ``columns`` puts the columns in that order by name (:func:`match_columns`); ``ordered``
-    (time-series models) sorts the rows by their dates (:func:`order_by_index`). ``window`` cuts
-    a table of time steps into sequences (N, window, D) for the sequence models, a window
-    starting every ``stride`` steps (default: ``window``).
-    """
-    from .datasets import DATA_SOURCES
-    from .sequences import windows
-
-    source = str(source)
-    table = DATA_SOURCES[source]() if source in DATA_SOURCES else load_table(source, missing=missing, min_rows=min_rows)
-    table = match_columns(table, columns, source)
-    if ordered:
-        table = order_by_index(table, source)
-    if window is not None:
-        if table.mask is not None:
-            raise ValueError("--window does not take data with missing values")
-        table.x = windows(table.x, window, stride)
     return table

@@ -6,6 +6,8 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from .files import Table
+
 DATA = resources.files("dlvm.experiments") / "data"
 
 DATASETS = {
@@ -51,6 +53,7 @@ def ecg5000() -> tuple[np.ndarray, np.ndarray]:
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits: images (1797, 8, 8) scaled to [0, 1] (grey level / 16) and labels (1797,)."""
+    # imported here: sklearn.datasets loads slowly, and only the digits need it
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -61,8 +64,6 @@ STOCK_COLUMNS = ["Open", "High", "Low", "Close", "Adj_Close", "Volume"]
 
 
 def _table(x: np.ndarray, columns=None, index=None):
-    from .io import Table
-
     columns = [str(c) for c in columns] if columns is not None else [f"x{i}" for i in range(x.shape[-1])]
     return Table(x=np.asarray(x, np.float64), mask=None, columns=columns, index=index)
 
@@ -71,7 +72,7 @@ def _returns_table(frame: pd.DataFrame):
     return _table(frame.to_numpy(np.float64), frame.columns, frame.index)
 
 
-#: named data for ``dlvm fit MODEL --data NAME``: name -> loader() -> experiments.io.Table
+#: named data for ``dlvm fit MODEL --data NAME``: name -> loader() -> experiments.data.Table
 DATA_SOURCES = {
     "sp500": lambda: _returns_table(log_returns(sp500_index(), percent=True).to_frame()),
     "sp500-stocks": lambda: _returns_table(log_returns(sp500_stocks(), percent=True)),

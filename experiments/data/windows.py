@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .files import load_table
+
 SEQUENCE_KEY = "data"
 
 
@@ -34,8 +36,6 @@ def check_sequences(array, what: str = "sequences") -> np.ndarray:
 
 def load_npz_sequences(path: str | os.PathLike) -> np.ndarray:
     """The sequences in a ``.npz``: the array under key ``data``, or its only array; (N, T, D)."""
-    from .io import load_table
-
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise ValueError(f"{path}: sequences are read from a .npz file")

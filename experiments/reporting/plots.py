@@ -173,6 +173,7 @@ def real_vs_synthetic(real, synthetic, title: str = "", seed: int = 0, size: int
     Up to ``size`` windows of each set are drawn, each reduced to its per-step mean over features
     (a point in R^T); PCA is fitted on the real points. Returns the figure (two panels).
     """
+    # imported here: sklearn.manifold takes about a second to load, and only this figure needs it
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import EXPERIMENTS, get_experiment
-from .runs import staged_run, write_json, write_text_atomic
+from .. import EXPERIMENTS, get_experiment
+from ..runs.folders import staged_run, write_json, write_text_atomic
 
 MAX_TABLE_ROWS = 30
 #: tables with more rows than this are shown collapsed (opened by a click)

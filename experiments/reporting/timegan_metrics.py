@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 
-from .sequences import check_sequences
+from ..data.windows import check_sequences
 
 METRICS = ("discriminative", "predictive")
 DISCRIMINATIVE_STEPS = 2000

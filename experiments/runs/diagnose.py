@@ -15,16 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlvm.inference import arviz_adapter
-from dlvm.inference.diagnostics import psis_khat, run_nuts, to_arviz
-from dlvm.models.base import has_global_latents
+from ...inference import arviz_adapter
+from ...inference.diagnostics import psis_khat, run_nuts, to_arviz
+from ...guides import GUIDES
+from ...models.base import has_global_latents
 
-from .plots import plt, save_figure_at
-from .runs import check_event_shape, load_run, run_data
+from ..reporting.plots import plt, save_figure_at
+from .folders import check_event_shape, load_run, run_data
 
-#: guides that are the exact posterior of the local latents: without global latents (Bayesian
-#: models) their importance weights are all equal
-EXACT_GUIDES = ("exact", "enum")
 KHAT_EXACT_NOTE = "no PSIS k-hat: the guide is the exact posterior, so every importance weight is equal"
 
 
@@ -37,7 +35,7 @@ def _read(data, config: dict):
     return x, None
 
 
-def _arviz_plot(name: str, data, path: Path, **kwargs) -> Path | None:
+def arviz_plot(name: str, data, path: Path, **kwargs) -> Path | None:
     """An ArviZ plot (arviz 0.23 API) saved to ``path``; None where this arviz lacks it."""
     function = getattr(arviz_adapter.az, name, None)
     if function is None:
@@ -93,7 +91,9 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
         (out / "loo.json").write_text(json.dumps(loo_out, indent=2) + "\n")
         files.append("loo.json")
     khat = None
-    if bayesian or run.config["guide"] not in EXACT_GUIDES:
+    # a guide that samples nothing is the exact posterior of the local latents: without global
+    # latents (Bayesian models) its importance weights are all equal
+    if bayesian or not GUIDES[run.config["guide"]].deterministic:
         khat = psis_khat(run.trained, run.guide, x, mask, num_draws=khat_draws, seed=seed)
         pd.DataFrame({"row": np.arange(len(khat)), "khat": khat}).to_csv(out / "psis_khat.csv", index=False)
         files.append("psis_khat.csv")
@@ -103,7 +103,7 @@ def diagnose(run_dir, data=None, mcmc: bool = False, out=None, *, num_draws: int
         files.append("figures/ppc.png")
     if mcmc:
         for name in ("trace", "forest"):
-            if _arviz_plot(f"plot_{name}", idata, out / "figures" / f"{name}.png") is not None:
+            if arviz_plot(f"plot_{name}", idata, out / "figures" / f"{name}.png") is not None:
                 files.append(f"figures/{name}.png")
     summary = {
         "elpd_loo": loo["elpd"], "p_loo": loo["p_loo"], "pareto_k_counts": loo["k_counts"],

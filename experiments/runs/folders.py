@@ -19,15 +19,13 @@ from pathlib import Path
 import pyro.poutine as poutine
 import torch
 
-from dlvm.guides import pair
-from dlvm.inference.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
-from dlvm.inference.engine import CHECKPOINT_NAME
-from dlvm.models import MODELS, build_model
+from ...guides import pair
+from ...inference.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
+from ...inference.engine import CHECKPOINT_NAME
+from ...models import DTYPES, MODELS, build_model
 
-from .io import read_data
+from ..data import read_data
 from .provenance import check_config
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -13,16 +13,14 @@ import hashlib
 import math
 from pathlib import Path
 
-from dlvm.models import MODELS
-
-from .checks import flag_name
+from ...models import DTYPES, MODELS
+from ...models.options import flag_name
 
 HASH_CHUNK = 1 << 20
 #: config keys whose change does not change the fitted parameters (records, not settings)
 NOT_SETTINGS = {"data", "data_file", "dtypes", "epochs", "iwae_samples", "checkpoint_every", "lr_changes"}
 #: settings a ``--resume`` may change when the matching ``--allow-new-...`` flag is given
 MAY_CHANGE = {"lr": "--allow-new-lr"}
-DTYPE_NAMES = ("float32", "float64")
 
 
 def file_sha256(path: Path) -> str:
@@ -109,13 +107,11 @@ SIZES = (lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(s) and s >
          "a list of positive integers")
 TEXTS = (lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v), "a list of texts")
 
-#: the type and range of every option a config.json may hold
-OPTION_RULES = {
-    "latent_dim": _counts(1), "components": _counts(1), "states": _counts(1), "restarts": _counts(1),
-    "trend_poly": _counts(0), "noise_scale": POSITIVE, "recon_weight": POSITIVE,
-    "covariance": TEXT, "likelihood": TEXT, "cell": TEXT, "noise": TEXT, "encoder": TEXT, "baseline": TEXT,
-    "guide_covariance": TEXT, "feed_latent": FLAG, "bayesian": FLAG, "residual": FLAG, "mask_input": FLAG,
-    "hidden": SIZES, "seasonality": TEXTS,
+#: the type of every guide option a config.json may hold (model options are checked against
+#: the model's declared ``Options``)
+GUIDE_OPTION_RULES = {
+    "encoder": TEXT, "baseline": TEXT, "guide_covariance": TEXT, "mask_input": FLAG, "hidden": SIZES,
+    "cell": TEXT, "reparameterized": FLAG, "warm_start": FLAG,
 }
 TOP_RULES = {
     "event_shape": SIZES, "window": _counts(1), "stride": _counts(1), "columns": TEXTS, "stream": FLAG,
@@ -141,16 +137,17 @@ def check_config(config, where) -> dict:
         raise ValueError(f"{where}: unknown model {config['model']!r}; choose one of: {', '.join(MODELS)}")
     if config["guide"] not in MODELS[config["model"]].guides:
         raise ValueError(f"{where}: guide {config['guide']!r} does not pair with {config['model']}")
-    if config["dtype"] not in DTYPE_NAMES:
-        raise ValueError(f"{where}: 'dtype' must be one of {', '.join(DTYPE_NAMES)}, not {config['dtype']!r}")
+    if config["dtype"] not in DTYPES:
+        raise ValueError(f"{where}: 'dtype' must be one of {', '.join(DTYPES)}, not {config['dtype']!r}")
     for key, rule in TOP_RULES.items():
         if config.get(key) is not None:
             _check_field(where, key, config[key], rule)
     for group in ("model_options", "guide_options"):
         if not isinstance(config[group], dict):
             raise ValueError(f"{where}: {group!r} must be a JSON object, not {config[group]!r}")
-        for key, value in config[group].items():
-            if key not in OPTION_RULES:
-                raise ValueError(f"{where}: unknown {group[:-1].replace('_', ' ')} {key!r}")
-            _check_field(where, key, value, OPTION_RULES[key])
+    MODELS[config["model"]].parse_options(config["model_options"], where)
+    for key, value in config["guide_options"].items():
+        if key not in GUIDE_OPTION_RULES:
+            raise ValueError(f"{where}: unknown guide option {key!r}")
+        _check_field(where, key, value, GUIDE_OPTION_RULES[key])
     return config

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pandas as pd
 import pyro
 
-from dlvm.inference.anomaly import AnomalyScores, anomaly_scores, percentiles
-from dlvm.inference.features import Encoding, encode
+from ...inference.anomaly import AnomalyScores, anomaly_scores, percentiles
+from ...inference.features import Encoding, encode
 
-from .runs import Run, run_data
+from .folders import Run, run_data
 
 
 def _row_index(index, rows: int, config: dict) -> pd.Index:

@@ -40,16 +40,16 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from dlvm.guides import pair
-from dlvm.inference import fit
-from dlvm.inference.anomaly import anomaly_scores, percentiles
-from dlvm.inference.features import encode
-from dlvm.models import build_model
+from ...guides import pair
+from ...inference import fit
+from ...inference.anomaly import anomaly_scores, percentiles
+from ...inference.features import encode
+from ...models import build_model
 
-from .datasets import ecg5000, log_returns, sp500_index, sp500_stocks
-from .plots import figure, save_figure
+from ..data.sets import ecg5000, log_returns, sp500_index, sp500_stocks
+from ..reporting.plots import figure, save_figure
 from .regimes import fit_regime_model
-from .sequences import windows
+from ..data.windows import windows
 
 NORMAL = 1
 TRAIN_FRACTION = 0.6

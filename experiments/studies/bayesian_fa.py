@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlvm.guides import pair
-from dlvm.inference import arviz_adapter, fit
-from dlvm.inference.diagnostics import guide_draws, psis_khat, run_nuts, to_arviz
-from dlvm.models import FactorAnalysis, GaussianMixture
+from ...guides import pair
+from ...inference import arviz_adapter, fit
+from ...inference.diagnostics import guide_draws, psis_khat, run_nuts, to_arviz
+from ...models import FactorAnalysis, GaussianMixture
 
-from .datasets import log_returns, sp500_index, sp500_stocks
-from .diagnose import _arviz_plot
-from .plots import figure, save_figure
+from ..data.sets import log_returns, sp500_index, sp500_stocks
+from ..runs.diagnose import arviz_plot
+from ..reporting.plots import figure, save_figure
 
 TICKERS = ["JPM", "BAC", "XOM", "CVX", "KO", "PEP"]
 
@@ -137,7 +137,7 @@ def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress:
     regimes.to_csv(out / "gmm_svi_vs_nuts.csv", index=False)
     files = ["svi_vs_nuts.csv", "gmm_svi_vs_nuts.csv", "nuts_summary.csv", comparison_figure(table, out)]
     for name in ("trace", "forest"):
-        if _arviz_plot(f"plot_{name}", nuts_data, out / "figures" / f"nuts_{name}.png") is not None:
+        if arviz_plot(f"plot_{name}", nuts_data, out / "figures" / f"nuts_{name}.png") is not None:
             files.append(f"figures/nuts_{name}.png")
 
     ml, guide = pair(FactorAnalysis(6, 2).double(), "amortized", (6,), encoder="linear")

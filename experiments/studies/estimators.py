@@ -21,20 +21,18 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer.autoguide import AutoDelta, AutoDiagonalNormal, AutoMultivariateNormal, AutoNormal
 
-from dlvm.guides import default_elbo, pair
-from dlvm.guides.baselines import WithBaseline, needs_score_function
-from dlvm.inference.engine import guide_latents
-from dlvm.inference.estimators import compare_estimators, training_curves
-from dlvm.models import MODELS, build_model
+from ...guides import default_elbo, pair
+from ...guides.baselines import WithBaseline, needs_score_function
+from ...inference.engine import guide_latents
+from ...inference.estimators import compare_estimators, training_curves
+from ...models import DTYPES, MODELS, build_model
 
-from .plots import curves, grouped_bars
+from ..reporting.plots import curves, grouped_bars
 
 #: registry names the experiment runs, where they exist
 MODEL_NAMES = ("fa", "gmm", "vae")
 REPARAMETERIZED_ELBOS = ("trace", "meanfield", "renyi:0", "renyi:0.5")
 SCORE_ELBOS = ("trace", "tracegraph")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
 
 def synthetic_table(n: int, width: int, seed: int = 0) -> np.ndarray:
     """Rows in (0, 1): two clusters with a one-factor structure, squashed by a logistic.

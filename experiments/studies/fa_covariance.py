@@ -18,9 +18,9 @@ import pandas as pd
 from scipy.stats import multivariate_normal
 from sklearn.covariance import LedoitWolf
 
-from .datasets import log_returns, sp500_stocks
+from ..data.sets import log_returns, sp500_stocks
 from .fa_vs_pca import fit_exact, held_out_log_likelihood
-from .plots import color, figure, save_figure
+from ..reporting.plots import color, figure, save_figure
 
 FACTORS = range(1, 9)
 

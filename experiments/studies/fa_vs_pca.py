@@ -17,12 +17,12 @@ import pandas as pd
 import torch
 from sklearn.model_selection import KFold
 
-from dlvm.guides import ExactGuide
-from dlvm.inference import fit
-from dlvm.models.base import Marginalized
-from dlvm.models.factor import FactorAnalysis
+from ...guides import ExactGuide
+from ...inference import fit
+from ...models.base import Marginalized
+from ...models.factor import FactorAnalysis
 
-from .plots import color, figure, save_figure
+from ..reporting.plots import color, figure, save_figure
 
 FEATURES = 100
 RANK = 10

@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlvm.guides import default_elbo, pair
-from dlvm.inference import fit
-from dlvm.inference.em import DEFAULT_MAX_ITER
-from dlvm.models import MODELS, build_model
+from ...guides import default_elbo, pair
+from ...inference import fit
+from ...inference.em import DEFAULT_MAX_ITER
+from ...models import MODELS, build_model
 
-from .datasets import log_returns, sp500_index
-from .metrics import label_agreement, relabel, volatility_order
-from .plots import regime_figure
+from ..data.sets import log_returns, sp500_index
+from ..reporting.metrics import label_agreement, relabel, volatility_order
+from ..reporting.plots import regime_figure
 
 CRISES = {"2008-09..2009-03": ("2008-09-01", "2009-03-31"), "2020-03": ("2020-03-01", "2020-03-31")}
 QUICK_SPAN = ("2006-01-01", "2021-12-31")
@@ -97,6 +97,7 @@ def _crisis_shares(labels: pd.Series, high: int) -> dict:
 
 
 def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
+    # hmmlearn is an optional (dev) dependency: only this experiment's reference fits need it
     from hmmlearn.hmm import GaussianHMM as ReferenceHMM
     from sklearn.mixture import GaussianMixture as ReferenceGMM
 

@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlvm.experiments.datasets import sp500_index, stockv, timegan_sines, timegan_stocks
-from dlvm.experiments.plots import real_vs_synthetic, save_figure
-from dlvm.experiments.sequences import windows
-from dlvm.experiments.timegan_metrics import timegan_scores
-from dlvm.guides import pair
-from dlvm.inference import fit
-from dlvm.models import VAE, VRAE, TimeVAE
+from ..data.sets import sp500_index, stockv, timegan_sines, timegan_stocks
+from ..reporting.plots import plt, real_vs_synthetic, save_figure
+from ..data.windows import windows
+from ..reporting.timegan_metrics import timegan_scores
+from ...guides import pair
+from ...inference import fit
+from ...models import VAE, VRAE, TimeVAE
 
 #: Diffusion-TS (ICLR 2024) Table 1, 24-step windows: (dataset, model) -> (discriminative, sd, predictive)
 PUBLISHED = {
@@ -100,8 +100,6 @@ def draw(model, n: int, seed: int) -> np.ndarray:
 
 
 def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = _settings(quick)

@@ -15,12 +15,12 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from dlvm.experiments.datasets import digits
-from dlvm.experiments.plots import image_mosaic, save_figure, scatter_by_label, training_curves
-from dlvm.guides import pair
-from dlvm.inference import evaluate, fit
-from dlvm.models import VAE
-from dlvm.models.decoders import grid_coordinates
+from ..data.sets import digits
+from ..reporting.plots import image_mosaic, plt, save_figure, scatter_by_label, training_curves
+from ...guides import pair
+from ...inference import evaluate, fit
+from ...models import VAE
+from ...models.decoders import grid_coordinates
 
 IWAE_SAMPLES = 500
 GRID_SIZE = 12  # cells per side of the manifold figure
@@ -35,8 +35,6 @@ def build(latent_dim: int, hidden: tuple, reparameterized: bool = True):
 def manifold_figure(model, out: Path, size: int = GRID_SIZE) -> str:
     """Figure 6.7: decoded means on a size x size grid of the latent plane, cells apart on a grey
     ground, axes labelled with the cells' latent coordinates (z_2 grows upwards)."""
-    import matplotlib.pyplot as plt
-
     grid = model.grid(size).cpu().numpy().reshape(size, size, 8, 8)
     coords = grid_coordinates(size).numpy()
     fig, ax = plt.subplots(figsize=(7, 7))
@@ -54,8 +52,6 @@ def manifold_figure(model, out: Path, size: int = GRID_SIZE) -> str:
 
 
 def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

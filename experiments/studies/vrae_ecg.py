@@ -21,13 +21,13 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.model_selection import train_test_split
 
-from dlvm.experiments.datasets import ecg5000, log_returns, sp500_stocks
-from dlvm.experiments.metrics import kmeans_ari, mean_squared_error
-from dlvm.experiments.plots import save_figure, scatter_by_label, training_curves
-from dlvm.experiments.sequences import windows
-from dlvm.guides import pair
-from dlvm.inference import evaluate, fit
-from dlvm.models import VRAE
+from ..data.sets import ecg5000, log_returns, sp500_stocks
+from ..reporting.metrics import kmeans_ari, mean_squared_error
+from ..reporting.plots import plt, save_figure, scatter_by_label, training_curves
+from ..data.windows import windows
+from ...guides import pair
+from ...inference import evaluate, fit
+from ...models import VRAE
 
 KSHAPE_ARI = 0.58  # k-Shape on ECG5000, Paparrizos & Gravano (SIGMOD 2015)
 ECG_NAMES = {1: "normal", 2: "R-on-T PVC", 3: "PVC", 4: "SP/EB", 5: "unclassified"}
@@ -47,8 +47,6 @@ def _tensor(x, model):
 
 
 def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

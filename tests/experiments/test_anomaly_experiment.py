@@ -8,8 +8,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dlvm.experiments import EXPERIMENTS, anomaly, get_experiment
-from dlvm.experiments.datasets import ecg5000
-from dlvm.experiments.plots import check_figure
+from dlvm.experiments.data.sets import ecg5000
+from dlvm.experiments.reporting.plots import check_figure
 
 
 def test_split_fits_on_normal_beats_and_tests_every_abnormal_one():

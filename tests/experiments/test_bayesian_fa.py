@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from dlvm.experiments.bayesian_fa import run
+from dlvm.experiments.studies.bayesian_fa import run
 
 
 @pytest.mark.slow  # NUTS on two models

@@ -11,7 +11,7 @@ from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
 from dlvm.experiments.cli import main
-from dlvm.experiments.runs import load_run
+from dlvm.experiments.runs.folders import load_run
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sklearn.decomposition import FactorAnalysis as ReferenceFA
 from sklearn.mixture import GaussianMixture as ReferenceGMM
 
 from dlvm.experiments.cli import main
-from dlvm.experiments.datasets import log_returns, sp500_index, sp500_stocks
+from dlvm.experiments.data.sets import log_returns, sp500_index, sp500_stocks
 
 TOLERANCE = 1e-3
 SCALES = [1e-3, 1.0, 1e3]

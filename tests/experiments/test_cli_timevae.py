@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from dlvm.experiments.cli import main, read_data
-from dlvm.experiments.timegan_metrics import timegan_scores
+from dlvm.experiments.cli import main
+from dlvm.experiments.data import read_data
+from dlvm.experiments.reporting.timegan_metrics import timegan_scores
 
 
 def run_cli(*args):

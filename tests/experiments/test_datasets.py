@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from dlvm.experiments.datasets import DATASETS, log_returns, sp500_index, sp500_stocks
+from dlvm.experiments.data.sets import DATASETS, log_returns, sp500_index, sp500_stocks
 
 TICKERS = ["AAPL", "AMD", "BAC", "BBY", "CVX", "GE", "HD", "JNJ", "JPM", "KO", "LLY", "MRK",
            "MSFT", "PEP", "PFE", "PG", "RRC", "UNH", "WMT", "XOM"]

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from dlvm.experiments import EXPERIMENTS, get_experiment
-from dlvm.experiments.plots import check_figure
+from dlvm.experiments.reporting.plots import check_figure
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import torch
 from sklearn.decomposition import FactorAnalysis
 
 from dlvm.experiments import get_experiment
-from dlvm.experiments.diagnose import diagnose
-from dlvm.experiments.estimators import compare, synthetic_table
-from dlvm.experiments.runs import build_pair
+from dlvm.experiments.runs.diagnose import diagnose
+from dlvm.experiments.studies.estimators import compare, synthetic_table
+from dlvm.experiments.runs.folders import build_pair
 from dlvm.inference import fit
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from dlvm.experiments import EXPERIMENTS, get_experiment
-from dlvm.experiments.fa_covariance import covariance_parameters, gaussian_log_likelihood
-from dlvm.experiments.fa_vs_pca import fit_exact, held_out_log_likelihood, make_data
+from dlvm.experiments.studies.fa_covariance import covariance_parameters, gaussian_log_likelihood
+from dlvm.experiments.studies.fa_vs_pca import fit_exact, held_out_log_likelihood, make_data
 
 
 @pytest.fixture(scope="module")

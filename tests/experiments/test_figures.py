@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dlvm.experiments.plots import check_figure, figure, ink_fraction, save_figure_at
+from dlvm.experiments.reporting.plots import check_figure, figure, ink_fraction, save_figure_at
 
 
 def saved(tmp_path, name, draw):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dlvm.experiments.io import load_table
+from dlvm.experiments.data.files import load_table
 
 
 def test_csv_with_date_index(tmp_path):

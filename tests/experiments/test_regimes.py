@@ -6,8 +6,8 @@ import pandas as pd
 import torch
 
 from dlvm.experiments import EXPERIMENTS, get_experiment
-from dlvm.experiments.metrics import align_labels, label_agreement
-from dlvm.experiments.regimes import regime_table
+from dlvm.experiments.reporting.metrics import align_labels, label_agreement
+from dlvm.experiments.studies.regimes import regime_table
 from dlvm.models import GaussianMixture
 
 

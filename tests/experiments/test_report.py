@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from dlvm.experiments.report import OPEN_TABLE_ROWS, _section, run_experiments
+from dlvm.experiments.reporting.report import OPEN_TABLE_ROWS, _section, run_experiments
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 CHECK = """<script>

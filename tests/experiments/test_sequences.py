@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dlvm.experiments.sequences import load_csv_windows, load_npz_sequences, save_npz_sequences, windows
+from dlvm.experiments.data.windows import load_csv_windows, load_npz_sequences, save_npz_sequences, windows
 
 
 def test_npz_key_data_or_only_key(tmp_path):

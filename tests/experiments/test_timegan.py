@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dlvm.experiments import datasets
-from dlvm.experiments.timegan_metrics import (
+from dlvm.experiments.reporting.timegan_metrics import (
     GRUScorers, discriminative_scores, predictive_scores, scale_like, timegan_scores,
 )
 

@@ -6,7 +6,7 @@ import pytest
 from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis
 
 from dlvm.experiments.cli import main
-from dlvm.experiments.runs import load_run
+from dlvm.experiments.runs.folders import load_run
 
 
 def write_csv(path, x, dates=True):

@@ -16,7 +16,7 @@ from sklearn.decomposition import PCA
 from sklearn.decomposition import FactorAnalysis as ReferenceFA
 
 from dlvm.experiments.cli import main
-from dlvm.experiments.datasets import log_returns, sp500_index
+from dlvm.experiments.data.sets import log_returns, sp500_index
 from dlvm.guides import pair
 from dlvm.inference import fit
 from dlvm.models import FactorAnalysis, GaussianHMM

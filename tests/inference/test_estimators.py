@@ -23,6 +23,8 @@ LOG_2PI = math.log(2 * math.pi)
 class NormalNormal(LatentVariableModel):
     """z_i ~ N(mu0, 1), x_i | z_i ~ N(z_i, SIGMA^2): conjugate, every ELBO term in closed form."""
 
+    exact_marginal = True
+
     def __init__(self):
         super().__init__()
         self.prior_loc = PyroParam(torch.tensor(0.3, dtype=torch.float64))
@@ -108,6 +110,7 @@ class TwoComponentMixture(LatentVariableModel):
     """z_i ~ Categorical(0.4, 0.6), x_i | z_i = k ~ N(mu_k, 1) (2-D), enumerable z."""
 
     latent_kind = "categorical"
+    can_sample = True
 
     def __init__(self):
         super().__init__()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlvm.experiments.io import read_data
+from dlvm.experiments.data import read_data
 from dlvm.guides import pair
 from dlvm.inference import CsvRows, NpyRows, evaluate, fit, open_rows
 from dlvm.models import VAE, FactorAnalysis

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dlvm.experiments.sequences import check_sequences, load_npz_sequences, windows
+from dlvm.experiments.data.windows import check_sequences, load_npz_sequences, windows
 from dlvm.guides import pair
 from dlvm.inference import fit
 from dlvm.models import VAE

@@ -5,7 +5,7 @@ import torch
 from hmmlearn.hmm import GaussianHMM as Reference
 from scipy.stats import norm
 
-from dlvm.experiments.regimes import returns
+from dlvm.experiments.studies.regimes import returns
 from dlvm.guides import pair
 from dlvm.inference import evaluate, fit, make_elbo
 from dlvm.models import MODELS, GaussianHMM, build_model

@@ -5,7 +5,7 @@ import torch
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as Reference
 
-from dlvm.experiments.datasets import log_returns, sp500_index
+from dlvm.experiments.data.sets import log_returns, sp500_index
 from dlvm.guides import pair
 from dlvm.inference import as_observations, evaluate, fit
 from dlvm.models import MODELS, FactorAnalysis, GaussianMixture, MixtureOfPPCA, build_model

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlvm.experiments.runs import build_pair
+from dlvm.experiments.runs.folders import build_pair
 from dlvm.guides import default_elbo
 from dlvm.inference import evaluate, fit
 from dlvm.models import MODELS

@@ -5,7 +5,7 @@ import pyro.poutine as poutine
 import pytest
 import torch
 
-from dlvm.experiments.datasets import digits
+from dlvm.experiments.data.sets import digits
 from dlvm.guides import pair
 from dlvm.inference import evaluate, fit, make_elbo
 from dlvm.models import MODELS, VAE, build_model

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlvm.experiments.datasets import ecg5000
+from dlvm.experiments.data.sets import ecg5000
 from dlvm.guides import pair
 from dlvm.inference import fit
 from dlvm.models import VRAE, build_model

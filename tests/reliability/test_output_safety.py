@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dlvm.experiments.cli import main
-from dlvm.experiments.runs import RUN_MARKER, output_lock, staged_run
+from dlvm.experiments.runs.folders import RUN_MARKER, output_lock, staged_run
 
 TABLE = "a,b,c,d\n" + "\n".join(",".join(f"{v:.4f}" for v in row)
                                  for row in np.random.default_rng(1).normal(size=(40, 4))) + "\n"

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dlvm.experiments.cli import main
-from dlvm.experiments.io import load_table, read_data
-from dlvm.experiments.timegan_metrics import discriminative_scores
+from dlvm.experiments.data import load_table, read_data
+from dlvm.experiments.reporting.timegan_metrics import discriminative_scores
 
 FRAME = pd.DataFrame(np.random.default_rng(2).normal(size=(50, 4)), columns=["a", "b", "c", "d,e"])
 FIT = ["--latent-dim", "1", "--optimizer", "lbfgs", "--epochs", "5", "--iwae-samples", "2", "--quiet"]

@@ -1,5 +1,5 @@
-"""Predicates on the sites of a Pyro trace, in one place for the engine, evaluation, estimator
-comparisons and diagnostics."""
+"""Predicates on the sites of a Pyro trace, in one place for guides, the engine, evaluation,
+estimator comparisons and diagnostics."""
 from __future__ import annotations
 
 from pyro.poutine.util import site_is_subsample
@@ -17,6 +17,11 @@ def is_observed(site) -> bool:
 def in_plate(site, plate: str) -> bool:
     """Whether ``site`` lies inside the plate called ``plate``."""
     return any(frame.name == plate for frame in site["cond_indep_stack"])
+
+
+def is_local(site) -> bool:
+    """A site inside the ``"data"`` plate (a local latent or an observation)."""
+    return in_plate(site, "data")
 
 
 def is_enumerated(site) -> bool:
