@@ -4,7 +4,9 @@ A local latent that the guide samples without reparameterisation (a discrete z, 
 ``reparameterized=False``) gets the score-function (REINFORCE) gradient. ``tracegraph`` subtracts
 a baseline b from the site's downstream cost, which leaves the gradient unbiased and can shrink its
 variance. :class:`WithBaseline` wraps any guide and writes Pyro's baseline options into the
-``infer`` dict of each such site in the ``"data"`` plate, so no guide needs its own baseline code:
+``infer`` dict of each such site in the ``"data"`` plate, so a guide needs no baseline code of its
+own (the amortized categorical and Markov guides, guides/categorical.py and guides/markov.py, still
+carry one: a neural baseline on their own encoder features, cheaper than a second network):
 
 * ``"decaying"``: a moving average of the cost, kept per row position (every minibatch must then
   have the same size). Pyro keeps that average in its parameter store, outside the modules: an

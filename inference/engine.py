@@ -14,7 +14,9 @@ Two ways to feed a fit, one loop:
 
 The loop (:func:`train`) knows nothing of the model or the estimator: a step is the objective's
 loss and gradients plus an optimizer step, and everything else is a hook (validation, early
-stopping, convergence, checkpoints, progress, evaluation every k steps).
+stopping, convergence, checkpoints, progress, evaluation every k steps). :func:`fit` looks at the
+estimator once: it refuses the renyi bound with several particles in a distributed fit (that
+bound is not a sum over rows, so it cannot be split over ranks).
 """
 from __future__ import annotations
 

@@ -7,10 +7,11 @@ fixed site names: the plate over rows is ``"data"``, the local latent ``"z"``, t
 ``"data"`` plate then scales the likelihood by size / batch, so one minibatch step is an unbiased
 estimate of the full-data ELBO.
 
-Parameters live inside the modules (Pyro's ``module_local_params``, switched on by
-:class:`LocalParams` for the construction and the calls of dlvm's modules only: importing dlvm
-changes no global Pyro setting), never in Pyro's global parameter store, so several models can be
-fitted side by side in one process.
+The parameters of models and guides live inside the modules (Pyro's ``module_local_params``,
+switched on by :class:`LocalParams` for the construction and the calls of dlvm's modules only:
+importing dlvm changes no global Pyro setting), not in Pyro's global parameter store, so several
+models can be fitted side by side in one process. One exception: Pyro keeps the running average of
+the ``decaying`` score-function baseline in its parameter store (see guides/baselines.py).
 
 A model class declares itself (:class:`LatentVariableModel`): its ``name``, a one-line
 ``summary``, the ``guides`` it pairs with (the first is its default), its ``Options`` (a typed
@@ -19,8 +20,9 @@ shape and those options; the registry (:data:`dlvm.models.MODELS`) and the comma
 read from these declarations. Optional capabilities are declared as class attributes and exist
 only where they are exact: ``exact_marginal`` (``log_marginal(x, mask)`` and ``marginal_model``,
 the model with its local latents integrated out, trained by :class:`Marginalized`),
-``exact_posterior`` (``posterior(x, mask)``) and ``can_sample`` (``sample(n)``); a declaration
-without its method, or a method without its declaration, is an error when the class is defined.
+``exact_posterior`` (``posterior(x, mask)``) and ``can_sample`` (``sample(n)``); for a registered model (one with a
+``name``) a declaration without its method, or a method without its declaration, is an error when
+the class is defined.
 """
 from __future__ import annotations
 
@@ -264,9 +266,12 @@ class LatentVariableModel(LocalParams, PyroModule):
     latent_kind: str = "continuous"
 
     def __init_subclass__(cls, **kwargs):
-        """Declarations and methods agree: a capability is declared exactly when its method exists,
-        and a model pairing with the exact guide has ``marginal_model``."""
+        """A registered model's (one with a ``name``) declarations and methods agree: a capability
+        is declared exactly when its method exists, and pairing with the exact guide needs
+        ``marginal_model``."""
         super().__init_subclass__(**kwargs)
+        if not cls.name:
+            return
         for capability, method in CAPABILITIES.items():
             if bool(getattr(cls, capability)) != hasattr(cls, method):
                 have = "declares" if getattr(cls, capability) else "does not declare"
@@ -341,6 +346,16 @@ class LatentVariableModel(LocalParams, PyroModule):
         model counts its observed time steps, so its ``log_likelihood`` is per time step).
         """
         return x.new_ones(x.shape[0])
+
+
+class ExactModel(LatentVariableModel):
+    """Base of the classical models (FA, mixtures, HMM, Student-t FA): exact marginal, posterior and
+    sampling, built in float64 (they match their references to many digits) and fitted by
+    closed-form EM (``em_step``) by default."""
+
+    default_dtype = "float64"
+    default_optimizer = "em"
+    exact_marginal = exact_posterior = can_sample = True
 
 
 class Marginalized(LocalParams, PyroModule):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import pyro.distributions as dist
 import torch
@@ -18,6 +19,7 @@ from torch.distributions import biject_to, constraints, transform_to, transforms
 
 from .base import LocalParams, local_method
 from .factor import linear_gaussian_log_prob
+from .options import ModelOptions, option
 
 #: added to every component variance (as scikit-learn's reg_covar): constant data or a component
 #: that collapses on one point gives a finite, large density instead of NaN
@@ -228,6 +230,16 @@ def check_em(model, mask) -> None:
 
 
 # ---------------------------------------------------------------------- Gaussian components
+@dataclass(frozen=True)
+class ComponentOptions(ModelOptions):
+    """The options of a model built on :class:`GaussianComponents` (the GMM and the HMM add the
+    number of components or states)."""
+
+    covariance: str = option("full", "component covariance", choices=("full", "diag"))
+    bayesian: bool = option(False, "priors on the global parameters")
+    restarts: int = option(5, "k-means++ starts of the initialisation (the best is kept)", low=1)
+
+
 class GaussianComponents(LocalParams, PyroModule):
     """K Gaussian densities N(mu_k, Sigma_k) in R^D: the emission part of mixtures and HMMs.
 

@@ -21,7 +21,7 @@ import torch
 from pyro.nn import PyroParam, PyroSample
 from torch.distributions import constraints
 
-from .base import ExactMarginal, LatentVariableModel, fill_missing, table_width
+from .base import ExactMarginal, ExactModel, fill_missing, table_width
 from .options import ModelOptions, option
 
 LOG_2PI = math.log(2 * math.pi)
@@ -175,7 +175,7 @@ def principal_components_start(x, latent_dim: int, noise: str = "isotropic"):
     return loc, loadings, sigma2.to(x.dtype)
 
 
-class FactorAnalysis(LatentVariableModel):
+class FactorAnalysis(ExactModel):
     """FA / PPCA with maximum-likelihood globals, or Bayesian globals with priors.
 
     Args:
@@ -192,10 +192,7 @@ class FactorAnalysis(LatentVariableModel):
     name = "fa"
     summary = "Factor Analysis, diagonal noise (§6.3.1)"
     guides = ("exact", "amortized")
-    default_dtype = "float64"
-    default_optimizer = "em"
     default_lr = {"amortized": 1e-3}
-    exact_marginal = exact_posterior = can_sample = True
     #: Psi of the registered model: "diagonal" (FA); PPCA declares "isotropic"
     noise_kind = "diagonal"
 

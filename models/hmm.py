@@ -33,11 +33,11 @@ from pyro.nn import PyroParam, PyroSample
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
-from .base import LatentVariableModel, fill_missing, local_method
-from .options import ModelOptions, option
+from .base import ExactModel, fill_missing, local_method
+from .options import option
 from .components import (
-    GaussianComponents, best_of_restarts, check_components, check_em, kmeans_start, normalized, weighted_moments,
-    weighted_scatter,
+    ComponentOptions, GaussianComponents, best_of_restarts, check_components, check_em, kmeans_start, normalized,
+    weighted_moments, weighted_scatter,
 )
 
 
@@ -142,7 +142,7 @@ def check_sequences(x: torch.Tensor) -> None:
         )
 
 
-class GaussianHMM(LatentVariableModel):
+class GaussianHMM(ExactModel):
     """Gaussian HMM with K hidden states.
 
     Args:
@@ -156,21 +156,15 @@ class GaussianHMM(LatentVariableModel):
     name = "hmm"
     summary = "Gaussian hidden Markov model; the table's rows are one time series in order"
     guides = ("exact", "enum", "amortized")
-    default_dtype = "float64"
-    default_optimizer = "em"
     example_shape = (6, 2)
     example_options = {"states": 2}
     series_table = True
-    exact_marginal = exact_posterior = can_sample = True
     latent_kind = "markov"
     max_plate_nesting = 1
 
     @dataclass(frozen=True)
-    class Options(ModelOptions):
+    class Options(ComponentOptions):
         states: int = option(2, "K, the hidden states", low=1)
-        covariance: str = option("full", "emission covariance", choices=("full", "diag"))
-        bayesian: bool = option(False, "priors on the global parameters")
-        restarts: int = option(5, "k-means++ starts of the initialisation (the best is kept)", low=1)
 
     @classmethod
     def from_options(cls, event_shape, options):

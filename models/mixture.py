@@ -28,9 +28,9 @@ from pyro.nn import PyroParam, PyroSample
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
-from .base import LatentVariableModel, fill_missing, local_method, table_width
+from .base import ExactModel, fill_missing, local_method, table_width
 from .components import (
-    ROW_CHUNK, VARIANCE_FLOOR, AboveFloor, GaussianComponents, best_of_restarts, check_components, check_em,
+    ROW_CHUNK, VARIANCE_FLOOR, AboveFloor, ComponentOptions, GaussianComponents, best_of_restarts, check_components, check_em,
     kmeans_start, normalized, relative_floor, weighted_moments, weighted_scatter,
 )
 from .factor import (
@@ -40,7 +40,7 @@ from .factor import (
 from .options import ModelOptions, option
 
 
-class _Mixture(LatentVariableModel):
+class _Mixture(ExactModel):
     """Shared machinery of a finite mixture: weights, the model with an enumerable z, the exact
     marginal (eq. 6.3), responsibilities (eq. 6.4), information criteria and the k-means++ start.
 
@@ -51,10 +51,7 @@ class _Mixture(LatentVariableModel):
     latent_kind = "categorical"
     max_plate_nesting = 1
     guides = ("enum", "exact", "amortized")
-    default_dtype = "float64"
-    default_optimizer = "em"
     example_options = {"components": 2}
-    exact_marginal = exact_posterior = can_sample = True
 
     def __init__(self, num_features: int, components: int, bayesian: bool = False, restarts: int = 5):
         check_components(components)
@@ -189,11 +186,8 @@ class GaussianMixture(_Mixture):
     summary = "Gaussian mixture, full or diagonal covariances (§6.3.3)"
 
     @dataclass(frozen=True)
-    class Options(ModelOptions):
+    class Options(ComponentOptions):
         components: int = option(2, "K, the mixture components", low=1)
-        covariance: str = option("full", "component covariance", choices=("full", "diag"))
-        bayesian: bool = option(False, "priors on the global parameters")
-        restarts: int = option(5, "k-means++ starts of the initialisation (the best is kept)", low=1)
 
     @classmethod
     def from_options(cls, event_shape, options):

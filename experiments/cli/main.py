@@ -127,26 +127,27 @@ def _sample_arguments(p):
     _overwrite(p)
 
 
-def _regimes_arguments(p):
-    _run_input(p)
+def _table_per_row(p, verb: str = "read", seed_help: str | None = None) -> None:
+    """A run, the data it reads (``--data``), the CSV it writes per row (``--out``), ``--overwrite``."""
+    _run_input(p, f"file or data set to {verb} (default: the run's data)")
     p.add_argument("--out", required=True, help="CSV file to write")
+    if seed_help:
+        _seed(p, seed_help)
     _overwrite(p)
+
+
+def _regimes_arguments(p):
+    _table_per_row(p)
 
 
 def _anomaly_arguments(p):
-    _run_input(p, "file or data set to score (default: the run's data)")
-    p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--iwae-samples", type=int, default=100, help="K of IWAE-K where no exact likelihood exists")
-    _seed(p, "random state of the importance draws")
-    _overwrite(p)
+    _table_per_row(p, "score", "random state of the importance draws")
 
 
 def _encode_arguments(p):
-    _run_input(p, "file or data set to encode (default: the run's data)")
-    p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--samples", type=int, default=100, help="draws of the guide where it has no closed-form moments")
-    _seed(p, "random state of the guide's draws")
-    _overwrite(p)
+    _table_per_row(p, "encode", "random state of the guide's draws")
 
 
 def _compare_arguments(p):
