@@ -30,7 +30,8 @@ from torch.distributions import constraints
 
 from .base import ExactModel, fill_missing, local_method, table_width
 from .components import (
-    ROW_CHUNK, VARIANCE_FLOOR, AboveFloor, ComponentOptions, GaussianComponents, best_of_restarts, check_components, check_em,
+    ROW_CHUNK, VARIANCE_FLOOR, AboveFloor, ComponentOptions, GaussianComponents, best_of_restarts, check_components,
+    check_em,
     kmeans_start, normalized, relative_floor, weighted_moments, weighted_scatter,
 )
 from .factor import (
