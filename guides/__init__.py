@@ -21,6 +21,7 @@ from .encoders import ENCODERS, ConvEncoder, FlattenEncoder, MLPEncoder, RNNEnco
 from .globals import with_globals
 from .markov import AmortizedMarkovGuide
 from .normal import AmortizedNormalGuide, ExactGuide
+from .scale_mixture import AmortizedScaleMixtureGuide, amortized_scale_mixture
 
 def _exact(model, event_shape, options):
     return Marginalized(model), ExactGuide(), ()
@@ -87,6 +88,7 @@ AMORTIZED: Registry = Registry("kind of local latent", {
     "continuous": _amortized_normal,
     "categorical": _amortized_categorical,
     "markov": _amortized_markov,
+    "scale-mixture": amortized_scale_mixture,
 })
 
 
@@ -159,7 +161,8 @@ def pair(model, guide: str, event_shape: tuple, **options):
 
 
 __all__ = [
-    "AMORTIZED", "AmortizedCategoricalGuide", "AmortizedMarkovGuide", "AmortizedNormalGuide", "BASELINES",
+    "AMORTIZED", "AmortizedCategoricalGuide", "AmortizedMarkovGuide", "AmortizedNormalGuide",
+    "AmortizedScaleMixtureGuide", "BASELINES",
     "ConvEncoder", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES", "GuideFamily", "MLPEncoder", "RNNEncoder",
     "check_pairs", "default_elbo", "make_encoder", "pair", "with_globals",
 ]

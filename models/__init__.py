@@ -12,6 +12,7 @@ from .hmm import GaussianHMM
 from .mixture import GaussianMixture, MixtureOfPPCA
 from .options import ModelOptions, option
 from .registry import Registry
+from .student_t import StudentTFactorAnalysis
 from .timevae import TimeVAE
 from .vae import VAE
 from .vrae import VRAE
@@ -58,7 +59,7 @@ class ModelSpec:
 
 #: the registered models by their declared name; adding a model is one entry here
 MODELS: Registry = Registry.of("model", (ModelSpec(cls) for cls in (
-    FactorAnalysis, PPCA, VAE, VRAE, GaussianMixture, MixtureOfPPCA, GaussianHMM, TimeVAE,
+    FactorAnalysis, PPCA, VAE, VRAE, GaussianMixture, MixtureOfPPCA, GaussianHMM, TimeVAE, StudentTFactorAnalysis,
 )))
 
 
@@ -70,5 +71,6 @@ def build_model(name: str, event_shape: tuple, options: dict) -> LatentVariableM
 __all__ = [
     "DTYPES", "DecoderModel", "Emission", "FactorAnalysis", "GaussianHMM", "GaussianMixture", "LIKELIHOODS",
     "LatentVariableModel", "MODELS", "Marginalized", "MixtureOfPPCA", "ModelOptions", "ModelSpec", "PPCA",
-    "Registry", "TimeVAE", "VAE", "VRAE", "__version__", "build_model", "data_plate", "option",
+    "Registry", "StudentTFactorAnalysis", "TimeVAE", "VAE", "VRAE", "__version__", "build_model", "data_plate",
+    "option",
 ]
