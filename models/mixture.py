@@ -31,8 +31,7 @@ from torch.distributions import constraints
 from .base import ExactModel, fill_missing, local_method, table_width
 from .components import (
     ROW_CHUNK, VARIANCE_FLOOR, AboveFloor, ComponentOptions, GaussianComponents, best_of_restarts, check_components,
-    check_em,
-    kmeans_start, normalized, relative_floor, weighted_moments, weighted_scatter,
+    check_em, kmeans_start, normalized, relative_floor, weighted_moments, weighted_scatter,
 )
 from .factor import (
     check_factor_options, factor_analysis_step, linear_gaussian_log_prob, ppca_start,
