@@ -140,7 +140,7 @@ def plot_trace(data, path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the backend
 
     path = Path(path)
     with warnings.catch_warnings():

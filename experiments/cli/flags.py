@@ -39,9 +39,13 @@ def declared_options() -> dict[str, list[tuple[str, OptionField]]]:
 
 
 def _flag_help(declarations: list[tuple[str, OptionField]]) -> str:
-    first = declarations[0][1]
-    defaults = ", ".join(f"{model} {_shown(field.default)}" for model, field in declarations)
-    return f"{first.help} (default: {defaults})"
+    """Each model's help for the option with its default, models that say the same grouped:
+    "K, the size of the latent z (default: vae 2, vrae 8); L, the factors of each component (mppca 2)"."""
+    by_help: dict[str, list[str]] = {}
+    for model, field in declarations:
+        by_help.setdefault(field.help, []).append(f"{model} {_shown(field.default)}")
+    parts = [f"{text} ({'default: ' if i == 0 else ''}{', '.join(models)})" for i, (text, models) in enumerate(by_help.items())]
+    return "; ".join(parts)
 
 
 def _shown(value) -> str:
