@@ -9,22 +9,28 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from ..models.registry import Registry
+
 #: experiment name -> (module under dlvm.experiments.studies, one-line description)
-EXPERIMENTS: dict[str, tuple[str, str]] = {}
-EXPERIMENTS["vae-digits"] = ("vae_digits", "VAE on scikit-learn digits: test ELBO/IWAE-500, latent manifold (§6.5)")
-EXPERIMENTS["vrae-ecg"] = ("vrae_ecg", "VRAE on ECG5000 heartbeats and 20-stock return windows: ELBO, k-means ARI (§6.6.1.1)")
-EXPERIMENTS["regimes"] = ("regimes", "S&P 500 volatility regimes: GMM and Gaussian HMMs vs scikit-learn and hmmlearn (Figure 6.5)")
-EXPERIMENTS["estimators"] = ("estimators", "ELBO gradient estimators: variance, SNR and cost per guide; ELBO vs exact log p(x) and the gap (§6.4.3-6.4.4)")
+EXPERIMENTS: Registry = Registry("experiment", {
+    "vae-digits": ("vae_digits", "VAE on scikit-learn digits: test ELBO/IWAE-500, latent manifold (§6.5)"),
+    "vrae-ecg": ("vrae_ecg", "VRAE on ECG5000 heartbeats and 20-stock return windows: ELBO, k-means ARI (§6.6.1.1)"),
+    "regimes": ("regimes", "S&P 500 volatility regimes: GMM and Gaussian HMMs vs scikit-learn and hmmlearn "
+                "(Figure 6.5)"),
+    "estimators": ("estimators", "ELBO gradient estimators: variance, SNR and cost per guide; ELBO vs exact "
+                   "log p(x) and the gap (§6.4.3-6.4.4)"),
+    "fa-vs-pca": ("fa_vs_pca", "FA vs PPCA: cross-validated choice of the number of factors (Figs 6.2, 6.3)"),
+    "fa-covariance": ("fa_covariance", "factor models of 20 stocks' daily returns vs sample and Ledoit-Wolf "
+                      "covariance (§6.1)"),
+    "timevae-stocks": ("timevae_stocks", "TimeVAE, VAE, VRAE on TimeGAN stocks, TimeVAE stockv sets, sines: "
+                       "TimeGAN scores (§6.6.1.2)"),
+    "diagnostics": ("bayesian_fa", "Bayesian FA of six stocks by NUTS and SVI with ArviZ; PSIS k-hat of an "
+                    "amortized guide"),
+    "anomaly": ("anomaly", "anomaly scores on ECG5000 (AUROC/AUPRC vs scikit-learn) and S&P 500 days; latent "
+                "features for classification (§6.7)"),
+})
 
 
 def get_experiment(name: str):
     """The module of the experiment called ``name``."""
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
-    return import_module(f".studies.{EXPERIMENTS[name][0]}", __name__)
-
-EXPERIMENTS["fa-vs-pca"] = ("fa_vs_pca", "FA vs PPCA: cross-validated choice of the number of factors (Figs 6.2, 6.3)")
-EXPERIMENTS["fa-covariance"] = ("fa_covariance", "factor models of 20 stocks' daily returns vs sample and Ledoit-Wolf covariance (§6.1)")
-EXPERIMENTS["timevae-stocks"] = ("timevae_stocks", "TimeVAE, VAE, VRAE on TimeGAN stocks, TimeVAE stockv sets, sines: TimeGAN scores (§6.6.1.2)")
-EXPERIMENTS["diagnostics"] = ("bayesian_fa", "Bayesian FA of six stocks by NUTS and SVI with ArviZ; PSIS k-hat of an amortized guide")
-EXPERIMENTS["anomaly"] = ("anomaly", "anomaly scores on ECG5000 (AUROC/AUPRC vs scikit-learn) and S&P 500 days; latent features for classification (§6.7)")
+    return import_module(f".studies.{EXPERIMENTS.lookup(name)[0]}", __name__)

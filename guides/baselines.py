@@ -23,6 +23,7 @@ import pyro.poutine as poutine
 from pyro.nn import PyroModule
 
 from ..models.base import LocalParams
+from ..models.sites import is_local
 
 from .categorical import BaselineNet, baseline_options, check_baseline
 
@@ -31,7 +32,7 @@ def needs_score_function(msg) -> bool:
     """A latent sample site in the ``"data"`` plate whose distribution has no rsample."""
     return (
         msg["type"] == "sample" and not msg["is_observed"]
-        and any(frame.name == "data" for frame in msg["cond_indep_stack"])
+        and is_local(msg)
         and not getattr(msg["fn"], "has_rsample", False)
     )
 

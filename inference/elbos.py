@@ -24,7 +24,10 @@ import pyro.infer as infer
 import torch
 from torch import nn
 
-_ESTIMATORS = {
+from ..models.registry import Registry
+
+#: the estimators by name (the jit- ones compiled by :class:`ModuleJit`)
+ESTIMATORS: Registry = Registry("ELBO", {
     "trace": infer.Trace_ELBO,
     "tracegraph": infer.TraceGraph_ELBO,
     "traceenum": infer.TraceEnum_ELBO,
@@ -33,7 +36,7 @@ _ESTIMATORS = {
     "jit-trace": infer.Trace_ELBO,
     "jit-meanfield": infer.TraceMeanField_ELBO,
     "jit-traceenum": infer.TraceEnum_ELBO,
-}
+})
 
 
 def _sample_log_prob_sum(trace) -> torch.Tensor:
@@ -119,13 +122,13 @@ class ModuleJit:
     def loss(self, model, guide, *args, **kwargs) -> float:
         return self.estimator.loss(model, guide, *args, **kwargs)
 
-ELBO_NAMES: tuple[str, ...] = tuple(_ESTIMATORS)
+ELBO_NAMES: tuple[str, ...] = tuple(ESTIMATORS)
 
 
 def _parse(spec: str, alpha: float | None) -> tuple[str, float]:
     """(name, Renyi alpha) of ``name`` or ``renyi:ALPHA``."""
     name, _, option = spec.partition(":")
-    if name not in _ESTIMATORS:
+    if name not in ESTIMATORS:
         raise ValueError(f"unknown ELBO {name!r}; choose one of: {', '.join(ELBO_NAMES)} (or pass a pyro.infer.ELBO)")
     if option and name != "renyi":
         raise ValueError(f"only renyi takes an option (renyi:ALPHA), got {spec!r}")
@@ -159,8 +162,8 @@ def make_elbo(spec, *, num_particles: int = 1, max_plate_nesting: float = math.i
             raise ValueError("renyi alpha must differ from 1 (alpha = 1 is the plain ELBO: use 'trace')")
         options["alpha"] = alpha
     if name.startswith("jit-"):
-        return ModuleJit(_ESTIMATORS[name](**options))
-    return _ESTIMATORS[name](**options)
+        return ModuleJit(ESTIMATORS[name](**options))
+    return ESTIMATORS[name](**options)
 
 
 def unwrapped(elbo):

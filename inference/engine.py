@@ -43,7 +43,7 @@ from .hooks import (
     Checkpointing, Convergence, EarlyStopping, Progress, Validation, restore_checkpoint,
 )
 from .objective import Objective, RowScale
-from .optim import OPTIMIZERS, Stepper
+from .optim import Stepper
 from .streaming import INITIALIZE_ROWS, RowSource, row_loader
 
 CHECKPOINT_NAME = "checkpoint.pt"

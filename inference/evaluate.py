@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceEnum_ELBO
-from pyro.poutine.util import site_is_subsample
 
 from ..models.base import declares, placement
-from ..models.sites import enumerated_sites, in_plate, is_latent
+from ..models.sites import enumerated_sites, in_plate, is_latent, is_observed
 
 from .data import as_observations
 from .engine import guide_latents
@@ -41,7 +40,7 @@ def _site_terms(trace, rows: int, skip=()) -> tuple[torch.Tensor, torch.Tensor]:
     local = torch.zeros(rows)
     global_ = torch.zeros(())
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or name in skip or site_is_subsample(site):
+        if not (is_latent(site) or is_observed(site)) or name in skip:
             continue
         frames = [f for f in site["cond_indep_stack"] if f.name == "data"]
         log_prob = site["log_prob"]

@@ -8,23 +8,49 @@ parameters takes the same steps as Pyro's one-Adam-per-parameter.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pyro.optim
 import torch
 from pyro.optim.clipped_adam import ClippedAdam
 
-#: optimizers by name; "em" is closed-form EM (:mod:`dlvm.inference.em`), for models with an ``em_step``
-OPTIMIZERS = ("adam", "clippedadam", "lbfgs", "em")
+from ..models.registry import Registry
 
 
-def _lbfgs(params, lr):
+def _lbfgs(params, lr, clip_norm=None):
     return torch.optim.LBFGS(params, lr=lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
                              tolerance_grad=1e-7, tolerance_change=1e-9)
 
 
+@dataclass(frozen=True)
+class Optimizer:
+    """A named optimizer: its learning rate when none is given, and ``make(params, lr, clip_norm)``
+    (None for EM, which takes no gradient steps)."""
+
+    name: str
+    default_lr: float | None
+    make: Callable | None
+
+
+#: optimizers by name; "em" is closed-form EM (:mod:`dlvm.inference.em`), for models with an ``em_step``
+OPTIMIZERS: Registry = Registry.of("optimizer", (
+    Optimizer("adam", 1e-2, lambda params, lr, clip_norm: torch.optim.Adam(params, lr=lr)),
+    Optimizer("clippedadam", 1e-2,
+              lambda params, lr, clip_norm: ClippedAdam(params, lr=lr, clip_norm=clip_norm or 10.0)),
+    Optimizer("lbfgs", 1.0, _lbfgs),
+    Optimizer("em", None, None),
+))
+
+
+def default_lr(optimizer: str, lr: float | None = None) -> float | None:
+    """``lr`` if given, else the named optimizer's default."""
+    return OPTIMIZERS.lookup(optimizer).default_lr if lr is None else lr
+
+
 def _check_options(spec, lr, clip_norm, lr_decay) -> None:
-    if isinstance(spec, str) and spec not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {spec!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    if isinstance(spec, str):
+        OPTIMIZERS.lookup(spec)
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"the learning rate must be a positive finite number, got {lr}")
     if clip_norm is not None and not (math.isfinite(clip_norm) and clip_norm > 0):
@@ -43,7 +69,7 @@ class Stepper:
     def __init__(self, spec="adam", lr=None, clip_norm=None, lr_decay: float = 1.0):
         _check_options(spec, lr, clip_norm, lr_decay)
         self.spec, self.clip_norm, self.lr_decay = spec, clip_norm, lr_decay
-        self.lr = (1.0 if spec == "lbfgs" else 1e-2) if lr is None else lr
+        self.lr = default_lr(spec, lr) if isinstance(spec, str) else lr
         self.optimizer: torch.optim.Optimizer | None = None
         self.lbfgs_done = False
         self._seen: set[int] = set()
@@ -58,12 +84,8 @@ class Stepper:
         return self.is_lbfgs
 
     def _make(self, params):
-        if self.spec == "adam":
-            return torch.optim.Adam(params, lr=self.lr)
-        if self.spec == "clippedadam":
-            return ClippedAdam(params, lr=self.lr, clip_norm=self.clip_norm or 10.0)
-        if self.spec == "lbfgs":
-            return _lbfgs(params, self.lr)
+        if isinstance(self.spec, str):
+            return OPTIMIZERS[self.spec].make(params, self.lr, self.clip_norm)
         return self.spec(params)
 
     def track(self, params) -> None:

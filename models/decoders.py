@@ -22,12 +22,13 @@ from torch import nn
 from torch.nn.functional import softplus
 
 from .base import LatentVariableModel
+from .registry import Registry
 
-LIKELIHOODS: dict[str, str] = {
+LIKELIHOODS: Registry = Registry("likelihood", {
     "gaussian": "Gaussian, mean and diagonal variance both decoder outputs (§6.5)",
     "gaussian-fixed": "Gaussian with a fixed noise scale (option noise_scale, default 1)",
     "bernoulli": "Bernoulli for data in [0, 1] (binary images)",
-}
+})
 MIN_SCALE = 1e-3  # floor of a learned decoder scale, relative to the data's overall sd
 
 

@@ -22,6 +22,7 @@ from ...inference.engine import CHECKPOINT_NAME
 from ...inference.data import as_observations
 from ...inference.distributed import init_from_environment, rank_and_world
 from ...inference.em import DEFAULT_MAX_ITER, DEFAULT_TOL
+from ...inference.optim import default_lr
 from ...inference.streaming import RowSource, open_rows
 from ...models import MODELS
 
@@ -33,7 +34,7 @@ from ..reporting.timegan_metrics import balanced_size, timegan_scores
 from ..runs.provenance import data_location, data_record, resume_difference
 from ..reporting.report import run_experiments
 from ..runs.folders import (
-    build_pair, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
+    build_pair, check_event_shape, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
     staging_dir, write_json, write_text_atomic,
 )
 from ..runs.diagnose import diagnose
@@ -67,8 +68,8 @@ def cmd_list(args) -> int:
     for name, (_, text) in EXPERIMENTS.items():
         print(f"  {name:<16} {text}")
     print("data sets (use as --data NAME):")
-    for name, text in DATASETS.items():
-        print(f"  {name:<16} {text}")
+    for name, data_set in DATASETS.items():
+        print(f"  {name:<16} {data_set.summary}")
     return 0
 
 
@@ -169,9 +170,7 @@ class Schedule:
 def schedule_for(args, spec, mask) -> Schedule:
     optimizer = choose_optimizer(args, spec, mask)
     guide_name = _choose_guide(args, spec, optimizer)
-    elbo = args.elbo or default_elbo(guide_name)
-    if elbo not in ELBO_NAMES:
-        raise ValueError(f"unknown ELBO {elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
+    elbo = args.elbo or default_elbo(guide_name)  # a given --elbo is checked before any work (_fit)
     max_epochs = args.max_epochs if args.max_epochs is not None else DEFAULT_MAX_EPOCHS.get(optimizer, 100)
     tol = args.tol if args.tol is not None else DEFAULT_TOLS.get(optimizer)
     lr = args.lr if args.lr is not None else spec.default_lr.get(guide_name)
@@ -211,15 +210,8 @@ def check_resume(out: Path, config: dict, allow_new_lr: bool) -> None:
     if difference:
         raise ValueError(f"--resume: the interrupted run in {stage} was fitted with {difference}")
     if allow_new_lr and old.get("lr") != config["lr"]:
-        epoch = set_learning_rate(checkpoint, default_lr(config), config.get("lr_decay") or 1.0)
+        epoch = set_learning_rate(checkpoint, default_lr(config["optimizer"], config["lr"]), config.get("lr_decay") or 1.0)
         config["lr_changes"] = [*old.get("lr_changes", []), {"epoch": epoch, "from": old.get("lr")}]
-
-
-def default_lr(config: dict) -> float:
-    """The learning rate a fit uses: the given one, else the engine's default for the optimizer."""
-    if config["lr"] is not None:
-        return config["lr"]
-    return 1.0 if config["optimizer"] == "lbfgs" else 1e-2
 
 
 def _fit(args) -> int:
@@ -307,8 +299,7 @@ def cmd_evaluate(args) -> int:
         run.config["missing"] = args.missing
     if run.config.get("stream"):
         x, mask = open_rows(args.data or run.config["data"]), None
-        if x.row_shape != tuple(run.config["event_shape"]):
-            raise ValueError(f"data rows have shape {x.row_shape}, the model expects {tuple(run.config['event_shape'])}")
+        check_event_shape(x.row_shape, run.config)
         fitted_on = run.config.get("columns")
         if x.columns is not None and fitted_on and list(x.columns) != list(fitted_on):
             raise ValueError(f"{args.data} has columns {', '.join(x.columns)}; the run was fitted on "

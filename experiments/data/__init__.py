@@ -7,7 +7,7 @@ entry point the commands use.
 from __future__ import annotations
 
 from .files import Table, load_table, match_columns, note, order_by_index
-from .sets import DATA_SOURCES, DATASETS
+from .sets import DATASETS
 from .windows import windows
 
 
@@ -21,7 +21,7 @@ def read_data(source, missing: str = "error", min_rows: int = 2, window: int | N
     starting every ``stride`` steps (default: ``window``).
     """
     source = str(source)
-    table = DATA_SOURCES[source]() if source in DATA_SOURCES else load_table(source, missing=missing, min_rows=min_rows)
+    table = DATASETS[source].load() if source in DATASETS else load_table(source, missing=missing, min_rows=min_rows)
     table = match_columns(table, columns, source)
     if ordered:
         table = order_by_index(table, source)
@@ -32,5 +32,5 @@ def read_data(source, missing: str = "error", min_rows: int = 2, window: int | N
     return table
 
 
-__all__ = ["DATASETS", "DATA_SOURCES", "Table", "load_table", "match_columns", "note", "order_by_index", "read_data",
+__all__ = ["DATASETS", "Table", "load_table", "match_columns", "note", "order_by_index", "read_data",
            "windows"]

@@ -1,26 +1,17 @@
 """The real data sets shipped with dlvm (package data, see data/PROVENANCE.md)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 
+from ...models.registry import Registry
 from .files import Table
 
 DATA = resources.files("dlvm.experiments") / "data"
-
-DATASETS = {
-    "sp500": "S&P 500 index daily log returns in percent, 1990-01-03 to 2022-12-28 (skfolio, BSD-3)",
-    "sp500-stocks": "daily log returns in percent of 20 large S&P 500 stocks, 1990-2022 (skfolio, BSD-3)",
-    "digits": "1,797 8x8 images of hand-written digits as rows of 64 grey levels in [0, 1] (scikit-learn)",
-    "digits-binary": "the digits images thresholded at 0.5, for the Bernoulli likelihood",
-    "ecg5000": "500 heartbeats of 140 steps as sequences (500, 140, 1), z-normalised (UCR ECG5000 TRAIN)",
-    "stocks": "TimeGAN's Google stock windows (3661, 24, 6): rows reversed, min-max per column (TimeGAN, Apache-2.0)",
-    "stockv": "TimeVAE's Verint stock windows (3919, 24, 6), raw scale (the 100% file; timeVAE, MIT)",
-    "sines": "TimeGAN-style sines (10000, 24, 5): per feature frequency and phase ~ U(0, 0.1), seed 0",
-}
-
 
 def _read_prices(name: str) -> pd.DataFrame:
     with resources.as_file(DATA / "market" / name) as path:
@@ -72,17 +63,34 @@ def _returns_table(frame: pd.DataFrame):
     return _table(frame.to_numpy(np.float64), frame.columns, frame.index)
 
 
-#: named data for ``dlvm fit MODEL --data NAME``: name -> loader() -> experiments.data.Table
-DATA_SOURCES = {
-    "sp500": lambda: _returns_table(log_returns(sp500_index(), percent=True).to_frame()),
-    "sp500-stocks": lambda: _returns_table(log_returns(sp500_stocks(), percent=True)),
-    "digits": lambda: _table(digits()[0].reshape(-1, 64)),
-    "digits-binary": lambda: _table((digits()[0].reshape(-1, 64) > 0.5).astype(np.float64)),
-    "ecg5000": lambda: _table(ecg5000()[0][..., None], ["ecg"]),
-    "stocks": lambda: _table(timegan_stocks(), STOCK_COLUMNS),
-    "stockv": lambda: _table(stockv(100), STOCK_COLUMNS),
-    "sines": lambda: _table(timegan_sines()),
-}
+@dataclass(frozen=True)
+class DataSet:
+    """A shipped data set: ``load() -> Table`` and one line for ``dlvm list``."""
+
+    name: str
+    summary: str
+    load: Callable[[], Table]
+
+
+#: named data for ``dlvm fit MODEL --data NAME``
+DATASETS: Registry = Registry.of("data set", (
+    DataSet("sp500", "S&P 500 index daily log returns in percent, 1990-01-03 to 2022-12-28 (skfolio, BSD-3)",
+            lambda: _returns_table(log_returns(sp500_index(), percent=True).to_frame())),
+    DataSet("sp500-stocks", "daily log returns in percent of 20 large S&P 500 stocks, 1990-2022 (skfolio, BSD-3)",
+            lambda: _returns_table(log_returns(sp500_stocks(), percent=True))),
+    DataSet("digits", "1,797 8x8 images of hand-written digits as rows of 64 grey levels in [0, 1] (scikit-learn)",
+            lambda: _table(digits()[0].reshape(-1, 64))),
+    DataSet("digits-binary", "the digits images thresholded at 0.5, for the Bernoulli likelihood",
+            lambda: _table((digits()[0].reshape(-1, 64) > 0.5).astype(np.float64))),
+    DataSet("ecg5000", "500 heartbeats of 140 steps as sequences (500, 140, 1), z-normalised (UCR ECG5000 TRAIN)",
+            lambda: _table(ecg5000()[0][..., None], ["ecg"])),
+    DataSet("stocks", "TimeGAN's Google stock windows (3661, 24, 6): rows reversed, min-max per column (TimeGAN, Apache-2.0)",
+            lambda: _table(timegan_stocks(), STOCK_COLUMNS)),
+    DataSet("stockv", "TimeVAE's Verint stock windows (3919, 24, 6), raw scale (the 100% file; timeVAE, MIT)",
+            lambda: _table(stockv(100), STOCK_COLUMNS)),
+    DataSet("sines", "TimeGAN-style sines (10000, 24, 5): per feature frequency and phase ~ U(0, 0.1), seed 0",
+            lambda: _table(timegan_sines())),
+))
 
 
 # ----------------------------------------------------------------------------- TimeGAN / TimeVAE

@@ -31,7 +31,7 @@ def _read(data, config: dict):
     if data is None or isinstance(data, (str, Path)):
         return run_data(config, data)
     x = np.asarray(data, dtype=float)
-    check_event_shape(x, config)
+    check_event_shape(x.shape[1:], config)
     return x, None
 
 

@@ -16,12 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyro.poutine as poutine
 import torch
 
 from ...guides import pair
 from ...inference.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
-from ...inference.engine import CHECKPOINT_NAME
+from ...inference.engine import CHECKPOINT_NAME, guide_latents
 from ...models import DTYPES, MODELS, build_model
 
 from ..data import read_data
@@ -235,9 +234,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     model, trained, guide = _rebuild(config, path)
     state = _checked_state(load_checkpoint(path / CHECKPOINT_NAME), path / CHECKPOINT_NAME, config)
     # guides on globals (AutoNormal) build their parameters on first use: run them once
-    probe = torch.zeros(2, *config["event_shape"], dtype=DTYPES[config["dtype"]])
-    with poutine.block(), torch.no_grad():
-        guide(probe)
+    guide_latents(guide, torch.zeros(2, *config["event_shape"], dtype=DTYPES[config["dtype"]]))
     load_state(trained, state["model"], "model")
     load_state(guide, state["guide"], "guide")
     trained.to(device)
@@ -271,11 +268,11 @@ def model_data(model_name: str, x, mask=None):
     return prepare(x), None if mask is None else prepare(mask)
 
 
-def check_event_shape(x, config: dict) -> None:
-    """A one-line error unless the rows of ``x`` have the shape the run's model was built for."""
+def check_event_shape(row_shape: tuple, config: dict) -> None:
+    """A one-line error unless data rows of shape ``row_shape`` are what the run's model was built for."""
     expected = tuple(config["event_shape"])
-    if tuple(x.shape[1:]) != expected:
-        raise ValueError(f"data rows have shape {tuple(x.shape[1:])}, the model expects {expected}")
+    if tuple(row_shape) != expected:
+        raise ValueError(f"data rows have shape {tuple(row_shape)}, the model expects {expected}")
 
 
 def run_data(config: dict, source=None, min_rows: int = 1, with_index: bool = False):
@@ -289,5 +286,5 @@ def run_data(config: dict, source=None, min_rows: int = 1, with_index: bool = Fa
     table = read_data(source, config.get("missing", "error"), min_rows, config.get("window"), config.get("stride"),
                       columns=config.get("columns"), ordered=is_time_series(config["model"], config.get("window")))
     x, mask = model_data(config["model"], table.x, table.mask)
-    check_event_shape(x, config)
+    check_event_shape(x.shape[1:], config)
     return (x, mask, table.index) if with_index else (x, mask)

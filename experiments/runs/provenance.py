@@ -13,6 +13,7 @@ import hashlib
 import math
 from pathlib import Path
 
+from ...guides import check_pairs
 from ...models import DTYPES, MODELS
 from ...models.options import flag_name
 
@@ -135,8 +136,10 @@ def check_config(config, where) -> dict:
         raise ValueError(f"{where} lacks {', '.join(sorted(missing))}")
     if config["model"] not in MODELS:
         raise ValueError(f"{where}: unknown model {config['model']!r}; choose one of: {', '.join(MODELS)}")
-    if config["guide"] not in MODELS[config["model"]].guides:
-        raise ValueError(f"{where}: guide {config['guide']!r} does not pair with {config['model']}")
+    try:
+        check_pairs(MODELS[config["model"]].cls, config["guide"])
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
     if config["dtype"] not in DTYPES:
         raise ValueError(f"{where}: 'dtype' must be one of {', '.join(DTYPES)}, not {config['dtype']!r}")
     for key, rule in TOP_RULES.items():

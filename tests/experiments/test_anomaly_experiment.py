@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dlvm.experiments import EXPERIMENTS, anomaly, get_experiment
+from dlvm.experiments import EXPERIMENTS, get_experiment
+from dlvm.experiments.studies import anomaly
 from dlvm.experiments.data.sets import ecg5000
 from dlvm.experiments.reporting.plots import check_figure
 

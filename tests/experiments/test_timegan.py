@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dlvm.experiments import datasets
+from dlvm.experiments.data import sets as datasets
 from dlvm.experiments.reporting.timegan_metrics import (
     GRUScorers, discriminative_scores, predictive_scores, scale_like, timegan_scores,
 )
