@@ -327,6 +327,13 @@ def _write_csv(frame, out: Path, overwrite: bool) -> None:
     write_text_atomic(out, frame.to_csv(index=frame.index.name is not None))
 
 
+def _write_table(args, frame, what: str) -> int:
+    """Write ``frame`` to ``--out`` (CSV) and say so in one line: ``wrote WHAT to OUT``."""
+    _write_csv(frame, args.out, args.overwrite)
+    print(f"wrote {what} to {args.out}")
+    return 0
+
+
 def cmd_regimes(args) -> int:
     run = load_run(args.run)
     if run.model.latent_kind not in ("categorical", "markov") or not run.model.exact_posterior:
@@ -334,27 +341,21 @@ def cmd_regimes(args) -> int:
     x, mask, index = run_data(run.config, args.data, with_index=True)
     rows = x.shape[0] * (x.shape[1] if x.ndim == 3 else 1)  # a row per time step for an HMM
     frame = regime_table(run.model, x, mask, index=index if index is not None and len(index) == rows else None)
-    _write_csv(frame, args.out, args.overwrite)
-    print(f"wrote {len(frame)} rows of regimes to {args.out}")
-    return 0
+    return _write_table(args, frame, f"{len(frame)} rows of regimes")
 
 
 def cmd_anomaly(args) -> int:
     run = load_run(args.run)
     frame, scores = score_run(run, args.data, args.iwae_samples, args.seed)
-    _write_csv(frame, args.out, args.overwrite)
-    print(f"wrote {len(frame)} anomaly scores ({scores.description}, nats per row; percentiles against the "
-          f"training data) to {args.out}")
-    return 0
+    return _write_table(args, frame, f"{len(frame)} anomaly scores ({scores.description}, nats per row; "
+                                     "percentiles against the training data)")
 
 
 def cmd_encode(args) -> int:
     run = load_run(args.run)
     frame, found = encode_run(run, args.data, args.samples, args.seed)
-    _write_csv(frame, args.out, args.overwrite)
-    print(f"wrote the posterior means and sds of z ({found.mean.shape[1]} dims, {found.method}) "
-          f"of {len(frame)} rows to {args.out}")
-    return 0
+    return _write_table(args, frame, f"the posterior means and sds of z ({found.mean.shape[1]} dims, "
+                                     f"{found.method}) of {len(frame)} rows")
 
 
 def _keyword_arrays(path: str) -> dict:

@@ -6,7 +6,7 @@ sines (10,000 x 24 x 5). Models: base TimeVAE, interpretable TimeVAE (level + qu
 a 5-step seasonal block + residual), and on stocks and sines also the VAE and VRAE of §6.5-6.6.1.1
 (fed the [0, 1] data as it is). Each model draws as many windows as the real set has (TimeVAE:
 E[x | z] as in the paper; VAE and VRAE too, without observation noise), and the discriminative
-and predictive scores (dlvm.experiments.timegan_metrics) are computed with the real set as
+and predictive scores (dlvm.experiments.reporting.timegan_metrics) are computed with the real set as
 reference; the published figures (Diffusion-TS, ICLR 2024, Table 1) are for the Google stocks and
 TimeGAN sines only. A decomposition figure shows the interpretable model's trend and seasonal
 parts on 24-day windows of the S&P 500 index.

@@ -6,7 +6,7 @@ of k-means (k = 5) on the latent means of all 500 beats against the 5 labels, ne
 the raw series (computed here) and the published k-Shape ARI of 0.58 on ECG5000 (Paparrizos &
 Gravano 2015). PCA and t-SNE maps of the latent means, coloured by label.
 
-Stocks: daily log returns (%) of the 20 stocks of dlvm.experiments.datasets.sp500_stocks, cut
+Stocks: daily log returns (%) of the 20 stocks of dlvm.experiments.data.sets.sp500_stocks, cut
 into non-overlapping 20-day windows (N, 20, 20), oldest 80 % for training and the rest for test;
 reported: test ELBO and the reconstruction error against the per-step mean baseline.
 """
