@@ -9,8 +9,11 @@ import torch
 
 @pytest.fixture(autouse=True)
 def _one_thread_and_seed():
+    """One thread, seed 0 and an empty Pyro parameter store (what a test leaves there, such as the
+    running average of a decaying baseline, must not reach the next test)."""
     torch.set_num_threads(1)
     pyro.set_rng_seed(0)
+    pyro.clear_param_store()
     yield
 
 
