@@ -173,10 +173,17 @@ def placement(module) -> tuple[torch.device, torch.dtype]:
     return (first.device, first.dtype) if first is not None else (torch.device("cpu"), torch.get_default_dtype())
 
 
+#: the method each declared capability stands for
+CAPABILITIES = {"exact_marginal": "log_marginal", "exact_posterior": "posterior", "can_sample": "sample"}
+
+
 def declares(model, capability: str) -> bool:
-    """Whether ``model`` declares ``capability`` (see :data:`CAPABILITIES`); False for a plain Pyro
-    model. A :class:`Marginalized` model answers for its base."""
-    return bool(getattr(model, capability, False))
+    """Whether ``model`` has ``capability`` (see :data:`CAPABILITIES`): a dlvm model by its
+    declaration (a :class:`Marginalized` one answers for its base); a model written as plain Pyro
+    code, which declares nothing, by having the capability's method."""
+    if hasattr(model, capability):
+        return bool(getattr(model, capability))
+    return hasattr(model, CAPABILITIES[capability])
 
 
 def has_global_latents(model) -> bool:
@@ -221,10 +228,6 @@ class FeatureScaler(nn.Module):
 
     def inverse(self, u: torch.Tensor) -> torch.Tensor:
         return self.low + self.span * u
-
-
-#: the method each declared capability stands for
-CAPABILITIES = {"exact_marginal": "log_marginal", "exact_posterior": "posterior", "can_sample": "sample"}
 
 
 class LatentVariableModel(LocalParams, PyroModule):
