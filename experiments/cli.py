@@ -35,7 +35,7 @@ from .runs import (
     DTYPES, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
     staging_dir, write_json, write_text_atomic,
 )
-from .uses import encode_run, score_run
+from .uses import encode_run, forecast_run, score_run
 
 #: guides that sample nothing, so the loss is deterministic and L-BFGS applies
 DETERMINISTIC_GUIDES = ("exact", "enum")
@@ -401,6 +401,18 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def cmd_forecast(args) -> int:
+    run = load_run(args.run)
+    if args.missing is not None:
+        run.config["missing"] = args.missing
+    frame, found = forecast_run(run, args.data, args.horizon, args.samples, args.seed, args.particles)
+    _write_csv(frame, args.out, args.overwrite)
+    what = f"the last {args.horizon} steps of each window" if args.horizon else "the missing entries"
+    print(f"wrote the predictive mean, sd and quantiles of {what} ({len(frame)} entries, {found.method}, "
+          f"{args.samples} draws) to {args.out}")
+    return 0
+
+
 def _keyword_arrays(path: str) -> dict:
     """The arrays of an .npz file as keyword arguments of a user's model (floats in torch's default dtype)."""
     if not str(path).endswith(".npz"):
@@ -642,6 +654,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random state of the guide's draws")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("forecast", help="forecast the last steps of each window, or impute missing entries, "
+                                        "from the model's predictive distribution")
+    p.add_argument("run")
+    p.add_argument("--data", help="file or data set (default: the run's data)")
+    p.add_argument("--horizon", type=int, help="steps to forecast at the end of each window (else impute "
+                                               "the data's missing entries)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--samples", type=int, default=200, help="predictive draws per entry")
+    p.add_argument("--particles", type=int, default=256, help="importance particles of z per row (decoder models)")
+    p.add_argument("--missing", choices=("error", "mask"), help="default: as the run was fitted")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_forecast)
 
     p = sub.add_parser("compare", help="compare ELBOs and gradient estimators on a model")
     p.add_argument("model", help="a registered model, or your own Pyro model as FILE.py:NAME")
