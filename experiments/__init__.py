@@ -28,3 +28,4 @@ EXPERIMENTS["fa-covariance"] = ("fa_covariance", "factor models of 20 stocks' da
 EXPERIMENTS["timevae-stocks"] = ("timevae_stocks", "TimeVAE, VAE, VRAE on TimeGAN stocks, TimeVAE stockv sets, sines: TimeGAN scores (§6.6.1.2)")
 EXPERIMENTS["diagnostics"] = ("bayesian_fa", "Bayesian FA of six stocks by NUTS and SVI with ArviZ; PSIS k-hat of an amortized guide")
 EXPERIMENTS["anomaly"] = ("anomaly", "anomaly scores on ECG5000 (AUROC/AUPRC vs scikit-learn) and S&P 500 days; latent features for classification (§6.7)")
+EXPERIMENTS["forecast"] = ("forecast", "forecasts of held-out window ends by FA, HMM, VRAE, TimeVAE vs naive baselines: CRPS, interval coverage (§6.7)")
