@@ -558,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--states", type=int, help="hidden states of an HMM")
     p.add_argument("--covariance", choices=("full", "diag"), help="component covariance of a mixture/HMM")
     p.add_argument("--likelihood", help="decoder likelihood (gaussian, bernoulli, ...)")
-    p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell")
+    p.add_argument("--cell", choices=("gru", "lstm", "transformer"), help="VRAE decoder: recurrent cell, or self-attention")
     p.add_argument("--window", type=int, help="cut a table of time steps into windows of this many steps")
     p.add_argument("--stride", type=int, help="steps between window starts (default: the window)")
     p.add_argument("--noise-scale", type=float, help="noise scale of a fixed-variance Gaussian decoder")

@@ -14,7 +14,7 @@ from torch import nn
 from dlvm.models.base import Marginalized
 
 from .categorical import BASELINES, AmortizedCategoricalGuide
-from .encoders import ConvEncoder, FlattenEncoder, MLPEncoder, RNNEncoder, step_features
+from .encoders import ConvEncoder, FlattenEncoder, MLPEncoder, RNNEncoder, TransformerEncoder, step_features
 from .globals import with_globals
 from .markov import AmortizedMarkovGuide
 from .normal import AmortizedNormalGuide, ExactGuide
@@ -35,6 +35,7 @@ ENCODERS: dict[str, Callable] = {
     "bigru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru", True),
     "bilstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm", True),
     "conv": lambda shape, hidden, extra: ConvEncoder(step_features(shape, extra), hidden),
+    "transformer": lambda shape, hidden, extra: TransformerEncoder(step_features(shape, extra), hidden),
     "conv-stride2": lambda shape, hidden, extra: ConvEncoder(
         step_features(shape, extra), hidden, 3, nn.ReLU, stride=2, window=shape[0]),
 }
@@ -152,5 +153,5 @@ def pair(model, guide: str, event_shape: tuple, **options):
 __all__ = [
     "AmortizedCategoricalGuide", "AmortizedMarkovGuide", "AmortizedNormalGuide", "BASELINES",
     "ConvEncoder", "DEFAULT_ELBO", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES",
-    "GUIDE_BUILDERS", "MLPEncoder", "RNNEncoder", "default_elbo", "make_encoder", "pair", "with_globals",
+    "GUIDE_BUILDERS", "MLPEncoder", "RNNEncoder", "TransformerEncoder", "default_elbo", "make_encoder", "pair", "with_globals",
 ]

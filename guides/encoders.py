@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dlvm.models.decoders import check_conv_window, strided_length
+from dlvm.models.decoders import check_conv_window, positional_encoding, self_attention_stack, strided_length
 
 
 def encoder_input(x: torch.Tensor, mask: torch.Tensor | None, mask_input: bool) -> torch.Tensor:
@@ -129,6 +129,29 @@ class ConvEncoder(nn.Module):
         if x.shape[1] != self.window:
             raise ValueError(f"this encoder reads windows of {self.window} steps, got {x.shape[1]}")
         return self.net(x.transpose(1, 2)).flatten(1)
+
+
+class TransformerEncoder(nn.Module):
+    """Self-attention over the time steps, mean-pooled (§6.6.1.1): (B, T, D) -> (B, W).
+
+    x_t is projected to width W = hidden[0], sinusoidal positions are added, and len(hidden)
+    self-attention blocks run over all steps; the feature is the mean over t of the last block's
+    outputs, so any length T works.
+    """
+
+    def __init__(self, input_size: int, hidden: Sequence[int] = (64,)):
+        super().__init__()
+        if not hidden or min(hidden) < 2:
+            raise ValueError(f"a Transformer encoder needs widths of at least 2, got {list(hidden)}")
+        self.width = int(hidden[0])
+        self.project = nn.Linear(input_size, self.width)
+        self.blocks = self_attention_stack(self.width, len(hidden))
+        self.output_dim = self.width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_sequence(x)
+        h = self.project(x) + positional_encoding(x.shape[1], self.width, x.dtype, x.device)
+        return self.blocks(h).mean(1)
 
 
 def step_features(event_shape: tuple, extra_inputs: int = 0) -> int:

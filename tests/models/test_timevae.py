@@ -111,3 +111,16 @@ def test_bad_input():
         model.initialize(torch.as_tensor(x, dtype=torch.float32))
     with pytest.raises(ValueError, match=r"windows of shape \(N, 12, 2\)"):
         model.initialize(torch.zeros(3, 10, 2))
+
+
+def test_transformer_encoder_option():
+    from dlvm.guides import pair
+    from dlvm.inference import fit
+    from dlvm.models import build_model
+
+    x = torch.rand(16, 8, 2)
+    model, guide = pair(build_model("timevae", (8, 2), {"latent_dim": 2, "hidden": [4, 8]}), "amortized", (8, 2),
+                        encoder="transformer")
+    assert type(guide.encoder).__name__ == "TransformerEncoder" and guide.encoder.output_dim == 4
+    fit(model, guide, x, epochs=1, batch_size=8, progress=False)
+    assert model.reconstruct(x, guide).shape == (16, 8, 2)
