@@ -29,3 +29,5 @@ EXPERIMENTS["timevae-stocks"] = ("timevae_stocks", "TimeVAE, VAE, VRAE on TimeGA
 EXPERIMENTS["diagnostics"] = ("bayesian_fa", "Bayesian FA of six stocks by NUTS and SVI with ArviZ; PSIS k-hat of an amortized guide")
 EXPERIMENTS["anomaly"] = ("anomaly", "anomaly scores on ECG5000 (AUROC/AUPRC vs scikit-learn) and S&P 500 days; latent features for classification (§6.7)")
 EXPERIMENTS["forecast"] = ("forecast", "forecasts of held-out window ends by FA, HMM, VRAE, TimeVAE vs naive baselines: CRPS, interval coverage (§6.7)")
+EXPERIMENTS["encoders"] = ("encoders", "GRU, LSTM, conv and Transformer encoders (and a Transformer VRAE decoder) on ECG5000: ARI, test IWAE, time per epoch (§6.6.1.1)")
+EXPERIMENTS["dlm"] = ("dlm", "random-walk local level and AR(p) blocks in the interpretable TimeVAE: decomposition of synthetic series from known components (§6.6.1.2)")

@@ -87,7 +87,7 @@ def cmd_list(args) -> int:
 
 def _model_options(args) -> dict:
     keys = ("latent_dim", "components", "states", "covariance", "likelihood", "cell", "noise_scale",
-            "noise", "restarts", "trend_poly", "recon_weight")
+            "noise", "restarts", "trend_poly", "recon_weight", "ar_order")
     options = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if getattr(args, "no_feed_latent", False):
         options["feed_latent"] = False
@@ -95,6 +95,8 @@ def _model_options(args) -> dict:
         options["bayesian"] = True
     if getattr(args, "no_residual", False):
         options["residual"] = False
+    if getattr(args, "local_level", False):
+        options["local_level"] = True
     if getattr(args, "seasonality", None):
         options["seasonality"] = list(args.seasonality)
     if getattr(args, "hidden", None) is not None:
@@ -572,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seasonality", nargs="+", metavar="S:L",
                    help="TimeVAE: seasonal blocks of S seasons of L steps each")
     p.add_argument("--no-residual", action="store_true", help="TimeVAE: leave out the convolutional residual decoder")
+    p.add_argument("--local-level", action="store_true", help="TimeVAE: a random-walk level block")
+    p.add_argument("--ar-order", type=int, metavar="P", help="TimeVAE: a short-term AR(P) block driven by the latent")
     p.add_argument("--recon-weight", type=float, metavar="W",
                    help="TimeVAE: reconstruction weight (fixed Gaussian scale (2W)^-1/2; default 3)")
     p.add_argument("--hidden", type=_sizes, help="hidden layer sizes, e.g. 64,64")

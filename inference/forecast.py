@@ -90,6 +90,9 @@ def forecast_method(model) -> str:
     if hasattr(base, "covariance") and hasattr(base, "loc") and not getattr(base, "bayesian", False):
         return "gaussian"
     if isinstance(base, DecoderModel):
+        if getattr(base, "states", None) is not None:
+            raise ValueError(f"{name} with local-level or AR state blocks does not forecast: its steps are "
+                             "not independent given z")
         if getattr(base.emission, "likelihood", None) == "bernoulli":
             raise ValueError(f"{name} with a Bernoulli likelihood does not forecast (binary data); "
                              "use a Gaussian likelihood")

@@ -92,7 +92,7 @@ def _timevae(shape, o):
     return TimeVAE(
         features, window, o.get("latent_dim", 8), o.get("hidden", (50, 100, 200)), o.get("trend_poly", 0),
         o.get("seasonality", ()), None, o.get("residual", True), o.get("likelihood", "gaussian-fixed"),
-        o.get("recon_weight", 3.0), o.get("noise_scale"),
+        o.get("recon_weight", 3.0), o.get("noise_scale"), o.get("local_level", False), o.get("ar_order", 0),
     )
 
 
