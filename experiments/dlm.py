@@ -67,10 +67,14 @@ def recovery(model, guide, x: np.ndarray, parts: dict) -> tuple[pd.DataFrame, di
 
 def decomposition_figure(parts: dict, found: dict, x: np.ndarray, table: pd.DataFrame, out: Path,
                          window: int = 0) -> str:
-    """One window: the series and the sum of the blocks, then each true component beside its block."""
+    """One window: the series and the sum of the blocks, then each true component beside its block
+    (the level drawn with the model's constant baseline, the ``residual`` part without a residual
+    decoder, which holds the other side of the level's offset)."""
+    found = {**found, "local_level": found["local_level"] + found.get("residual", 0.0)}
     fig, axes = figure(5, 1, width=3.0, height=2.8)
     axes[0].plot(x[window, :, 0], color="black", label="series")
-    axes[0].plot(sum(found.values())[window], color="tab:red", ls="--", label="sum of blocks")
+    axes[0].plot(sum(v for k, v in found.items() if k != "residual")[window], color="tab:red", ls="--",
+                 label="sum of blocks")
     axes[0].set_title("window")
     axes[0].legend(fontsize=7)
     for ax, (name, label) in zip(axes[1:], COMPONENTS.items()):
@@ -92,7 +96,7 @@ def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress:
     model, guide, x = fit_decomposition(parts, epochs=epochs, seed=seed, device=device)
     table, found = recovery(model, guide, x, parts)
     table.to_csv(out / "dlm_recovery.csv", index=False)
-    phi = float(model.states.coefficients()[0, 0])
+    phi = float(model.states.coefficients().detach()[0, 0])
     caption = (f"Interpretable TimeVAE with the random-walk local level and an AR(1) block, fitted ({epochs} epochs) to "
                f"{len(x)} synthetic windows built from known components; correlation of each block with its "
                "component: " + ", ".join(f"{r.component} {r.correlation:.2f}" for r in table.itertuples())
