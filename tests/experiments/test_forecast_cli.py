@@ -7,12 +7,7 @@ import pytest
 from dlvm.experiments.cli import main
 from dlvm.experiments.runs import load_run
 
-
-def write_csv(path, x):
-    frame = pd.DataFrame(x, columns=[f"c{i}" for i in range(x.shape[1])])
-    frame.insert(0, "date", pd.date_range("2020-01-01", periods=len(x)).strftime("%Y-%m-%d"))
-    frame.to_csv(path, index=False)
-    return path
+from .test_uses_cli import assert_one_line_errors, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +77,4 @@ def test_bad_input_one_line_exit_2(files, capsys):
         "nothing missing": ["forecast", str(files["fa"]), "--out", str(folder / "e.csv")],
         "one draw": ["forecast", str(files["hmm"]), "--horizon", "1", "--samples", "1", "--out", str(folder / "f.csv")],
     }
-    capsys.readouterr()
-    for name, argv in cases.items():
-        before = sorted(folder.iterdir())
-        assert main(argv) == 2, name
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("dlvm: error: ") and len(err.splitlines()) == 1, (name, err)
-        assert sorted(folder.iterdir()) == before, name
+    assert_one_line_errors(cases, folder, capsys)
