@@ -65,9 +65,9 @@ def comparison_figure(table: pd.DataFrame, out: Path) -> str:
     for ax, column in zip(axes, ("ARI", "test IWAE-100", "seconds per epoch")):
         ax.barh(names, table[column], color=["tab:orange" if c.startswith("TimeVAE") else "tab:blue"
                                              for c in table["configuration"]])
-        ax.set_title(column)
+        ax.set_title(column + (" (higher is better)" if column != "seconds per epoch" else ""))
         ax.invert_yaxis()
-        ax.tick_params(axis="y", labelsize=7)
+        ax.tick_params(axis="y", labelsize=8)
     for ax in axes[1:]:
         ax.set_yticklabels([])
     return save_figure(fig, out, "encoder_comparison")
