@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import NullFormatter
 
 from dlvm.guides import pair
 from dlvm.inference import fit
@@ -177,6 +178,30 @@ def fan_figure(results: dict, tables: pd.DataFrame, out: Path, feature: int = 0)
     return save_figure(fig, out, "forecast_fans")
 
 
+def score_figure(table: pd.DataFrame, out: Path) -> str:
+    """Mean CRPS per method and data set (log scale where the values span more than 20x), each bar
+    labelled with its 50 % / 90 % coverage."""
+    names = list(dict.fromkeys(table["data"]))
+    fig, axes = figure(len(names), 1, width=4.2, height=3.2)
+    for ax, name in zip(np.atleast_1d(axes), names):
+        sub = table[table["data"] == name]
+        colours = ["tab:gray" if kind == "baseline" else "tab:blue" for kind in sub["kind"]]
+        ax.barh(sub["method"], sub["CRPS"], color=colours)
+        ax.invert_yaxis()
+        log = sub["CRPS"].max() > 20 * sub["CRPS"].min()
+        if log:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlim(sub["CRPS"].min() / 2, sub["CRPS"].max() * 8)
+        else:
+            ax.set_xlim(0, sub["CRPS"].max() * 1.35)
+        for y, (crps, c50, c90) in enumerate(zip(sub["CRPS"], sub["coverage 50%"], sub["coverage 90%"])):
+            ax.text(crps * 1.1 if log else crps + 0.02 * sub["CRPS"].max(), y, f"{100 * c50:.0f}/{100 * c90:.0f}%",
+                    va="center", fontsize=7)
+        ax.set_title(f"{name}: CRPS (lower is better)\nlabels: 50%/90% interval coverage", fontsize=9)
+    return save_figure(fig, out, "forecast_crps")
+
+
 def _caption(table: pd.DataFrame) -> str:
     parts = []
     for name, sub in table.groupby("data", sort=False):
@@ -204,6 +229,6 @@ def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress:
         fans[name] = (draws, test)
     table = pd.DataFrame(rows)
     table.to_csv(out / "forecast_scores.csv", index=False)
-    files = ["forecast_scores.csv", fan_figure(fans, table, out)]
+    files = ["forecast_scores.csv", score_figure(table, out), fan_figure(fans, table, out)]
     return {"horizon": HORIZON, "scores": table.astype(object).where(table.notna(), None).to_dict("records"),
             "files": files, "caption": _caption(table)}

@@ -32,4 +32,5 @@ def test_tiny_run_writes_scores_and_fans(tmp_path, monkeypatch):
         assert row["CRPS"] > 0 and 0 <= row["coverage 50%"] <= row["coverage 90%"] <= 1
     assert scores[("sines", "VRAE")]["median ESS"] >= 1
     assert (tmp_path / "figures" / "forecast_fans.png").stat().st_size > 10_000
+    assert (tmp_path / "figures" / "forecast_crps.png").stat().st_size > 10_000
     assert "beats" in summary["caption"]
