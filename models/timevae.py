@@ -361,6 +361,8 @@ class TimeVAE(DecoderModel):
     def initialize(self, x, mask=None) -> None:
         """Learn the per-feature min and range, then start the output at the scaled data's mean."""
         self.check_shape(x)
+        if self.states is not None and mask is not None and not bool(torch.as_tensor(mask).all()):
+            raise ValueError("TimeVAE's local-level and AR blocks need complete windows (no missing values)")
         self.input_scaler.fit(x, mask)
         self.emission.initialize(self.input_scaler(x), mask)
 

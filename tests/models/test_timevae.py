@@ -191,6 +191,10 @@ def test_decomposition_adds_up_and_states_are_the_gaussian_smoother():
     assert torch.allclose(parts["ar"][0, :, 0].double(), smoothed, atol=1e-4)
     with pytest.raises(ValueError, match="AR order"):
         build_model("timevae", (8, 2), {"hidden": [4], "ar_order": 8})
+    holes = torch.ones(5, 8, 2, dtype=torch.bool)
+    holes[0, 3, 1] = False
+    with pytest.raises(ValueError, match="complete windows"):
+        model.initialize(x, holes)
 
 
 @pytest.mark.slow
