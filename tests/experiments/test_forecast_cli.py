@@ -31,7 +31,12 @@ def files(tmp_path_factory):
     gmm = folder / "gmm"
     assert main(["fit", "gmm", "--data", str(train), "--components", "2", "--out", str(gmm), "--optimizer", "lbfgs",
                  "--epochs", "2", "--quiet"]) == 0
-    return {"folder": folder, "x": x, "gaps": gaps, "fa": fa, "hmm": hmm, "vrae": vrae, "gmm": gmm, "series": series}
+    dlm = folder / "dlm"
+    assert main(["fit", "timevae", "--data", str(series), "--window", "16", "--stride", "4", "--hidden", "4,8",
+                 "--local-level", "--ar-order", "2", "--trend-poly", "1", "--epochs", "1", "--iwae-samples", "2",
+                 "--out", str(dlm), "--quiet"]) == 0
+    return {"folder": folder, "x": x, "gaps": gaps, "fa": fa, "hmm": hmm, "vrae": vrae, "gmm": gmm, "series": series,
+            "dlm": dlm}
 
 
 def test_fa_imputes_the_missing_entries_by_the_conditional_gaussian(files, capsys):
@@ -67,6 +72,11 @@ def test_forecasts_of_the_last_steps(files):
     assert (table["ess"] >= 1 - 1e-6).all() and (table["sd"] > 0).all()
 
 
+def test_a_run_with_dlm_blocks_reloads(files):
+    run = load_run(files["dlm"])
+    assert run.config["model_options"]["ar_order"] == 2 and run.model.states.ar_order == 2
+
+
 def test_bad_input_one_line_exit_2(files, capsys):
     folder = files["folder"]
     cases = {
@@ -75,6 +85,9 @@ def test_bad_input_one_line_exit_2(files, capsys):
         "cannot forecast": ["forecast", str(files["gmm"]), "--out", str(folder / "c.csv")],
         "table with horizon": ["forecast", str(files["fa"]), "--horizon", "1", "--out", str(folder / "d.csv")],
         "nothing missing": ["forecast", str(files["fa"]), "--out", str(folder / "e.csv")],
+        "state blocks": ["forecast", str(files["dlm"]), "--horizon", "2", "--out", str(folder / "g.csv")],
+        "no particles": ["forecast", str(files["vrae"]), "--horizon", "2", "--particles", "0",
+                         "--out", str(folder / "h.csv")],
         "one draw": ["forecast", str(files["hmm"]), "--horizon", "1", "--samples", "1", "--out", str(folder / "f.csv")],
     }
     assert_one_line_errors(cases, folder, capsys)
