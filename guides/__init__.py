@@ -17,7 +17,7 @@ from ..models.base import Marginalized, declares, placement
 from ..models.registry import Registry
 
 from .categorical import BASELINES, AmortizedCategoricalGuide
-from .encoders import ENCODERS, ConvEncoder, FlattenEncoder, MLPEncoder, RNNEncoder, make_encoder
+from .encoders import ENCODERS, ConvEncoder, FlattenEncoder, MLPEncoder, RNNEncoder, TransformerEncoder, make_encoder
 from .globals import with_globals
 from .markov import AmortizedMarkovGuide
 from .normal import AmortizedNormalGuide, ExactGuide
@@ -163,6 +163,6 @@ def pair(model, guide: str, event_shape: tuple, **options):
 __all__ = [
     "AMORTIZED", "AmortizedCategoricalGuide", "AmortizedMarkovGuide", "AmortizedNormalGuide",
     "AmortizedScaleMixtureGuide", "BASELINES",
-    "ConvEncoder", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES", "GuideFamily", "MLPEncoder", "RNNEncoder",
+    "ConvEncoder", "ENCODERS", "ExactGuide", "FlattenEncoder", "GUIDES", "GuideFamily", "MLPEncoder", "RNNEncoder", "TransformerEncoder",
     "check_pairs", "default_elbo", "make_encoder", "pair", "with_globals",
 ]

@@ -11,7 +11,7 @@ from math import prod
 import torch
 from torch import nn
 
-from ..models.decoders import check_conv_window, strided_length
+from ..models.decoders import check_conv_window, positional_encoding, self_attention_stack, strided_length
 from ..models.registry import Registry
 
 
@@ -133,6 +133,29 @@ class ConvEncoder(nn.Module):
         return self.net(x.transpose(1, 2)).flatten(1)
 
 
+class TransformerEncoder(nn.Module):
+    """Self-attention over the time steps, mean-pooled (§6.6.1.1): (B, T, D) -> (B, W).
+
+    x_t is projected to width W = hidden[0], sinusoidal positions are added, and len(hidden)
+    self-attention blocks run over all steps; the feature is the mean over t of the last block's
+    outputs, so any length T works.
+    """
+
+    def __init__(self, input_size: int, hidden: Sequence[int] = (64,)):
+        super().__init__()
+        if not hidden or min(hidden) < 2:
+            raise ValueError(f"a Transformer encoder needs widths of at least 2, got {list(hidden)}")
+        self.width = int(hidden[0])
+        self.project = nn.Linear(input_size, self.width)
+        self.blocks = self_attention_stack(self.width, len(hidden))
+        self.output_dim = self.width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_sequence(x)
+        h = self.project(x) + positional_encoding(x.shape[1], self.width, x.dtype, x.device)
+        return self.blocks(h).mean(1)
+
+
 def step_features(event_shape: tuple, extra_inputs: int = 0) -> int:
     """Features per time step a sequence encoder sees for rows of ``event_shape`` (T, D) or (T,).
 
@@ -153,6 +176,7 @@ ENCODERS: Registry = Registry("encoder", {
     "bigru": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "gru", True),
     "bilstm": lambda shape, hidden, extra: RNNEncoder(step_features(shape, extra), hidden, "lstm", True),
     "conv": lambda shape, hidden, extra: ConvEncoder(step_features(shape, extra), hidden),
+    "transformer": lambda shape, hidden, extra: TransformerEncoder(step_features(shape, extra), hidden),
     "conv-stride2": lambda shape, hidden, extra: ConvEncoder(
         step_features(shape, extra), hidden, 3, nn.ReLU, stride=2, window=shape[0]),
 })

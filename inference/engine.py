@@ -32,7 +32,7 @@ import torch
 
 from ..models.sites import latent_sites
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .data import as_observations, resolve_device
 from .distributed import (
     ShardedBatches, broadcast_modules, broadcast_object, rank_and_world, reduce_gradients, reduce_sum,
@@ -395,7 +395,7 @@ def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, 
         if value is not None and value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     if optimizer == "em":  # closed-form EM (dlvm.inference.em): the exact guide has nothing to learn
-        return _fit_by_em(model, guide, data, mask, epochs, tol, seed, initialize, progress, config)
+        return _fit_by_em(model, guide, data, mask, epochs, tol, seed, initialize, progress, config, checkpoint_dir)
     rank, world = _ranks(distributed, elbo, num_particles)
     if seed is not None:
         pyro.set_rng_seed(seed)
@@ -439,12 +439,18 @@ def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, 
     )
 
 
-def _fit_by_em(model, guide, data, mask, epochs, tol, seed, initialize, progress, config) -> FitResult:
+def _fit_by_em(model, guide, data, mask, epochs, tol, seed, initialize, progress, config,
+               checkpoint_dir=None) -> FitResult:
     if seed is not None:
         pyro.set_rng_seed(seed)
     em = fit_em(model, data, mask, tol=DEFAULT_TOL if tol is None else tol, max_iter=epochs or 1000,
                 initialize=initialize, progress=progress)
     history = em.history.assign(val_elbo=math.nan)[["epoch", "elbo", "val_elbo", "seconds"]]
+    if checkpoint_dir:  # the fitted modules, as a gradient fit leaves them (a run folder is loaded from it)
+        modules = {k: m.state_dict() for k, m in (("model", model), ("guide", guide)) if isinstance(m, torch.nn.Module)}
+        save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_NAME, {
+            **modules, "params": {}, "epoch": em.epochs_run, "step": em.epochs_run,
+            "history": history.values.tolist(), "losses": (-history["elbo"]).tolist(), "config": config or {}})
     return FitResult(model=model, guide=guide, history=history, loss=(-history["elbo"]).tolist(), params={},
                      elbo="exact (EM)", seconds=em.seconds, best_epoch=em.epochs_run, converged=em.converged,
                      epochs_run=em.epochs_run, config=config or {})

@@ -140,6 +140,29 @@ def check_conv_window(window: int, layers: int, stride: int = 2) -> None:
         )
 
 
+def positional_encoding(steps: int, width: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Sinusoidal positions (Vaswani et al. 2017), (T, W): PE[t, 2i] = sin(t / 10000^(2i/W)),
+    PE[t, 2i+1] = cos(t / 10000^(2i/W))."""
+    t = torch.arange(steps, dtype=dtype, device=device).unsqueeze(1)
+    rate = torch.exp(-math.log(10000.0) * torch.arange(0, width, 2, dtype=dtype, device=device) / width)
+    pe = torch.zeros(steps, width, dtype=dtype, device=device)
+    pe[:, 0::2] = torch.sin(t * rate)
+    pe[:, 1::2] = torch.cos(t * rate)[:, : width // 2]
+    return pe
+
+
+def attention_heads(width: int) -> int:
+    """The most heads (4, 2 or 1) that divide the model width."""
+    return next(h for h in (4, 2, 1) if width % h == 0)
+
+
+def self_attention_stack(width: int, layers: int) -> nn.TransformerEncoder:
+    """``layers`` pre-norm self-attention blocks of width W (feed-forward 2 W, no dropout)."""
+    block = nn.TransformerEncoderLayer(width, attention_heads(width), 2 * width, dropout=0.0,
+                                       batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+
+
 def grid_coordinates(size: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """The latent values of a manifold grid's cells along one axis, ascending (size,): standard
     normal quantiles of the evenly spaced probabilities (i + 1/2) / size."""

@@ -10,13 +10,18 @@ where low and span are the per-feature minimum and range of the training data (s
 are on the original scale. The scaled mean is a sum of decoder blocks that each read z
 (Figure 6.9)::
 
-    u = level(z) + trend(z) + sum_j seasonal_j(z) + residual(z)
+    u = level(z) + trend(z) + sum_j seasonal_j(z) + residual(z)    (+ local_level(z) + ar(z))
 
 - level: a dense layer z -> D values, the same at every step;
 - trend of degree P: a dense layer z -> D x P coefficients a_{dp}, trend_{td} = sum_p a_{dp} tau_t^p
   with tau_t = t / T (t = 0..T-1), so degree 1 is a straight line through 0 at t = 0;
-- seasonal (S seasons of L steps): a dense layer z -> D x S values c_{ds}, seasonal_{td} =
+- seasonal (S seasons of L steps): a dense layer z -> D x S values c_{ds}, centred over the
+  seasons (sum_s c_{ds} = 0, so that the level, not the season, holds the mean), seasonal_{td} =
   c_{d,(t // L) mod S}, periodic with period S L;
+- local level (a dynamic-linear-model component, §6.6.1.2): a random walk
+  l_0(z) + sum_{s<=t} delta_s(z) instead of a constant level;
+- AR(p): a short-term autocorrelated block a_t = sum_i phi_{d,i} a_{t-i} + e_t(z) with
+  stationary coefficients phi and innovations read from z;
 - residual: the base TimeVAE decoder, dense -> reshape -> transposed Conv1d layers (stride 2,
   ReLU) -> time-distributed dense (the :class:`~dlvm.models.decoders.Emission` output layer).
 
@@ -103,7 +108,111 @@ class Seasonal(nn.Module):
 
     def forward(self, z):
         values = self.net(z).reshape(-1, self.features, self.seasons)  # (B, D, S)
+        values = values - values.mean(-1, keepdim=True)  # sum to zero over a period: the level holds the mean
         return values[:, :, self.season].transpose(1, 2)
+
+
+def pacf_to_ar(partial: torch.Tensor) -> torch.Tensor:
+    """AR coefficients (..., p) from partial autocorrelations (..., p) in (-1, 1) by the
+    Durbin-Levinson recursion phi^(k)_k = r_k, phi^(k)_j = phi^(k-1)_j - r_k phi^(k-1)_(k-j):
+    every such phi is stationary (Barndorff-Nielsen & Schou 1973; Monahan 1984)."""
+    phi = partial[..., :1]
+    for k in range(1, partial.shape[-1]):
+        r = partial[..., k:k + 1]
+        phi = torch.cat([phi - r * phi.flip(-1), r], -1)
+    return phi
+
+
+#: bound on the AR block's partial autocorrelations: its memory stays short (|phi| <= 0.9 for
+#: AR(1), a correlation time of at most ~10 steps), so that it cannot stand in for the random walk
+MAX_PARTIAL = 0.9
+
+
+class StateBlocks(nn.Module):
+    """The dynamic-linear-model components of §6.6.1.2 as latent processes per feature d, summed
+    out exactly (a Gaussian state-space model given z):
+
+        local level  l_t = l_{t-1} + eta_t,  eta_t ~ N(0, q_d),  l_{-1} = 0   (a random walk)
+        AR(p)        a_t = sum_i phi_{d,i} a_{t-i} + e_t,  e_t ~ N(0, r_d),  a_t = 0 before t = 0
+
+    Over a window, l = C eta with C the (T, T) lower-triangular matrix of ones and a = B^-1 e with
+    B = I - sum_i phi_i S^i (S the shift), so their covariances over time are
+    q_d C C^T and r_d B^-1 B^-T; phi is stationary (:func:`pacf_to_ar`) with partial
+    autocorrelations bounded by :data:`MAX_PARTIAL`, and both variances start at 1e-6, so a fit
+    starts from the deterministic blocks and lets the states take what z does not explain. The level's start is the
+    Level block's l_0(z), so the local level is l_0(z) + l_t; the AR block is driven by its
+    latent innovations e_t.
+    """
+
+    def __init__(self, window: int, features: int, local_level: bool, ar_order: int):
+        super().__init__()
+        if int(ar_order) != ar_order or not 0 <= ar_order < window:
+            raise ValueError(f"the AR order must be a whole number from 0 to {window - 1}, got {ar_order}")
+        self.window, self.local_level, self.ar_order = window, bool(local_level), int(ar_order)
+        self.register_buffer("ones", torch.tril(torch.ones(window, window)), persistent=False)
+        if local_level:
+            self.level_log_var = nn.Parameter(torch.full((features,), math.log(1e-6)))
+        if ar_order:
+            self.ar_log_var = nn.Parameter(torch.full((features,), math.log(1e-6)))
+            self.partial = nn.Parameter(torch.zeros(features, self.ar_order))
+
+    def coefficients(self) -> torch.Tensor:
+        """AR coefficients phi, (D, p), from partial autocorrelations in (-MAX_PARTIAL, MAX_PARTIAL)."""
+        return pacf_to_ar(MAX_PARTIAL * torch.tanh(self.partial))
+
+    def ar_filter(self) -> torch.Tensor:
+        """B^-1 per feature, (D, T, T): a = B^-1 e."""
+        phi = self.coefficients()
+        eye = torch.eye(self.window, dtype=phi.dtype, device=phi.device)
+        b = eye.expand(phi.shape[0], -1, -1).clone()
+        for i in range(self.ar_order):
+            b = b - phi[:, i, None, None] * torch.diag_embed(eye.new_ones(self.window - i - 1), -(i + 1))
+        return torch.linalg.solve_triangular(b, eye.expand_as(b), upper=False)
+
+    def covariances(self) -> dict[str, torch.Tensor]:
+        """Each component's covariance over time per feature, (D, T, T), on the scaled data."""
+        out = {}
+        if self.local_level:
+            c = self.ones.to(self.level_log_var.dtype)
+            out["local_level"] = self.level_log_var.exp()[:, None, None] * (c @ c.T)
+        if self.ar_order:
+            inv = self.ar_filter()
+            out["ar"] = self.ar_log_var.exp()[:, None, None] * (inv @ inv.mT)
+        return out
+
+
+class TemporalGaussian(dist.TorchDistribution):
+    """Windows x (B, T, D) ~ N(loc, Sigma_bd) with a (T, T) covariance per row b and feature d,
+    given by its Cholesky factor ``scale_tril`` (B, D, T, T). Batch shape (B, T, D): ``log_prob``
+    gives each entry's log p(x_td | x_<t,d), whose sum over t is the exact log-density (the
+    chain rule with the innovations w = L^-1 (x - loc): log N(w_t; 0, 1) - log L_tt)."""
+
+    arg_constraints: dict = {}
+    support = dist.constraints.real
+
+    def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor):
+        self.loc, self.scale_tril = loc, scale_tril
+        super().__init__(loc.shape, validate_args=False)
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return self.scale_tril.pow(2).sum(-1).transpose(-1, -2)
+
+    def log_prob(self, value):
+        resid = (value - self.loc).transpose(-1, -2).unsqueeze(-1)  # (B, D, T, 1)
+        w = torch.linalg.solve_triangular(self.scale_tril, resid, upper=False).squeeze(-1)
+        terms = -0.5 * w ** 2 - self.scale_tril.diagonal(dim1=-2, dim2=-1).log() - 0.5 * math.log(2 * math.pi)
+        return terms.transpose(-1, -2)
+
+    def sample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape) + self.loc.transpose(-1, -2).shape + (1,)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        with torch.no_grad():
+            return self.loc + (self.scale_tril @ eps).squeeze(-1).transpose(-1, -2)
 
 
 def parse_seasonality(seasonality) -> list[tuple[int, int]]:
@@ -137,6 +246,8 @@ class TimeVAE(DecoderModel):
         likelihood: ``gaussian-fixed`` (scale from ``recon_weight`` or ``noise_scale``) or ``gaussian``.
         recon_weight: TimeVAE's reconstruction weight w; sets sigma = (2 w)^(-1/2) on the scaled data.
         noise_scale: sigma on the scaled data directly (overrides ``recon_weight``).
+        local_level: a random-walk local level (:class:`StateBlocks`) started at the level block.
+        ar_order: p of the short-term AR(p) component (:class:`StateBlocks`; 0 = none).
     """
 
     name = "timevae"
@@ -155,6 +266,8 @@ class TimeVAE(DecoderModel):
         trend_poly: int = option(0, "degree P of the polynomial trend block (0: none)", metavar="P", low=0)
         seasonality: tuple[str, ...] = option((), "seasonal blocks of S seasons of L steps each", metavar="S:L")
         residual: bool = option(True, "the convolutional residual decoder (the base TimeVAE)")
+        local_level: bool = option(False, "a random-walk local level block")
+        ar_order: int = option(0, "a short-term AR(P) block driven by the latent (0: none)", metavar="P", low=0)
         likelihood: str = option("gaussian-fixed", "gaussian-fixed (scale from --recon-weight) or gaussian")
         recon_weight: float = option(DEFAULT_RECON_WEIGHT, "reconstruction weight W: fixed Gaussian scale "
                                      "(2W)^-1/2", metavar="W", positive=True)
@@ -165,7 +278,7 @@ class TimeVAE(DecoderModel):
         window, features = sequence_shape(event_shape, cls.name)
         return cls(features, window, options.latent_dim, options.hidden, options.trend_poly, options.seasonality,
                    residual=options.residual, likelihood=options.likelihood, recon_weight=options.recon_weight,
-                   noise_scale=options.noise_scale)
+                   noise_scale=options.noise_scale, local_level=options.local_level, ar_order=options.ar_order)
 
     def __init__(
         self,
@@ -180,6 +293,8 @@ class TimeVAE(DecoderModel):
         likelihood: str = "gaussian-fixed",
         recon_weight: float = DEFAULT_RECON_WEIGHT,
         noise_scale: float | None = None,
+        local_level: bool = False,
+        ar_order: int = 0,
     ):
         hidden = tuple(int(h) for h in hidden)
         if num_features < 1 or window < 1:
@@ -202,13 +317,14 @@ class TimeVAE(DecoderModel):
         blocks: dict[str, nn.Module] = {}
         seasonality = parse_seasonality(seasonality)
         if level is None:
-            level = bool(trend_degree or seasonality)
+            level = bool(trend_degree or seasonality or local_level)
         if level:
             blocks["level"] = Level(latent_dim, window, num_features)
         if trend_degree:
             blocks["trend"] = Trend(latent_dim, window, num_features, trend_degree)
         for j, (seasons, steps) in enumerate(seasonality):
             blocks[f"seasonal_{j}"] = Seasonal(latent_dim, window, num_features, seasons, steps)
+        self.states = StateBlocks(window, num_features, local_level, ar_order) if local_level or ar_order else None
         self.blocks = nn.ModuleDict(blocks)
 
         self.residual = residual
@@ -242,11 +358,24 @@ class TimeVAE(DecoderModel):
         return {name: block(z) for name, block in self.blocks.items()}
 
     def likelihood(self, z, steps=None):
-        """p(x | z) on the original scale, batch shape (B, T, D), elementwise Normal."""
+        """p(x | z) on the original scale, batch shape (B, T, D): elementwise Normal, or with state
+        blocks the :class:`TemporalGaussian` whose covariance over time adds theirs to the noise's."""
+        scaled = self._scaled(z)
+        span = self.input_scaler.span
+        if self.states is None:
+            return dist.Normal(self.input_scaler.inverse(scaled.loc), scaled.scale * span)
+        return TemporalGaussian(self.input_scaler.inverse(scaled.loc), self._scaled_tril(scaled) * span[:, None, None])
+
+    def _scaled(self, z):
+        """p(u | z) of the deterministic blocks and the residual decoder on the scaled data."""
         parts = self.block_outputs(z)
         offset = sum(parts.values()) if parts else None
-        scaled = self.emission(self.features(z), offset)
-        return dist.Normal(self.input_scaler.inverse(scaled.loc), scaled.scale * self.input_scaler.span)
+        return self.emission(self.features(z), offset)
+
+    def _scaled_tril(self, scaled) -> torch.Tensor:
+        """Cholesky factor (B, D, T, T) of the states' covariance plus the noise's, scaled data."""
+        noise = torch.diag_embed(scaled.scale.transpose(-1, -2) ** 2)
+        return torch.linalg.cholesky(noise + sum(self.states.covariances().values()))
 
     def check_shape(self, x):
         if x.ndim != 3 or tuple(x.shape[1:]) != self.event_shape:
@@ -261,6 +390,8 @@ class TimeVAE(DecoderModel):
     def initialize(self, x, mask=None) -> None:
         """Learn the per-feature min and range, then start the output at the scaled data's mean."""
         self.check_shape(x)
+        if self.states is not None and mask is not None and not bool(torch.as_tensor(mask).all()):
+            raise ValueError("TimeVAE's local-level and AR blocks need complete windows (no missing values)")
         self.input_scaler.fit(x, mask)
         self.emission.initialize(self.input_scaler(x), mask)
 
@@ -271,7 +402,10 @@ class TimeVAE(DecoderModel):
         Returns a dict of (B, T, D) tensors: ``level`` (holding the feature minimum, so the parts
         add up), ``trend``, ``seasonal_0``, ... and ``residual`` (the emission's output: the
         convolutional decoder, or a per-feature constant without it); their sum is
-        :meth:`reconstruct`.
+        :meth:`reconstruct`. With state blocks, their smoothed means given x and z,
+        E[s | x, z] = Sigma_s Sigma^-1 (x - E[x | z]) per feature (Gaussian conditioning): ``ar``,
+        and ``local_level`` = the level block's start plus the smoothed random walk (replacing
+        ``level``).
         """
         z = guide.encode(x)
         span = self.input_scaler.span
@@ -282,4 +416,19 @@ class TimeVAE(DecoderModel):
         else:
             residual = residual + self.input_scaler.low
         parts["residual"] = residual
+        if self.states is not None:
+            scaled = self._scaled(z)
+            resid = (self.input_scaler(x) - scaled.loc).transpose(-1, -2).unsqueeze(-1)  # (B, D, T, 1)
+            weights = torch.cholesky_solve(resid, self._scaled_tril(scaled))  # Sigma^-1 (u - mean)
+            for name, cov in self.states.covariances().items():
+                parts[name] = (cov @ weights).squeeze(-1).transpose(-1, -2) * span
+            if "local_level" in parts:
+                parts["local_level"] = parts.pop("level") + parts["local_level"]
         return parts
+
+    @torch.no_grad()
+    def reconstruct(self, x, guide, mask=None) -> torch.Tensor:
+        """E[x | z = E_q[z | x]], plus with state blocks their smoothed values E[l + a | x, z]."""
+        if self.states is None:
+            return super().reconstruct(x, guide, mask)
+        return sum(self.decompose(x, guide).values())

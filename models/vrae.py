@@ -5,7 +5,13 @@ Generative model for sequences x_i of shape (T, D) with a latent z_i in R^K::
     z_i ~ N(0, I_K),    h_0 = tanh(W z_i + b),    h_t = RNN(h_{t-1}, z_i),
     x_{i,t} | z_i ~ p_theta(x_t | h_t)    (a Gaussian per time step, or Bernoulli)
 
-z sets the decoder RNN's initial state and, by default, is also its input at every step
+With ``cell="transformer"`` the decoder is non-autoregressive self-attention instead: the query
+at step t is the sinusoidal position PE(t) plus a projection of z, and len(hidden) self-attention
+blocks over the T queries give the per-step features (§6.6.1.1, "RNNs, or Transformers")::
+
+    q_t = PE(t) + U z_i,    (h_1..h_T) = SelfAttention^L(q_1..q_T),    x_{i,t} | z_i ~ p_theta(x_t | h_t)
+
+In the recurrent decoder, z sets the decoder RNN's initial state and, by default, is also its input at every step
 (``feed_latent``); with ``feed_latent=False`` the RNN runs on zero inputs, so the sequence is
 generated from the initial state alone, as in Fabius & van Amersfoort. Feeding z keeps the latent
 in reach of late time steps: on ECG5000 it trains faster and clusters the heartbeats better. The
@@ -21,10 +27,10 @@ import torch
 from torch import nn
 
 from .base import sequence_shape
-from .decoders import LIKELIHOODS, DecoderModel, Emission
+from .decoders import LIKELIHOODS, DecoderModel, Emission, positional_encoding, self_attention_stack
 from .options import ModelOptions, option
 
-CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "transformer": None}
 
 
 class VRAE(DecoderModel):
@@ -35,7 +41,8 @@ class VRAE(DecoderModel):
         window: T, the length :meth:`sample` generates by default (any length can be fitted).
         latent_dim: K.
         hidden: decoder RNN size; several equal entries stack layers, e.g. (64, 64).
-        cell: ``gru`` or ``lstm``.
+        cell: ``gru``, ``lstm`` or ``transformer`` (the self-attention decoder above; its
+            default encoder is the Transformer encoder).
         likelihood: per-step emission, see :data:`dlvm.models.decoders.LIKELIHOODS`.
         feed_latent: give z to the decoder RNN at every step (else zero inputs).
     """
@@ -88,10 +95,15 @@ class VRAE(DecoderModel):
         self.cell = cell
         self.default_encoder = cell
         self.hidden_size, self.layers = hidden[0], len(hidden)
-        states = self.layers * (2 if cell == "lstm" else 1)
-        self.init_state = nn.Linear(latent_dim, states * self.hidden_size)
         self.feed_latent = feed_latent
-        self.rnn = CELLS[cell](latent_dim if feed_latent else 1, self.hidden_size, num_layers=self.layers, batch_first=True)
+        if cell == "transformer":
+            self.query = nn.Linear(latent_dim, self.hidden_size)
+            self.attention = self_attention_stack(self.hidden_size, self.layers)
+        else:
+            states = self.layers * (2 if cell == "lstm" else 1)
+            self.init_state = nn.Linear(latent_dim, states * self.hidden_size)
+            self.rnn = CELLS[cell](latent_dim if feed_latent else 1, self.hidden_size, num_layers=self.layers,
+                                   batch_first=True)
         self.emission = Emission(self.hidden_size, (num_features,), likelihood, noise_scale)
 
     @property
@@ -102,9 +114,13 @@ class VRAE(DecoderModel):
         return x.shape[1]
 
     def features(self, z, steps=None):
-        """Decoder RNN outputs (B, T, hidden) from the initial state tanh(W z + b)."""
+        """Decoder outputs (B, T, hidden): the RNN's from the initial state tanh(W z + b), or the
+        self-attention blocks' on the queries PE(t) + U z."""
         steps = self.window if steps is None else steps
         batch = z.shape[0]
+        if self.cell == "transformer":
+            queries = self.query(z).unsqueeze(1) + positional_encoding(steps, self.hidden_size, z.dtype, z.device)
+            return self.attention(queries)
         state = torch.tanh(self.init_state(z)).reshape(batch, -1, self.layers, self.hidden_size)
         state = state.permute(1, 2, 0, 3).contiguous()  # (1 or 2, layers, B, H)
         if self.feed_latent:

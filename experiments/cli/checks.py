@@ -71,6 +71,7 @@ def _seed(flag, value):
 #: argument name -> check(flag, value); a flag absent from a command or left at None is skipped
 RULES = {
     "window": _count(1), "stride": _count(1), "max_epochs": _count(1),
+    "particles": _count(1),
     "batch_size": _count(1), "num_particles": _count(1), "early_stopping": _count(1),
     "iwae_samples": _count(1, MAX_DRAWS), "n": _count(1, MAX_DRAWS), "steps": _count(1), "draws": _count(2),
     "repeats": _count(1), "discriminative_steps": _count(1), "predictive_steps": _count(1),

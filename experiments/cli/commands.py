@@ -38,7 +38,7 @@ from ..runs.folders import (
     staging_dir, write_json, write_text_atomic,
 )
 from ..runs.diagnose import diagnose
-from ..runs.uses import encode_run, score_run
+from ..runs.uses import encode_run, forecast_run, score_run
 from ..studies.estimators import compare, compare_user_model, load_callable
 from ..studies.regimes import regime_table
 
@@ -356,6 +356,16 @@ def cmd_encode(args) -> int:
     frame, found = encode_run(run, args.data, args.samples, args.seed)
     return _write_table(args, frame, f"the posterior means and sds of z ({found.mean.shape[1]} dims, "
                                      f"{found.method}) of {len(frame)} rows")
+
+
+def cmd_forecast(args) -> int:
+    run = load_run(args.run)
+    if args.missing is not None:
+        run.config["missing"] = args.missing
+    frame, found = forecast_run(run, args.data, args.horizon, args.samples, args.seed, args.particles)
+    what = f"the last {args.horizon} steps of each window" if args.horizon else "the missing entries"
+    return _write_table(args, frame, f"the predictive mean, sd and quantiles of {what} ({len(frame)} entries, "
+                                     f"{found.method}, {args.samples} draws)")
 
 
 def _keyword_arrays(path: str) -> dict:

@@ -24,8 +24,8 @@ from ...models import DTYPES, __version__
 from ...models.registry import Registry
 from .checks import OneLineParser, check_arguments
 from .commands import (
-    cmd_anomaly, cmd_compare, cmd_diagnose, cmd_encode, cmd_evaluate, cmd_fit, cmd_list, cmd_regimes, cmd_run,
-    cmd_sample, cmd_score,
+    cmd_anomaly, cmd_compare, cmd_diagnose, cmd_encode, cmd_evaluate, cmd_fit, cmd_forecast, cmd_list, cmd_regimes,
+    cmd_run, cmd_sample, cmd_score,
 )
 from .flags import add_model_flags
 
@@ -150,6 +150,15 @@ def _encode_arguments(p):
     _table_per_row(p, "encode", "random state of the guide's draws")
 
 
+def _forecast_arguments(p):
+    p.add_argument("--horizon", type=int, help="steps to forecast at the end of each window (else impute "
+                                               "the data's missing entries)")
+    p.add_argument("--samples", type=int, default=200, help="predictive draws per entry")
+    p.add_argument("--particles", type=int, default=256, help="importance particles of z per row (decoder models)")
+    p.add_argument("--missing", choices=("error", "mask"), help="default: as the run was fitted")
+    _table_per_row(p, "forecast", "random state of the predictive draws")
+
+
 def _compare_arguments(p):
     p.add_argument("model", help="a registered model, or your own Pyro model as FILE.py:NAME")
     p.add_argument("--data", required=True,
@@ -206,6 +215,8 @@ COMMANDS: Registry = Registry.of("command", (
     Command("anomaly", "anomaly scores per row: negative log-likelihood (exact or IWAE-K), its standard error, "
             "percentile against the training data", cmd_anomaly, _anomaly_arguments),
     Command("encode", "posterior means and sds of the latent z per row", cmd_encode, _encode_arguments),
+    Command("forecast", "forecast the last steps of each window, or impute missing entries, from the model's "
+            "predictive distribution", cmd_forecast, _forecast_arguments),
     Command("compare", "compare ELBOs and gradient estimators on a model", cmd_compare, _compare_arguments),
     Command("diagnose", "ArviZ summary, LOO, PSIS k-hat and predictive checks of a run", cmd_diagnose,
             _diagnose_arguments),

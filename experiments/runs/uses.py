@@ -1,16 +1,19 @@
-"""What a fitted run is for (§6.7): anomaly scores and latent features of a data file, as tables.
+"""What a fitted run is for (§6.7): anomaly scores, latent features and forecasts of a data file, as tables.
 
-Behind ``dlvm anomaly`` and ``dlvm encode``: the run folder is rebuilt (:func:`load_run`), the data
+Behind ``dlvm anomaly``, ``dlvm encode`` and ``dlvm forecast``: the run folder is rebuilt (:func:`load_run`), the data
 read as at fit time (:func:`run_data`: windows, missing values, its shape checked), and one row
 of output is written per row (or window) of the data, indexed by its date where it has one.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyro
+import torch
 
 from ...inference.anomaly import AnomalyScores, anomaly_scores, percentiles
 from ...inference.features import Encoding, encode
+from ...inference.forecast import Predictive, forecast_mask, forecast_method, predict
 
 from .folders import Run, run_data
 
@@ -70,3 +73,49 @@ def encode_run(run: Run, source=None, num_samples: int = 100, seed: int = 0) -> 
     columns = {f"mean_z{k}": found.mean[:, k] for k in range(width)}
     columns.update({f"sd_z{k}": found.sd[:, k] for k in range(width)})
     return _rows(index, run.config, columns), found
+
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def forecast_run(run: Run, source=None, horizon: int | None = None, num_samples: int = 200, seed: int = 0,
+                 particles: int = 256) -> tuple[pd.DataFrame, Predictive]:
+    """Forecasts of the last ``horizon`` steps of each window of ``source`` (default the run's
+    data) given the steps before, and draws of its missing entries anywhere (:func:`predict`).
+
+    One output row per predicted entry: the row's label, ``step`` (for sequences), ``feature``,
+    the predictive ``mean`` and ``sd``, quantiles ``q05 .. q95`` and, for a forecast, the held
+    back ``actual`` value. Returns (table, predictive)."""
+    if num_samples < 2:
+        raise ValueError(f"--samples must be at least 2, got {num_samples}")
+    method = forecast_method(run.trained)  # refuse a model that cannot forecast before reading data
+    x, mask, index = run_data(run.config, source, with_index=True)
+    seen = torch.ones(x.shape, dtype=torch.bool) if mask is None else torch.as_tensor(mask, dtype=torch.bool)
+    if horizon is not None:
+        seen = forecast_mask(tuple(x.shape), horizon, seen)
+    elif bool(seen.all()):
+        raise ValueError("nothing to predict: the data have no missing values; give --horizon to forecast")
+    observed = None if mask is None else torch.as_tensor(mask, dtype=torch.bool)
+    pyro.set_rng_seed(seed)
+    found = predict(run.trained, run.guide, x, seen, num_samples, particles=particles)
+    wanted = ~seen.numpy()
+    labels = np.asarray(_row_index(index, x.shape[0], run.config))
+    where = np.nonzero(wanted)
+    columns = {(_row_index(index, x.shape[0], run.config).name or "row"): labels[where[0]]}
+    if x.ndim == 3:
+        columns["step"] = where[1]
+    names = np.asarray(run.config.get("columns") or [f"x{d}" for d in range(x.shape[-1])])
+    columns["feature"] = names[where[-1]] if len(names) == x.shape[-1] else where[-1]
+    draws = found.samples[(slice(None),) + where]
+    columns["mean"], columns["sd"] = draws.mean(0), draws.std(0, ddof=1)
+    for p, values in zip(QUANTILES, np.quantile(draws, QUANTILES, axis=0)):
+        columns[f"q{round(100 * p):02d}"] = values
+    if horizon is not None:
+        actual = np.asarray(x, dtype=float)[where]
+        if observed is not None:
+            actual = np.where(observed.numpy()[where], actual, np.nan)
+        columns["actual"] = actual
+    if found.ess is not None:
+        columns["ess"] = found.ess[where[0]]
+    columns["method"] = method
+    return pd.DataFrame(columns), found

@@ -17,6 +17,17 @@ def write_csv(path, x, dates=True):
     return path
 
 
+def assert_one_line_errors(cases: dict, folder, capsys) -> None:
+    """Each command line of ``cases`` exits 2 with one line on stderr and writes nothing in ``folder``."""
+    capsys.readouterr()
+    for name, argv in cases.items():
+        before = sorted(folder.iterdir())
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("dlvm: error: ") and len(err.splitlines()) == 1, (name, err)
+        assert sorted(folder.iterdir()) == before, name
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("uses")
@@ -128,13 +139,7 @@ def test_bad_input_one_line_exit_2(files, capsys):
         "encode no samples": ["encode", str(files["vae"]), "--samples", "0", "--out", str(folder / "g.csv")],
         "encode wrong columns": ["encode", str(files["vae"]), "--data", str(narrow), "--out", str(folder / "e.csv")],
     }
-    capsys.readouterr()
-    for name, argv in cases.items():
-        before = sorted(folder.iterdir())
-        assert main(argv) == 2, name
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("dlvm: error: ") and len(err.splitlines()) == 1, (name, err)
-        assert sorted(folder.iterdir()) == before, name
+    assert_one_line_errors(cases, folder, capsys)
 
 
 def test_scores_are_reproducible_and_a_bayesian_run_is_scored_against_the_same_globals(files, tmp_path):

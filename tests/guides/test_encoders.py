@@ -1,11 +1,13 @@
 """Shape tests for every encoder x guide combination, and variable sequence length."""
+import math
+
 import pytest
 import torch
 
 from dlvm.guides import ENCODERS, make_encoder, pair
 from dlvm.models import VAE, VRAE
 
-SEQUENCE_ENCODERS = ["gru", "lstm", "bigru", "bilstm", "conv"]
+SEQUENCE_ENCODERS = ["gru", "lstm", "bigru", "bilstm", "conv", "transformer"]
 
 
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
@@ -61,3 +63,24 @@ def test_bad_rnn_sizes(hidden):
 def test_vrae_defaults_to_an_encoder_of_its_cell():
     _, guide = pair(VRAE(2, 10, 3, (8,), "lstm"), "amortized", (10, 2))
     assert guide.encoder.cell == "lstm"
+
+
+def test_positional_encoding_closed_form():
+    from dlvm.models.decoders import positional_encoding
+
+    pe = positional_encoding(5, 4)
+    assert pe.shape == (5, 4)
+    assert torch.allclose(pe[3], torch.tensor([math.sin(3), math.cos(3), math.sin(3 / 100), math.cos(3 / 100)]))
+
+
+def test_transformer_encoder_pools_over_any_length_and_sees_order():
+    from dlvm.guides import TransformerEncoder
+
+    torch.manual_seed(0)
+    enc = TransformerEncoder(3, (8, 8))
+    x = torch.randn(4, 10, 3)
+    assert enc(x).shape == (4, 8) and enc(x[:, :6]).shape == (4, 8) and enc.output_dim == 8
+    # positions make the pooled feature depend on the order of the steps
+    assert not torch.allclose(enc(x), enc(x.flip(1)), atol=1e-4)
+    with pytest.raises(ValueError, match="at least 2"):
+        TransformerEncoder(3, (1,))

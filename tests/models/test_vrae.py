@@ -9,7 +9,7 @@ from dlvm.inference import fit
 from dlvm.models import VRAE, build_model
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "transformer"])
 def test_reconstructions_beat_the_per_step_mean(cell):
     series, _ = ecg5000()
     x = series[:300, ::2, None].astype(np.float32)  # 300 heartbeats, 70 steps
@@ -30,6 +30,14 @@ def test_shapes_and_other_lengths(feed_latent):
     assert model.sample(4).shape == (4, 10, 3)
     assert model.sample(4, steps=17).shape == (4, 17, 3)
     assert model.reconstruct(torch.randn(2, 6, 3), guide).shape == (2, 6, 3)
+
+
+def test_transformer_decoder_shapes_and_encoder():
+    model, guide = pair(VRAE(3, 10, 2, (8, 8), "transformer"), "amortized", (10, 3), hidden=(8,))
+    assert type(guide.encoder).__name__ == "TransformerEncoder"
+    fit(model, guide, torch.randn(20, 10, 3), epochs=1, batch_size=10, progress=False)
+    assert model.sample(4).shape == (4, 10, 3) and model.sample(4, steps=17).shape == (4, 17, 3)
+    assert not any(name.startswith("rnn") for name, _ in model.named_parameters())
 
 
 def test_wrong_rank_is_a_one_line_error():

@@ -1,0 +1,105 @@
+"""Dynamic-linear-model components in the interpretable TimeVAE (§6.6.1.2): a decomposition check.
+
+Synthetic windows are built from known components (:func:`synthetic_components`): a local level
+(a random start plus a Gaussian random walk), a linear trend, a period-4 season centred over its
+period, a short-term AR(1) process and white noise. The interpretable TimeVAE with a trend block,
+a 4:1 seasonal block, the random-walk local level and an AR(1) block (no residual decoder) is
+fitted to them without the components; its decomposition (:meth:`TimeVAE.decompose`) is compared
+with each true component by the correlation over all windows and steps.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...guides import pair
+from ...inference import fit
+from ...models import build_model
+
+from ..reporting.plots import figure, save_figure
+
+#: the model's name for each true component
+COMPONENTS = {"local_level": "local level (random walk)", "trend": "trend", "seasonal_0": "season (4 steps)",
+              "ar": "AR(1)"}
+OPTIONS = {"latent_dim": 8, "hidden": [32, 64], "trend_poly": 1, "seasonality": ["4:1"], "local_level": True,
+           "ar_order": 1, "residual": False, "likelihood": "gaussian"}
+
+
+def synthetic_components(n: int = 600, steps: int = 32, seed: int = 0, phi: float = 0.6) -> dict[str, np.ndarray]:
+    """Known components, each (n, steps): ``local_level`` = N(0, 1) start + random walk of N(0, 0.08^2)
+    steps; ``trend`` = b t / T with b ~ N(0, 1.5^2); ``seasonal_0`` = 4 values ~ N(0, 0.5^2),
+    centred, repeating; ``ar`` = AR(1) with coefficient ``phi`` and N(0, 0.25^2) shocks from 0;
+    ``noise`` ~ N(0, 0.05^2)."""
+    rng = np.random.default_rng(seed)
+    tau = np.arange(steps) / steps
+    level = rng.normal(0, 1, (n, 1)) + np.cumsum(rng.normal(0, 0.08, (n, steps)), 1)
+    trend = rng.normal(0, 1.5, (n, 1)) * tau
+    season = rng.normal(0, 0.5, (n, 4))
+    season = (season - season.mean(1, keepdims=True))[:, np.arange(steps) % 4]
+    shocks, ar = rng.normal(0, 0.25, (n, steps)), np.zeros((n, steps))
+    for t in range(steps):
+        ar[:, t] = shocks[:, t] + (phi * ar[:, t - 1] if t else 0.0)
+    return {"local_level": level, "trend": trend, "seasonal_0": season, "ar": ar,
+            "noise": rng.normal(0, 0.05, (n, steps))}
+
+
+def fit_decomposition(parts: dict, *, epochs: int, seed: int = 0, device: str = "cpu"):
+    """Fit the DLM TimeVAE to the sum of ``parts`` -> (model, guide, windows (n, T, 1))."""
+    x = sum(parts.values())[..., None].astype(np.float32)
+    torch.manual_seed(seed)
+    model = build_model("timevae", x.shape[1:], OPTIONS)
+    trained, guide = pair(model, "amortized", x.shape[1:])
+    fit(trained, guide, x, epochs=epochs, batch_size=64, lr=1e-2, seed=seed, device=device, progress=False)
+    return trained.cpu(), guide.cpu(), x
+
+
+def recovery(model, guide, x: np.ndarray, parts: dict) -> tuple[pd.DataFrame, dict]:
+    """Correlation of each decomposed block with its true component, and the decomposition."""
+    found = {k: v.numpy()[..., 0] for k, v in model.decompose(torch.as_tensor(x), guide).items()}
+    rows = [{"component": label, "block": name,
+             "correlation": float(np.corrcoef(found[name].ravel(), parts[name].ravel())[0, 1])}
+            for name, label in COMPONENTS.items()]
+    return pd.DataFrame(rows), found
+
+
+def decomposition_figure(parts: dict, found: dict, x: np.ndarray, table: pd.DataFrame, out: Path,
+                         window: int = 0) -> str:
+    """One window: the series and the sum of the blocks, then each true component beside its block
+    (the level drawn with the model's constant baseline, the ``residual`` part without a residual
+    decoder, which holds the other side of the level's offset)."""
+    found = {**found, "local_level": found["local_level"] + found.get("residual", 0.0)}
+    fig, axes = figure(5, 1, width=3.0, height=2.8)
+    axes[0].plot(x[window, :, 0], color="black", label="series")
+    axes[0].plot(sum(v for k, v in found.items() if k != "residual")[window], color="tab:red", ls="--",
+                 label="sum of blocks")
+    axes[0].set_title("window")
+    axes[0].legend(fontsize=7)
+    for ax, (name, label) in zip(axes[1:], COMPONENTS.items()):
+        r = float(table.loc[table["block"] == name, "correlation"].iloc[0])
+        ax.plot(parts[name][window], color="black", label="true")
+        ax.plot(found[name][window], color="tab:blue", ls="--", label="block")
+        ax.set_title(f"{label}\ncorr {r:.2f}", fontsize=9)
+    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("step")
+    return save_figure(fig, out, "dlm_decomposition")
+
+
+def run(out: Path, *, quick: bool, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = synthetic_components(300 if quick else 600, seed=seed)
+    epochs = 120 if quick else 250
+    model, guide, x = fit_decomposition(parts, epochs=epochs, seed=seed, device=device)
+    table, found = recovery(model, guide, x, parts)
+    table.to_csv(out / "dlm_recovery.csv", index=False)
+    phi = float(model.states.coefficients().detach()[0, 0])
+    caption = (f"Interpretable TimeVAE with the random-walk local level and an AR(1) block, fitted ({epochs} epochs) to "
+               f"{len(x)} synthetic windows built from known components; correlation of each block with its "
+               "component: " + ", ".join(f"{r.component} {r.correlation:.2f}" for r in table.itertuples())
+               + f" (goal 0.9 each); AR coefficient {phi:.2f} (true 0.6).")
+    return {"epochs": epochs, "windows": len(x), "recovery": table.to_dict("records"), "ar_coefficient": phi,
+            "files": ["dlm_recovery.csv", decomposition_figure(parts, found, x, table, out)], "caption": caption}

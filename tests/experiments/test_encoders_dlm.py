@@ -1,0 +1,41 @@
+"""The encoder comparison and the DLM decomposition experiments on tiny settings."""
+import numpy as np
+import torch
+
+from dlvm.experiments import dlm, encoders
+from dlvm.experiments.reporting.plots import check_figure
+
+
+def test_encoder_comparison_rows_and_figure(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 8, 1)).astype(np.float32)
+    labels = rng.integers(1, 3, 40)
+    configs = {k: encoders.CONFIGS[k] for k in ("VRAE, Transformer encoder + decoder", "TimeVAE, Transformer encoder")}
+    table = encoders.compare(x, labels, epochs=1, hidden=(4,), seed=0, configs=configs)
+    assert list(table["configuration"]) == list(configs)
+    assert np.isfinite(table[["ARI", "test IWAE-100", "seconds per epoch"]].to_numpy()).all()
+    (tmp_path / "figures").mkdir()
+    check_figure(tmp_path / encoders.comparison_figure(table, tmp_path))
+
+
+def test_synthetic_components_are_what_they_say():
+    parts = dlm.synthetic_components(2000, steps=16, seed=1)
+    assert all(v.shape == (2000, 16) for v in parts.values())
+    np.testing.assert_allclose(parts["seasonal_0"][:, :4].sum(1), 0, atol=1e-12)
+    np.testing.assert_allclose(parts["seasonal_0"][:, 4:8], parts["seasonal_0"][:, :4])
+    steps = np.diff(parts["local_level"], axis=1)
+    assert abs(steps.std() - 0.08) < 0.005
+    ar = parts["ar"]
+    lag1 = np.corrcoef(ar[:, 10], ar[:, 9])[0, 1]
+    assert abs(lag1 - 0.6) < 0.05  # stationary enough by step 9: corr(a_t, a_t-1) = phi
+    assert np.allclose(parts["trend"][:, 0], 0)
+
+
+def test_recovery_table_and_figure(tmp_path):
+    parts = dlm.synthetic_components(64, steps=16, seed=0)
+    model, guide, x = dlm.fit_decomposition(parts, epochs=1)
+    table, found = dlm.recovery(model, guide, x, parts)
+    assert list(table["block"]) == list(dlm.COMPONENTS) and table["correlation"].between(-1, 1).all()
+    assert np.allclose(sum(found.values()), model.reconstruct(torch.as_tensor(x), guide).numpy()[..., 0], atol=1e-4)
+    (tmp_path / "figures").mkdir()
+    check_figure(tmp_path / dlm.decomposition_figure(parts, found, x, table, tmp_path))
