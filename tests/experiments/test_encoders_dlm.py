@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from dlvm.experiments import dlm, encoders
+from dlvm.experiments.studies import dlm, encoders
 from dlvm.experiments.reporting.plots import check_figure
 
 
