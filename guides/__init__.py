@@ -77,6 +77,9 @@ def _amortized_markov(model, event_shape, options):
         event_shape[-1] * (2 if mask_input else 1), model.states, hidden[0] if hidden else 32,
         options.get("baseline", "neural"), mask_input, options.get("cell", "gru"),
     )
+    model.joint_chain = True  # the guide draws the whole chain as one site; the model matches it
+    if options.get("warm_start", True) and hasattr(model, "after_initialize"):
+        model.after_initialize(lambda m, x, mask: guide.warm_start(m, x, mask))
     return model, with_globals(model, guide)
 
 
@@ -126,8 +129,8 @@ def pair(model, guide: str, event_shape: tuple, **options):
     ``hidden`` attribute, else (64,)), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``,
     ``reparameterized``, ``baseline`` ("decaying", "neural" or "none": the score-function baseline
     of discrete amortized guides under ``tracegraph``), ``cell`` ("gru" or "lstm", Markov guides),
-    ``warm_start`` (default True: an amortized categorical or Gaussian guide starts from the
-    model's exact posterior when the model is initialised; False starts it cold).
+    ``warm_start`` (default True: an amortized categorical, Markov or Gaussian guide starts from
+    the model's exact posterior when the model is initialised; False starts it cold).
     A Bayesian model's global latents get an AutoNormal guide in front (:func:`with_globals`).
     A model with an ``input_scaler`` module (data scaling it learns in ``initialize``) shares it
     with the amortized guide, whose encoder then reads the data on the scale the decoder models.
