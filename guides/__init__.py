@@ -73,11 +73,14 @@ def _amortized_categorical(model, event_shape, options):
 def _amortized_markov(model, event_shape, options):
     mask_input = options.get("mask_input", False)
     hidden = options.get("hidden", (32,))
+    structured = options.get("structured", True) and not getattr(model, "bayesian", False)
     guide = AmortizedMarkovGuide(
         event_shape[-1] * (2 if mask_input else 1), model.states, hidden[0] if hidden else 32,
-        options.get("baseline", "neural"), mask_input, options.get("cell", "gru"),
+        options.get("baseline", "neural"), mask_input, options.get("cell", "gru"), structured,
     )
     model.joint_chain = True  # the guide draws the whole chain as one site; the model matches it
+    if structured:
+        guide.follow(model)
     if options.get("warm_start", True) and hasattr(model, "after_initialize"):
         model.after_initialize(lambda m, x, mask: guide.warm_start(m, x, mask))
     return model, with_globals(model, guide)

@@ -35,10 +35,10 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from dlvm.models.base import LocalParams, data_plate
-from dlvm.models.hmm import MarkovChain
+from dlvm.models.hmm import MarkovChain, chain_factors, forward_log_likelihood
 
 from .categorical import (
-    ENCODER_ITERATIONS, BaselineNet, InputStandardizer, baseline_options, check_baseline, fit_deterministic,
+    CHAIN_ENCODER_ITERATIONS, BaselineNet, InputStandardizer, baseline_options, check_baseline, fit_deterministic,
     plate_scale, warm_start_rows,
 )
 from .encoders import encoder_input
@@ -61,19 +61,23 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
     """
 
     def __init__(self, input_dim: int, states: int, hidden: int = 32, baseline: str = "neural",
-                 mask_input: bool = False, cell: str = "gru"):
+                 mask_input: bool = False, cell: str = "gru", structured: bool = False):
         check_baseline(baseline)
         if cell not in ("gru", "lstm"):
             raise ValueError(f"cell must be 'gru' or 'lstm', not {cell!r}")
         super().__init__()
         self.states = states
         rnn = nn.GRU if cell == "gru" else nn.LSTM
-        self.rnn = rnn(input_dim, hidden, batch_first=True, bidirectional=True)
+        self.structured = structured
+        evidence = states + states * states if structured else 0
+        self.rnn = rnn(input_dim + evidence, hidden, batch_first=True, bidirectional=True)
         self.first_head = nn.Linear(2 * hidden, states)
         self.step_head = nn.Linear(2 * hidden, states * states)
-        for head in (self.first_head, self.step_head):
+        self.message_head = nn.Linear(2 * hidden, states)
+        for head in (self.first_head, self.step_head, self.message_head):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        self.pieces = None
         self.baseline = baseline
         self.baseline_net = BaselineNet(input_dim) if baseline == "neural" else None
         self.mask_input = mask_input
@@ -100,11 +104,43 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
         h, _ = self.rnn(windows.reshape(n * blocks, width, -1).transpose(1, 2))
         return h[:, CONTEXT:CONTEXT + CORE].reshape(n, blocks * CORE, -1)[:, :length]
 
+    def model_inputs(self, x, mask=None):
+        """(the GRU's input (N, T, F), the model's chain factors or None). Structured: the model's
+        normalised emission log-densities log p(x_t | k) - log sum_j p(x_t | j) and log A join
+        the standardised x at every step (no gradient), so the messages can follow the model."""
+        inputs = self.features(x, mask)
+        if self.pieces is None:
+            return inputs, None
+        log_pi, log_a, emission = (p.detach() for p in self.pieces(x, mask))
+        n, length, k = emission.shape
+        evidence = [emission.log_softmax(-1), log_a.reshape(1, 1, k * k).expand(n, length, k * k)]
+        return torch.cat([inputs, *(e.to(inputs) for e in evidence)], -1), chain_factors(log_pi, log_a, emission)
+
     def logits(self, x, mask=None):
-        """(logits of z_1 (N, K), logits of z_t given z_{t-1} for t >= 2 (N, T-1, K, K); row = previous state)."""
-        h = self.states_of(self.features(x, mask))
-        k = self.states
-        return self.first_head(h[:, 0]), self.step_head(h[:, 1:]).unflatten(-1, (k, k))
+        """(logits of z_1 (N, K), logits of z_t given z_{t-1} for t >= 2 (N, T-1, K, K); row = previous state).
+
+        Structured (see :meth:`follow`): the model's own chain factors plus a
+        learned log backward message m_t(j) = message_head(h_t)_j for every step,
+        log pi_j + log p(x_1 | j) + m_1(j) and log A_ij + log p(x_t | j) + m_t(j), the form of the
+        exact posterior (with m_t = log beta_t); the factors enter as inputs (no gradient flows
+        through them into the model). Free: a K x K table per step from the GRU state."""
+        inputs, factors = self.model_inputs(x, mask)
+        h = self.states_of(inputs)
+        if factors is None:
+            k = self.states
+            return self.first_head(h[:, 0]), self.step_head(h[:, 1:]).unflatten(-1, (k, k))
+        first, steps = factors
+        messages = self.message_head(h)
+        return first + messages[:, 0], steps + messages[:, 1:].unsqueeze(-2)
+
+    def follow(self, model) -> None:
+        """Build q on the model's chain (``model.chain_pieces(x, mask)`` -> log pi, log A, emission
+        log-densities), for a guide made with ``structured=True``: q then moves with the model's
+        transitions and emissions, and the network learns only what they lack, the evidence of
+        the future steps (the backward messages)."""
+        if not self.structured:
+            raise ValueError("follow() needs a guide built with structured=True")
+        self.pieces = model.chain_pieces
 
     def chain(self, x, mask=None) -> MarkovChain:
         """q(z_{1:T} | x) as a distribution with batch shape (N,), event shape (T,)."""
@@ -118,37 +154,51 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
     def warm_start(self, model, x, mask=None) -> None:
         """Start from the model: standardise inputs with x's moments; fit the logits to the exact
         posterior by minimising the chain's cross-entropy -E_p[log q(z | x)] per step
-        (``ENCODER_ITERATIONS`` L-BFGS iterations); fit b(x_t) to log p(x_t | x_{1:t-1}) (squared
-        error in units of its spread). At most ``WARM_START_ROWS`` sequences. A Bayesian model
+        (``CHAIN_ENCODER_ITERATIONS`` L-BFGS iterations, at most ``WARM_START_ROWS`` sequences). A
+        structured guide's baseline residual starts at 0; an unstructured guide's b(x_t) is
+        fitted to log p(x_t | x_{1:t-1}) (squared error in units of its spread). A Bayesian model
         (no exact posterior of its own) gets the standardisation only."""
         width = x.shape[-1]
         self.standardize.fit(x.reshape(-1, width), None if mask is None else mask.reshape(-1, width))
         if getattr(model, "bayesian", False) or not hasattr(model, "pairwise_posterior"):
             return
         xs, ms = warm_start_rows(x, mask)
-        with torch.no_grad():
-            start, pairs = model.pairwise_posterior(xs, ms)
-            steps = model.step_log_likelihood(xs, ms)
         dtype = self.first_head.weight.dtype  # the guide may not have the model's dtype yet
-        xs, start, pairs, steps = xs.to(dtype), start.to(dtype), pairs.to(dtype), steps.to(dtype)
+        with torch.no_grad():
+            start, pairs = (p.to(dtype) for p in model.pairwise_posterior(xs, ms))
+        xs = xs.to(dtype)
         length = xs.shape[0] * xs.shape[1]
 
         def cross_entropy():
             first, moves = self.logits(xs, ms)
             return -((start * first.log_softmax(-1)).sum() + (pairs * moves.log_softmax(-1)).sum()) / length
 
-        networks = [self.rnn, self.first_head, self.step_head]
-        fit_deterministic([p for net in networks for p in net.parameters()], cross_entropy, ENCODER_ITERATIONS)
-        if self.baseline_net is not None:
+        networks = [self.rnn, self.first_head, self.step_head, self.message_head]
+        fit_deterministic([p for net in networks for p in net.parameters()], cross_entropy, CHAIN_ENCODER_ITERATIONS)
+        if self.baseline_net is not None and self.pieces is not None:
+            with torch.no_grad():  # the residual after log p(x) starts at 0 (q fitted to p(z | x))
+                self.baseline_net.out.weight.zero_()
+                self.baseline_net.out.bias.zero_()
+        elif self.baseline_net is not None:
             with torch.no_grad():
+                steps = model.step_log_likelihood(xs, ms).to(dtype)
                 self.baseline_net.out.bias.fill_(float(steps.mean()))
             spread = steps.std().clamp(min=1e-3) if steps.numel() > 1 else steps.new_ones(())
             fit_deterministic(list(self.baseline_net.parameters()),
                               lambda: ((self.baseline_steps(xs, ms) - steps) / spread).pow(2).mean())
 
+    def baseline_value(self, x, mask=None, size=None):
+        """The neural baseline of each sequence's cost, (N,): sum_t b(x_t), plus, when q follows
+        the model, log p(x) from the model's factors (the forward algorithm; no gradient), so that
+        b(x_t) learns only the small residual -KL(q || p(z | x)) and the baseline moves with the
+        model; times the plate's scale N / B."""
+        value = self.baseline_steps(x, mask).sum(-1)
+        if self.pieces is not None:
+            with torch.no_grad():
+                value = value + forward_log_likelihood(*self.pieces(x, mask))
+        return plate_scale(x, size) * value
+
     def forward(self, x, mask=None, size=None):
-        value = None
-        if self.baseline == "neural":  # sum_t b(x_t), scaled like the cost (N / B sequences)
-            value = plate_scale(x, size) * self.baseline_steps(x, mask).sum(-1)
+        value = self.baseline_value(x, mask, size) if self.baseline == "neural" else None
         with data_plate(x, size):
             return pyro.sample("z", self.chain(x, mask), infer=baseline_options(self.baseline, value=value))

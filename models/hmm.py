@@ -178,6 +178,16 @@ class MarkovChain(TorchDistribution):
         return torch.cat([z.unsqueeze(-1), rest], dim=-1)
 
 
+def chain_posterior(first, steps):
+    """p(z_1 = k | x) (N, K) and p(z_{t-1} = i, z_t = j | x) (N, T-1, K, K) of the chain with
+    factors ``first``, ``steps`` (:func:`chain_factors`): the gradients of its log-likelihood."""
+    with torch.enable_grad():
+        first, steps = first.detach().requires_grad_(True), steps.detach().requires_grad_(True)
+        total = chain_log_likelihood(first, steps).sum()
+        start, pairs = torch.autograd.grad(total, (first, steps), allow_unused=True)
+    return start, torch.zeros_like(steps) if pairs is None else pairs
+
+
 def predictive_log_likelihoods(log_initial, log_transition, emission) -> torch.Tensor:
     """log p(x_t | x_{1:t-1}) for every step by the normalised forward filter (the first step:
     log p(x_1)); shapes as :func:`forward_log_likelihood`, returns (N, T), summing to log p(x_{1:T})."""
@@ -321,16 +331,20 @@ class GaussianHMM(LatentVariableModel):
         return marginals
 
     @local_method
+    def chain_pieces(self, x, mask=None):
+        """log pi (K,), log A (K, K) and the emission log-densities log p(x_t | k) (N, T, K)."""
+        return self._pieces(x, mask)
+
+    @local_method
+    def chain_factors(self, x, mask=None):
+        """log pi_k + log p(x_1 | k) (N, K) and log A_ij + log p(x_t | j) (N, T-1, K, K) (:func:`chain_factors`)."""
+        return chain_factors(*self._pieces(x, mask))
+
+    @local_method
     def pairwise_posterior(self, x, mask=None):
         """p(z_1 = k | x) (N, K) and p(z_{t-1} = i, z_t = j | x_{1:T}) (N, T-1, K, K): the gradients
         of log p(x) with respect to the chain's factors (:func:`chain_factors`)."""
-        log_pi, log_a, emission = self._pieces(x, mask)
-        with torch.enable_grad():
-            first, steps = chain_factors(log_pi.detach(), log_a.detach(), emission.detach())
-            first, steps = first.requires_grad_(True), steps.requires_grad_(True)
-            total = chain_log_likelihood(first, steps).sum()
-            start, pairs = torch.autograd.grad(total, (first, steps), allow_unused=True)
-        return start, torch.zeros_like(steps) if pairs is None else pairs
+        return chain_posterior(*self.chain_factors(x, mask))
 
     @local_method
     def viterbi(self, x, mask=None) -> torch.Tensor:
