@@ -131,8 +131,9 @@ def pair(model, guide: str, event_shape: tuple, **options):
     ``default_encoder`` attribute, else "mlp"), ``hidden`` (layer sizes; default the model's
     ``hidden`` attribute, else (64,)), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``,
     ``reparameterized``, ``baseline`` ("decaying", "neural" or "none": the score-function baseline
-    of discrete amortized guides under ``tracegraph``), ``cell`` ("gru" or "lstm", Markov guides), ``structured`` (default True: the Markov guide
-    builds on the model's own chain factors and learns backward messages; ignored for Bayesian models),
+    of discrete amortized guides under ``tracegraph``), ``cell`` ("gru" or "lstm", Markov guides),
+    ``structured`` (default True: the Markov guide builds on the model's own chain factors and
+    learns backward messages; ignored for Bayesian models),
     ``warm_start`` (default True: an amortized categorical, Markov or Gaussian guide starts from
     the model's exact posterior when the model is initialised; False starts it cold).
     A Bayesian model's global latents get an AutoNormal guide in front (:func:`with_globals`).
