@@ -59,10 +59,16 @@ def _amortized_categorical(model, event_shape, options):
 def _amortized_markov(model, event_shape, options):
     mask_input = options.get("mask_input", False)
     hidden = options.get("hidden", (32,))
+    structured = options.get("structured", True) and not getattr(model, "bayesian", False)
     guide = AmortizedMarkovGuide(
         event_shape[-1] * (2 if mask_input else 1), model.states, hidden[0] if hidden else 32,
-        options.get("baseline", "neural"), mask_input, options.get("cell", "gru"),
+        options.get("baseline", "neural"), mask_input, options.get("cell", "gru"), structured,
     )
+    model.joint_chain = True  # the guide draws the whole chain as one site; the model matches it
+    if structured:
+        guide.follow(model)
+    if options.get("warm_start", True):
+        model.after_initialize(lambda m, x, mask: guide.warm_start(m, x, mask))
     return guide, guide.covers
 
 
@@ -139,8 +145,10 @@ def pair(model, guide: str, event_shape: tuple, **options):
     ``hidden`` attribute, else (64,)), ``guide_covariance`` ("diagonal" or "full"), ``mask_input``,
     ``reparameterized``, ``baseline`` ("decaying", "neural" or "none": the score-function baseline
     of discrete amortized guides under ``tracegraph``), ``cell`` ("gru" or "lstm", Markov guides),
-    ``warm_start`` (default True: an amortized categorical or Gaussian guide starts from the
-    model's exact posterior when the model is initialised; False starts it cold).
+    ``structured`` (default True: the Markov guide builds on the model's own chain factors and
+    learns backward messages; ignored for Bayesian models),
+    ``warm_start`` (default True: an amortized categorical, Markov or Gaussian guide starts from
+    the model's exact posterior when the model is initialised; False starts it cold).
     A Bayesian model's global latents get an AutoNormal guide in front (:func:`with_globals`).
     A model with an ``input_scaler`` module (data scaling it learns in ``initialize``) shares it
     with the amortized guide, whose encoder then reads the data on the scale the decoder models.

@@ -15,7 +15,8 @@ marginals p(z_t | x_{1:T}) (forward-backward, obtained as the gradient of log p(
 the emission log-densities), the most probable path (Viterbi), expected durations 1 / (1 - A_kk).
 
 ``model`` writes the chain explicitly (sites ``z_0..z_{T-1}`` under ``pyro.markov``, enumerable, and
-observation factors ``x_0..x_{T-1}``) for the enumeration and amortized guides; ``marginal_model``
+observation factors ``x_0..x_{T-1}``) for the enumeration guide, or as one site ``z`` of the whole
+chain (:class:`MarkovChain`) for the amortized guide; ``marginal_model``
 observes log p(x) directly (fast, exact: the ``exact`` guide). Globals are maximum likelihood, or
 with ``bayesian=True`` Dirichlet(1) on pi and on every row of A plus the emission priors of
 :class:`~dlvm.models.components.GaussianComponents`.
@@ -29,6 +30,7 @@ import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro.distributions.torch_distribution import TorchDistribution
 from pyro.nn import PyroParam, PyroSample
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
@@ -96,12 +98,97 @@ def forward_log_likelihood(log_initial, log_transition, emission) -> torch.Tenso
         emission: log p(x_t | z_t = k), shape (N, T, K).
     Returns: (N,).
     """
-    first = log_initial + emission[:, 0]  # (N, K): log alpha_1
-    if emission.shape[1] == 1:
+    first, steps = chain_factors(log_initial, log_transition, emission)
+    return chain_log_likelihood(first, steps)
+
+
+def chain_factors(log_initial, log_transition, emission):
+    """The chain's factors: log pi_k + log p(x_1 | k) (N, K) and, for t >= 2,
+    log A_ij + log p(x_t | j) (N, T-1, K, K); shapes as :func:`forward_log_likelihood`."""
+    return log_initial + emission[:, 0], log_transition + emission[:, 1:].unsqueeze(-2)
+
+
+def chain_log_likelihood(first, steps) -> torch.Tensor:
+    """log sum_z exp(first[z_1] + sum_t steps[t, z_{t-1}, z_t]): first (N, K), steps (N, T-1, K, K) -> (N,).
+
+    Its gradient with respect to ``steps`` is the pairwise posterior p(z_{t-1} = i, z_t = j | x)."""
+    if steps.shape[1] == 0:
         return first.logsumexp(-1)
-    steps = log_transition + emission[:, 1:].unsqueeze(-2)  # (N, T-1, K, K): log A_ij + log p(x_t | j)
-    total = scaled_chain_product(steps)  # (N, K, K)
-    return (first.unsqueeze(-1) + total).logsumexp((-2, -1))
+    return (first.unsqueeze(-1) + scaled_chain_product(steps)).logsumexp((-2, -1))
+
+
+class MarkovChain(TorchDistribution):
+    """A whole chain z_{1:T} of states in {0..K-1} as one distribution (event shape (T,)).
+
+    q(z_{1:T}) = softmax(first)[z_1] prod_{t>=2} softmax(steps[t-1])[z_{t-1}, z_t], with
+    ``first_logits`` (..., K) and ``step_logits`` (..., T-1, K, K) (row: previous state; each row
+    is normalised here). ``log_prob`` is the chain's joint log-density as one vectorised
+    expression; ``sample`` draws every step at once: each step's uniform turns the K possible
+    previous states into next states (a map {0..K-1} -> {0..K-1}), and the maps' running
+    compositions come from a parallel prefix scan (log2 T rounds of gathers), applied to z_1.
+    Not reparameterisable: a sampling guide over it is trained by score-function gradients.
+    """
+
+    arg_constraints = {"first_logits": constraints.real_vector, "step_logits": constraints.real}
+    has_rsample = False
+
+    def __init__(self, first_logits, step_logits, validate_args=None):
+        self.first_logits, self.step_logits = first_logits, step_logits
+        self.states = first_logits.shape[-1]
+        batch_shape = torch.broadcast_shapes(first_logits.shape[:-1], step_logits.shape[:-3])
+        super().__init__(batch_shape, torch.Size([step_logits.shape[-3] + 1]), validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self):
+        return constraints.independent(constraints.integer_interval(0, self.states - 1), 1)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        k = self.states
+        return MarkovChain(self.first_logits.expand(batch_shape + (k,)),
+                           self.step_logits.expand(batch_shape + self.step_logits.shape[-3:]))
+
+    def log_prob(self, value):
+        """sum of log q(z_1) and log q(z_t | z_{t-1}): value (..., T) -> (...)."""
+        k = self.states
+        first = self.first_logits.log_softmax(-1)
+        head = first.expand(value.shape[:-1] + (k,)).gather(-1, value[..., :1]).squeeze(-1)
+        if value.shape[-1] == 1:
+            return head
+        steps = self.step_logits.log_softmax(-1).flatten(-2)  # (..., T-1, K * K)
+        pairs = (value[..., :-1] * k + value[..., 1:]).unsqueeze(-1)
+        moves = steps.expand(pairs.shape[:-1] + (k * k,)).gather(-1, pairs).squeeze(-1)
+        return head + moves.sum(-1)
+
+    @torch.no_grad()
+    def sample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape) + self.batch_shape
+        k, length = self.states, self.event_shape[0]
+        first = self.first_logits.softmax(-1).cumsum(-1).expand(shape + (k,))
+        u = torch.rand(shape + (1,), dtype=first.dtype, device=first.device)
+        z = (first < u).sum(-1).clamp(max=k - 1)  # inverse CDF
+        if length == 1:
+            return z.unsqueeze(-1)
+        cdf = self.step_logits.softmax(-1).cumsum(-1).expand(shape + (length - 1, k, k))
+        u = torch.rand(shape + (length - 1, 1, 1), dtype=cdf.dtype, device=cdf.device)
+        maps = (cdf < u).sum(-1).clamp(max=k - 1)  # (..., T-1, K): next state from each previous one
+        offset = 1
+        while offset < length - 1:  # maps[t] <- maps[t] o maps[t - offset] (inclusive scan)
+            composed = maps[..., offset:, :].gather(-1, maps[..., :-offset, :])
+            maps = torch.cat([maps[..., :offset, :], composed], dim=-2)
+            offset *= 2
+        rest = maps.gather(-1, z[..., None, None].expand(shape + (length - 1, 1))).squeeze(-1)
+        return torch.cat([z.unsqueeze(-1), rest], dim=-1)
+
+
+def chain_posterior(first, steps):
+    """p(z_1 = k | x) (N, K) and p(z_{t-1} = i, z_t = j | x) (N, T-1, K, K) of the chain with
+    factors ``first``, ``steps`` (:func:`chain_factors`): the gradients of its log-likelihood."""
+    with torch.enable_grad():
+        first, steps = first.detach().requires_grad_(True), steps.detach().requires_grad_(True)
+        total = chain_log_likelihood(first, steps).sum()
+        start, pairs = torch.autograd.grad(total, (first, steps), allow_unused=True)
+    return start, torch.zeros_like(steps) if pairs is None else pairs
 
 
 def predictive_log_likelihoods(log_initial, log_transition, emission) -> torch.Tensor:
@@ -193,9 +280,12 @@ class GaussianHMM(ExactModel):
             self.initial = PyroParam(torch.full((states,), 1.0 / states), constraint=constraints.simplex)
             self.transition = PyroParam(0.9 * eye + 0.1 / states, constraint=constraints.simplex)
 
+    #: one site ``z`` for the whole chain in :meth:`model` (the amortized guide's form), else one per step
+    joint_chain = False
+
     @property
-    def latent_sites(self) -> tuple[str, ...]:  # z_0 .. z_{T-1}: named per step
-        return ("z_t",)
+    def latent_sites(self) -> tuple[str, ...]:  # z_0 .. z_{T-1}: named per step, or one site z
+        return ("z",) if self.joint_chain else ("z_t",)
 
     # -- generative model
     def _pieces(self, x, mask):
@@ -204,11 +294,21 @@ class GaussianHMM(ExactModel):
         return self.initial.log(), self.transition.log(), self.gaussians.log_prob(x, mask)
 
     def model(self, x, mask=None, size=None):
-        """The chain written step by step: ``z_t`` enumerable, ``x_t`` observed as log p(x_t | z_t)."""
+        """The chain written step by step: ``z_t`` enumerable, ``x_t`` observed as log p(x_t | z_t).
+
+        With ``joint_chain`` (set when paired with the amortized guide) the same joint density as
+        one site ``z`` (N, T) from :class:`MarkovChain`(log pi, log A) and one factor ``x`` =
+        sum_t log p(x_t | z_t): vectorised over time, so a score-function ELBO costs one pass."""
         check_sequences(x)
         initial, transition = self.initial, self.transition
         emission = self.gaussians.log_prob(x, mask)
         with self.data_plate(x, size):
+            if self.joint_chain:
+                n, t, k = emission.shape
+                chain = MarkovChain(initial.log().expand(n, k), transition.log().expand(n, t - 1, k, k))
+                z = pyro.sample("z", chain)
+                pyro.factor("x", emission.expand(z.shape + (k,)).gather(-1, z.unsqueeze(-1)).squeeze(-1).sum(-1))
+                return
             z = None
             for t in pyro.markov(range(x.shape[1])):
                 probs = initial if z is None else Vindex(transition)[..., z, :]
@@ -248,6 +348,22 @@ class GaussianHMM(ExactModel):
             total = forward_log_likelihood(log_pi.detach(), log_a.detach(), emission).sum()
             (marginals,) = torch.autograd.grad(total, emission)
         return marginals
+
+    @local_method
+    def chain_pieces(self, x, mask=None):
+        """log pi (K,), log A (K, K) and the emission log-densities log p(x_t | k) (N, T, K)."""
+        return self._pieces(x, mask)
+
+    @local_method
+    def chain_factors(self, x, mask=None):
+        """log pi_k + log p(x_1 | k) (N, K) and log A_ij + log p(x_t | j) (N, T-1, K, K) (:func:`chain_factors`)."""
+        return chain_factors(*self._pieces(x, mask))
+
+    @local_method
+    def pairwise_posterior(self, x, mask=None):
+        """p(z_1 = k | x) (N, K) and p(z_{t-1} = i, z_t = j | x_{1:T}) (N, T-1, K, K): the gradients
+        of log p(x) with respect to the chain's factors (:func:`chain_factors`)."""
+        return chain_posterior(*self.chain_factors(x, mask))
 
     @local_method
     def viterbi(self, x, mask=None) -> torch.Tensor:

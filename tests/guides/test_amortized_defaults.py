@@ -42,20 +42,22 @@ def sp500():
     return log_returns(sp500_index(), percent=True).to_numpy()[:, None].copy()
 
 
-@pytest.mark.parametrize("name,data,k", [
-    ("iris", lambda: load_iris().data, 3),
-    ("synthetic 5-D", four_in_five_dimensions, 4),
-    ("sp500", sp500, 2),
+@pytest.mark.parametrize("name,data,k,seeds", [
+    ("iris", lambda: load_iris().data, 3, range(3)),
+    ("synthetic 5-D", four_in_five_dimensions, 4, range(3)),
+    pytest.param("sp500", sp500, 2, range(3), marks=pytest.mark.xfail(strict=True, reason=(
+        "seeds 2 and 4 of 0-9 end 0.058 and 0.055 short: the k-means start is 0.18 below the optimum, an "
+        "early Adam step on the encoder sets the fit back and 100 steps do not recover it (issue 16)"))),
+    pytest.param("synthetic 5-D, ten seeds", four_in_five_dimensions, 4, range(10), marks=pytest.mark.slow),
 ])
-def test_amortized_categorical_guide_reaches_the_enumerated_fit(tmp_path, name, data, k):
+def test_amortized_categorical_guide_reaches_the_enumerated_fit(tmp_path, name, data, k, seeds):
+    """Every seed, not a typical one: seeds 0 and 3 of the 5-D set fell 0.08 and 0.41 short
+    before the encoder was fitted closely to the responsibilities."""
     x = data()
     exact = cli_log_likelihood(tmp_path, "gmm", x, "--components", k)
-    # a typical fit (the median of three seeds): score-function training still ends short of the
-    # optimum on an occasional seed (about 1 in 5 on the 5-D set, by up to 0.4 nats per row)
-    amortized = np.median([
-        cli_log_likelihood(tmp_path, "gmm", x, "--components", k, "--guide", "amortized", "--elbo", "tracegraph",
-                           "--seed", seed) for seed in range(3)])
-    assert amortized >= exact - 0.05, (exact, amortized)
+    gaps = {seed: exact - cli_log_likelihood(tmp_path, "gmm", x, "--components", k, "--guide", "amortized",
+                                             "--elbo", "tracegraph", "--seed", seed) for seed in seeds}
+    assert max(gaps.values()) <= 0.05, gaps
 
 
 def low_rank(n, d, k, seed=0):
