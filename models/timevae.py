@@ -74,6 +74,9 @@ MIN_NOISE = 1e-3
 #: log sigma = NOISE_RATE * log_noise: Adam moves a parameter about lr a step whatever its
 #: gradient's size, so this lets log sigma travel ten times as fast as the network's weights
 NOISE_RATE = 10.0
+#: the largest starting sigma (scaled data): every feature starts sharp, so the decoder learns to
+#: reconstruct all of them before the noise scales grow to what it cannot explain
+NOISE_START = 0.05
 #: components of the Gaussian mixture fitted to the latent codes for sampling (0 = sample N(0, I))
 PRIOR_COMPONENTS = 10
 
@@ -327,12 +330,12 @@ class TimeVAE(DecoderModel):
         self.input_scaler.fit(x, mask)
         scaled = self.input_scaler(x)
         self.emission.initialize(scaled, mask)
-        if self.noise_scale() is not None:  # start each sigma at the feature's (or step's) sd
+        if self.noise_scale() is not None:  # start each sigma sharp: NOISE_START, or the sd if smaller
             m = torch.ones_like(scaled) if mask is None else mask.to(scaled.dtype)
             dims = (0, 1) if self.log_noise.ndim == 1 else (0,)
             count = m.sum(dims).clamp(min=1)
             mean = (scaled * m).sum(dims) / count
-            sd = ((((scaled - mean) ** 2) * m).sum(dims) / count).sqrt()
+            sd = ((((scaled - mean) ** 2) * m).sum(dims) / count).sqrt().clamp(max=NOISE_START)
             self.log_noise.copy_((sd - MIN_NOISE).clamp(min=MIN_NOISE).log() / NOISE_RATE)
 
     @torch.no_grad()
