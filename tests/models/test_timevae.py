@@ -171,3 +171,35 @@ def test_predictive_sample_variance_is_expected_variance_plus_variance_of_mean(l
     torch.testing.assert_close(draws.var(0), expected, rtol=0.06, atol=0)
     means = model.sample(n, noise=False)
     torch.testing.assert_close(means.var(0), px.mean.var(0), rtol=0.06, atol=0)
+
+
+def test_sampling_prior_fitted_to_the_codes_replaces_the_standard_normal():
+    """Codes in two tight clusters at (3, 3) (a quarter) and (-3, 0): z drawn after the fit
+    follows them; before it, N(0, I); ``prior_components=0`` keeps N(0, I) throughout."""
+    import pyro.distributions as dist
+
+    class CodeGuide:  # q(z | x): a narrow normal around the code written in the window's first step
+        def distribution(self, x, mask=None):
+            return dist.Normal(x[:, 0, :2], 0.05).to_event(1)
+
+    rng = np.random.default_rng(0)
+    codes = np.where(rng.random((800, 1)) < 0.25, [3.0, 3.0], [-3.0, 0.0])
+    x = np.zeros((800, T, D), dtype=np.float32)
+    x[:, 0, :2] = codes
+    torch.manual_seed(0)
+    model = TimeVAE(D, T, 2, (4,), prior_components=2)
+    before = model.sample_latent(4000)
+    assert abs(float(before.mean())) < 0.1 and abs(float(before.std()) - 1) < 0.1
+    model.fit_sampling_prior(x, CodeGuide())
+    z = model.sample_latent(4000).numpy()
+    upper = z[:, 0] > 0
+    assert abs(upper.mean() - 0.25) < 0.03
+    np.testing.assert_allclose(z[upper].mean(0), [3, 3], atol=0.02)
+    np.testing.assert_allclose(z[~upper].mean(0), [-3, 0], atol=0.02)
+    assert z.std(0).min() > 1  # the clusters' spread, not a single point
+    assert model.sample(5).shape == (5, T, D)
+    plain = TimeVAE(D, T, 2, (4,), prior_components=0)
+    plain.fit_sampling_prior(x, CodeGuide())
+    assert plain.sampling_prior is None and abs(float(plain.sample_latent(4000).mean())) < 0.1
+    with pytest.raises(ValueError, match="prior_components"):
+        TimeVAE(D, T, 2, (4,), prior_components=-1)
