@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from dlvm.experiments.datasets import noisy_sensors, timegan_sines, timegan_stocks
-from dlvm.experiments.timegan_metrics import timegan_scores
+from dlvm.experiments.timegan_metrics import METRICS, timegan_scores
 from dlvm.guides import pair
 from dlvm.inference import fit
 from dlvm.inference.data import validation_split
@@ -59,7 +59,7 @@ def fit_like_cli(data: np.ndarray, options: dict, seed: int, budget_s: float | N
 
 
 def score_recipe(name: str, real: np.ndarray, recipe: str, seed: int, *, budget_s: float | None,
-                 score_repeats: int = 3, discriminative_steps: int = 2000, predictive_steps: int = 5000,
+                 metrics=METRICS, score_repeats: int = 3, discriminative_steps: int = 2000, predictive_steps: int = 5000,
                  device: str = "cpu", max_epochs: int | None = None) -> dict:
     """One row: fit ``recipe`` with ``seed``, draw len(real) windows, score them."""
     began = time.perf_counter()
@@ -67,7 +67,7 @@ def score_recipe(name: str, real: np.ndarray, recipe: str, seed: int, *, budget_
     seconds = time.perf_counter() - began
     torch.manual_seed(seed + 1)
     fake = model.sample(len(real)).detach().cpu().numpy().astype(np.float64)
-    scores = timegan_scores(real, fake, repeats=score_repeats, seed=seed, device=device,
+    scores = timegan_scores(real, fake, metrics, repeats=score_repeats, seed=seed, device=device,
                             discriminative_steps=discriminative_steps, predictive_steps=predictive_steps)
     return {"dataset": name, "recipe": recipe, "seed": seed, **scores, "epochs": result.epochs_run,
             "best_epoch": result.best_epoch, "fit_seconds": round(seconds, 1)}
@@ -88,6 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds of training per fit at most")
     parser.add_argument("--windows", type=int, help="use the first N windows only")
+    parser.add_argument("--metrics", default=",".join(METRICS))
     parser.add_argument("--score-repeats", type=int, default=3)
     parser.add_argument("--discriminative-steps", type=int, default=2000)
     parser.add_argument("--predictive-steps", type=int, default=5000)
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     for seed in (int(s) for s in args.seeds.split(",")):
         for recipe in args.recipes.split(","):
             row = score_recipe(args.dataset, real, recipe, seed, budget_s=args.budget,
-                               score_repeats=args.score_repeats, discriminative_steps=args.discriminative_steps,
+                               metrics=args.metrics.split(","), score_repeats=args.score_repeats, discriminative_steps=args.discriminative_steps,
                                predictive_steps=args.predictive_steps)
             pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False)
             print(row, flush=True)

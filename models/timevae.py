@@ -77,6 +77,11 @@ NOISE_RATE = 10.0
 #: the largest starting sigma (scaled data): every feature starts sharp, so the decoder learns to
 #: reconstruct all of them before the noise scales grow to what it cannot explain
 NOISE_START = 0.05
+#: training steps for which the learned scales stay at their start: a scale learned from the first
+#: step rises to a feature's full sd before the decoder has learned to reconstruct it, and a feature
+#: with a large sigma weighs little in the ELBO, so the latent code never takes it up (the feature
+#: collapses to its mean plus noise); held sharp, every feature is learned first
+NOISE_WARMUP = 1000
 #: components of the Gaussian mixture fitted to the latent codes for sampling (0 = sample N(0, I))
 PRIOR_COMPONENTS = 10
 
@@ -174,6 +179,8 @@ class TimeVAE(DecoderModel):
             or returns E[x | z] (default with ``gaussian-fixed``, as in the paper).
         prior_components: C of the sampling prior fitted to the codes (:meth:`fit_sampling_prior`;
             0 = draw z from N(0, I)).
+        noise_warmup: training steps (gradient-taking calls of :meth:`likelihood`) for which the
+            learned scales are held at their start (:data:`NOISE_WARMUP`).
     """
 
     default_encoder = "conv-stride2"
@@ -193,6 +200,7 @@ class TimeVAE(DecoderModel):
         noise_scale: float | None = None,
         sample_noise: bool | None = None,
         prior_components: int = PRIOR_COMPONENTS,
+        noise_warmup: int = NOISE_WARMUP,
     ):
         hidden = tuple(int(h) for h in hidden)
         if num_features < 1 or window < 1:
@@ -246,6 +254,8 @@ class TimeVAE(DecoderModel):
         self.sampling_prior = GaussianMixture(latent_dim, int(prior_components), "full", restarts=3) \
             if prior_components else None
         self.register_buffer("prior_fitted", torch.tensor(False))
+        self.noise_warmup = int(noise_warmup)
+        self.register_buffer("noise_steps", torch.tensor(0))
         if likelihood in ("gaussian-feature", "gaussian-step"):
             shape = (num_features,) if likelihood == "gaussian-feature" else (window, num_features)
             # sigma = MIN_NOISE + exp(NOISE_RATE log_noise), started at the data's sd by :meth:`initialize`
@@ -274,7 +284,10 @@ class TimeVAE(DecoderModel):
         """The learned sigma on the scaled data, (D,) or (T, D); None unless it is a parameter."""
         if self.noise_model not in ("gaussian-feature", "gaussian-step"):
             return None
-        return MIN_NOISE + (NOISE_RATE * self.log_noise).exp()
+        log_noise = self.log_noise
+        if int(self.noise_steps) < self.noise_warmup:  # held: in the graph, with a zero gradient
+            log_noise = 0 * log_noise + log_noise.detach()
+        return MIN_NOISE + (NOISE_RATE * log_noise).exp()
 
     def likelihood(self, z, steps=None):
         """p(x | z) on the original scale, batch shape (B, T, D), elementwise Normal."""
@@ -282,6 +295,8 @@ class TimeVAE(DecoderModel):
         offset = sum(parts.values()) if parts else None
         scaled = self.emission(self.features(z), offset)
         learned = self.noise_scale()
+        if learned is not None and torch.is_grad_enabled():  # a training step
+            self.noise_steps += 1
         scale = scaled.scale if learned is None else learned.expand(scaled.loc.shape)
         return dist.Normal(self.input_scaler.inverse(scaled.loc), scale * self.input_scaler.span)
 

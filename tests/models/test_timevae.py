@@ -147,10 +147,20 @@ def test_learned_noise_scale_recovers_a_known_per_feature_sd():
     x = np.stack([3 * level + sd[0] * rng.normal(size=(n, window)),
                   100 + 50 * level + sd[1] * rng.normal(size=(n, window))], -1).astype(np.float32)
     torch.manual_seed(0)
-    model, guide = pair(TimeVAE(2, window, 2, (8, 16)), "amortized", (window, 2))
+    model, guide = pair(TimeVAE(2, window, 2, (8, 16), noise_warmup=80), "amortized", (window, 2))
     fit(model, guide, x, epochs=60, batch_size=128, lr=3e-3, progress=False, seed=0)
     learned = (model.noise_scale() * model.input_scaler.span).detach().numpy()
     np.testing.assert_allclose(learned, sd, rtol=0.15)
+
+
+def test_noise_scales_are_held_for_the_warmup_steps_then_learned():
+    x = np.random.default_rng(0).normal(size=(64, T, D)).astype(np.float32)
+    model, guide = pair(TimeVAE(D, T, K, (4,), noise_warmup=4), "amortized", (T, D))
+    fit(model, guide, x, epochs=1, batch_size=16, lr=1e-2, progress=False)  # 4 steps
+    start = model.noise_scale().detach().clone()
+    assert int(model.noise_steps) >= 4 and torch.allclose(start, torch.full((D,), NOISE_START), rtol=1e-4)
+    fit(model, guide, x, epochs=1, batch_size=16, lr=1e-2, progress=False, initialize=False)
+    assert (model.noise_scale().detach() > 1.2 * start).all()  # noise this strong lifts every sigma
 
 
 @pytest.mark.parametrize("likelihood", ["gaussian-step", "gaussian"])
