@@ -97,8 +97,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     real = DATA[args.dataset]()[: args.windows]
     out = Path(args.out)
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for recipe in args.recipes.split(","):
+    for recipe in args.recipes.split(","):  # every seed of a recipe before the next recipe
+        for seed in (int(s) for s in args.seeds.split(",")):
             row = score_recipe(args.dataset, real, recipe, seed, budget_s=args.budget,
                                metrics=args.metrics.split(","), score_repeats=args.score_repeats, discriminative_steps=args.discriminative_steps,
                                predictive_steps=args.predictive_steps)

@@ -2,24 +2,27 @@
 
 Data: TimeGAN's Google stock windows (3,661 x 24 x 6, TimeGAN's preparation), TimeVAE's Verint
 stock sets at 2, 5, 10, 20 and 100 % of the training rows (the data-size study), and TimeGAN-style
-sines (10,000 x 24 x 5). Models: base TimeVAE, interpretable TimeVAE (level + quadratic trend +
-a 5-step seasonal block + residual), and on stocks and sines also the VAE and VRAE of §6.5-6.6.1.1
-(fed the [0, 1] data as it is). Each model draws as many windows as the real set has (TimeVAE:
-E[x | z] as in the paper; VAE and VRAE too, without observation noise), and the discriminative
-and predictive scores (dlvm.experiments.timegan_metrics) are computed with the real set as
+sines (10,000 x 24 x 5), and the noisy sensor windows of :func:`noisy_sensors` (3,000 x 24 x 10).
+Models: TimeVAE with no options, fitted and sampled as ``dlvm fit timevae`` / ``dlvm sample`` do
+(learned noise scale per feature, stopping on a held-out 10 %, z from the Gaussian mixture fitted
+to the codes, draws from the full predictive; :func:`fit_like_cli`), the paper's recipe
+(reconstruction weight 3, z ~ N(0, I), samples E[x | z]), the interpretable TimeVAE (level +
+quadratic trend + a 5-step seasonal block + residual, otherwise the defaults), and on stocks and
+sines also the VAE and VRAE of §6.5-6.6.1.1 (fed the [0, 1] data as it is, samples E[x | z]).
+Each model draws as many windows as the real set has; the discriminative, predictive and
+correlational scores (dlvm.experiments.timegan_metrics) are computed with the real set as
 reference; the published figures (Diffusion-TS, ICLR 2024, Table 1) are for the Google stocks and
 TimeGAN sines only. A decomposition figure shows the interpretable model's trend and seasonal
 parts on 24-day windows of the S&P 500 index.
 
-Measured with the full protocol (10 repeats, 2,000 / 5,000 steps; seed 0; single runs of each
-part, one CPU thread), Google stocks: base TimeVAE discriminative 0.064 +- 0.056, predictive 0.0390
-(real-data predictive 0.0366, published 0.036); interpretable TimeVAE 0.269 +- 0.159 / 0.0370;
-VAE 0.351 +- 0.058 / 0.0574; VRAE 0.325 +- 0.034 / 0.0524. Stockv: TimeVAE at 100 % 0.228 +- 0.038
-/ 0.0277, at 2 % 0.273 +- 0.101 / 0.138. Sines: TimeVAE with the paper's weight 3 0.283 +- 0.090;
-with weight 30 0.029 +- 0.024 (3 repeats). What mattered: the paper's own recipe (min-max scaling,
-the fixed Gaussian scale of weight 3, samples = E[x | z]) already beats TimeGAN on the stocks,
-whose six features move together; on the sines the likelihood scale decides (sigma = 0.41 blurs
-them, sigma = 0.13 does not).
+Repeated fits of the defaults against the paper's recipe (5 seeds each, a fresh fit and scoring
+per seed) are :mod:`dlvm.experiments.timevae_defaults`; its table is in the README.
+
+Earlier single-seed measurements with the paper's recipe (10 repeats of the scores, 2,000 / 5,000
+steps, one CPU thread), Google stocks: discriminative 0.064 +- 0.056, predictive 0.0390 (real-data
+predictive 0.0366, published 0.036); VAE 0.351 +- 0.058 / 0.0574; VRAE 0.325 +- 0.034 / 0.0524;
+sines with weight 3 0.283 +- 0.090, with weight 30 0.029 +- 0.024 (3 repeats): one fixed scale has
+to be tuned per data set, which the learned per-feature scales replace.
 """
 from __future__ import annotations
 
