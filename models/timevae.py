@@ -84,6 +84,8 @@ NOISE_START = 0.05
 NOISE_WARMUP = 1000
 #: components of the Gaussian mixture fitted to the latent codes for sampling (0 = sample N(0, I))
 PRIOR_COMPONENTS = 10
+#: the fewest training windows per mixture component; with fewer, z is drawn from N(0, I)
+PRIOR_ROWS_PER_COMPONENT = 10
 
 
 def noise_scale_for_weight(recon_weight: float) -> float:
@@ -301,26 +303,32 @@ class TimeVAE(DecoderModel):
         return dist.Normal(self.input_scaler.inverse(scaled.loc), scale * self.input_scaler.span)
 
     @torch.no_grad()
-    def fit_sampling_prior(self, x, guide, mask=None, max_iter: int = 200, tol: float = 1e-4) -> None:
+    def fit_sampling_prior(self, x, guide, mask=None, max_iter: int = 200, tol: float = 1e-4) -> bool:
         """Fit the sampling prior to one draw z_i ~ q(z | x_i) per window of x (N, T, D) by EM,
-        until the log-likelihood per code changes by less than ``tol``; no-op without one."""
+        until the log-likelihood per code changes by less than ``tol``. Returns whether it was
+        fitted: not without one, with fewer than :data:`PRIOR_ROWS_PER_COMPONENT` windows per
+        component, or when a covariance cannot be factorised (z then stays N(0, I))."""
         if self.sampling_prior is None:
-            return
+            return False
         x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
         mask = None if mask is None else torch.as_tensor(mask, device=self.device)
         chunks = [(x[i : i + 1024], None if mask is None else mask[i : i + 1024]) for i in range(0, len(x), 1024)]
         codes = torch.cat([guide.distribution(part, m).sample() for part, m in chunks])
-        if len(codes) < self.sampling_prior.components:
-            raise ValueError(f"the sampling prior of {self.sampling_prior.components} components needs at least "
-                             f"as many windows, got {len(codes)}")
-        self.sampling_prior.initialize(codes)
-        previous = -math.inf
-        for _ in range(max_iter):
-            total = self.sampling_prior.em_step(codes)
-            if total - previous < tol * len(codes):
-                break
-            previous = total
+        components = self.sampling_prior.components
+        if len(codes) < PRIOR_ROWS_PER_COMPONENT * components:
+            return False
+        try:
+            self.sampling_prior.initialize(codes)
+            previous = -math.inf
+            for _ in range(max_iter):
+                total = self.sampling_prior.em_step(codes)
+                if total - previous < tol * len(codes):
+                    break
+                previous = total
+        except torch.linalg.LinAlgError:  # a degenerate component: keep N(0, I)
+            return False
         self.prior_fitted.fill_(True)
+        return True
 
     @torch.no_grad()
     def sample_latent(self, n: int) -> torch.Tensor:

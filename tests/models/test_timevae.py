@@ -200,7 +200,7 @@ def test_sampling_prior_fitted_to_the_codes_replaces_the_standard_normal():
     model = TimeVAE(D, T, 2, (4,), prior_components=2)
     before = model.sample_latent(4000)
     assert abs(float(before.mean())) < 0.1 and abs(float(before.std()) - 1) < 0.1
-    model.fit_sampling_prior(x, CodeGuide())
+    assert model.fit_sampling_prior(x, CodeGuide())
     z = model.sample_latent(4000).numpy()
     upper = z[:, 0] > 0
     assert abs(upper.mean() - 0.25) < 0.03
@@ -213,3 +213,5 @@ def test_sampling_prior_fitted_to_the_codes_replaces_the_standard_normal():
     assert plain.sampling_prior is None and abs(float(plain.sample_latent(4000).mean())) < 0.1
     with pytest.raises(ValueError, match="prior_components"):
         TimeVAE(D, T, 2, (4,), prior_components=-1)
+    few = TimeVAE(D, T, 2, (4,), prior_components=10)
+    assert not few.fit_sampling_prior(x[:99], CodeGuide()) and not bool(few.prior_fitted)  # 10 per component
