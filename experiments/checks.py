@@ -59,6 +59,11 @@ def _decay(flag, value):
         raise ValueError(f"{flag} must be in (0, 1], got {value}")
 
 
+def _fraction(flag, value):
+    if not 0 <= value < 1:
+        raise ValueError(f"{flag} must be a fraction from 0 (no validation split) up to 1, got {value}")
+
+
 def _seed(flag, value):
     if not 0 <= value <= MAX_SEED:
         raise ValueError(f"{flag} must be an integer from 0 to {MAX_SEED}, got {value}")
@@ -67,13 +72,13 @@ def _seed(flag, value):
 #: argument name -> check(flag, value); a flag absent from a command or left at None is skipped
 RULES = {
     "latent_dim": _count(1), "components": _count(1), "states": _count(1), "restarts": _count(1),
-    "window": _count(1), "stride": _count(1), "trend_poly": _count(0), "ar_order": _count(0), "max_epochs": _count(1),
-    "particles": _count(1),
+    "window": _count(1), "stride": _count(1), "trend_poly": _count(0), "ar_order": _count(0),
+    "prior_components": _count(0), "max_epochs": _count(1), "particles": _count(1),
     "batch_size": _count(1), "num_particles": _count(1), "early_stopping": _count(1),
     "iwae_samples": _count(1, MAX_DRAWS), "n": _count(1, MAX_DRAWS), "steps": _count(1), "draws": _count(2),
     "repeats": _count(1), "discriminative_steps": _count(1), "predictive_steps": _count(1),
     "noise_scale": _positive, "recon_weight": _positive, "lr": _positive, "clip_norm": _positive,
-    "alpha": _finite, "lr_decay": _decay, "checkpoint_every": _not_negative, "tol": _not_negative, "seed": _seed,
+    "validation": _fraction, "alpha": _finite, "lr_decay": _decay, "checkpoint_every": _not_negative, "tol": _not_negative, "seed": _seed,
 }
 
 

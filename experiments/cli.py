@@ -20,7 +20,8 @@ import torch
 from dlvm.guides import ENCODERS, GUIDES, default_elbo, pair
 from dlvm.inference import ELBO_NAMES, OPTIMIZERS, CheckpointError, NonFiniteLossError, evaluate, fit
 from dlvm.inference.engine import CHECKPOINT_NAME
-from dlvm.inference.data import as_observations, resolve_device
+from dlvm.inference.hooks import AtFinish
+from dlvm.inference.data import as_observations, resolve_device, validation_split
 from dlvm.inference.distributed import init_from_environment, rank_and_world
 from dlvm.inference.em import DEFAULT_MAX_ITER, DEFAULT_TOL
 from dlvm.inference.streaming import RowSource, open_rows
@@ -32,7 +33,7 @@ from .io import Table, note, read_data
 from .provenance import data_location, data_record, resume_difference
 from .report import run_experiments
 from .runs import (
-    DTYPES, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
+    DTYPES, apply_fit_defaults, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
     staging_dir, write_json, write_text_atomic,
 )
 from .uses import encode_run, forecast_run, score_run
@@ -87,7 +88,7 @@ def cmd_list(args) -> int:
 
 def _model_options(args) -> dict:
     keys = ("latent_dim", "components", "states", "covariance", "likelihood", "cell", "noise_scale",
-            "noise", "restarts", "trend_poly", "recon_weight", "ar_order")
+            "noise", "restarts", "trend_poly", "recon_weight", "ar_order", "prior_components")
     options = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if getattr(args, "no_feed_latent", False):
         options["feed_latent"] = False
@@ -221,6 +222,7 @@ def fit_config(args, plan: Schedule, dtype: str, event_shape, columns, dtypes) -
         "num_particles": args.num_particles,
         "alpha": args.alpha, "seed": args.seed, "clip_norm": args.clip_norm, "early_stopping": args.early_stopping,
         "checkpoint_every": args.checkpoint_every, "iwae_samples": args.iwae_samples,
+        "validation": args.validation,
         "data": data_location(args.data), "data_file": data_record(args.data), "missing": args.missing,
         "columns": [str(c) for c in columns] if columns is not None else None,
         "dtypes": list(dtypes or []), "window": args.window, "stride": args.stride, "stream": bool(args.stream),
@@ -261,6 +263,7 @@ def _fit(args) -> int:
     if args.elbo is not None and args.elbo not in ELBO_NAMES:
         raise ValueError(f"unknown ELBO {args.elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
     spec = MODELS[args.model]
+    apply_fit_defaults(args, spec)
     dtype = args.dtype or spec.dtype
     out = Path(args.out)
     check_output(out, args.overwrite, _input_paths(args.data))
@@ -277,12 +280,17 @@ def _fit(args) -> int:
         rank, world = rank_and_world()
     else:
         device = resolve_device(args.device)
+    val_x = val_mask = None
+    if args.validation > 0:  # stop on (and restore the best epoch of) held-out rows
+        x, mask, val_x, val_mask = validation_split(x, mask, args.validation, args.seed)
     options = dict(
-        mask=mask, elbo=plan.elbo, optimizer=plan.optimizer, tol=plan.tol,
+        val_data=val_x, val_mask=val_mask, mask=mask, elbo=plan.elbo, optimizer=plan.optimizer, tol=plan.tol,
         lr=plan.lr, lr_decay=args.lr_decay, epochs=plan.max_epochs, batch_size=args.batch_size,
         num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
         clip_norm=args.clip_norm, early_stopping=args.early_stopping, checkpoint_every=args.checkpoint_every,
         resume=args.resume, config=config, distributed=args.distributed,
+        hooks=[AtFinish(lambda: model.fit_sampling_prior(x, guide, mask))]
+        if hasattr(model, "fit_sampling_prior") and not args.stream else [],
     )
     if rank > 0:  # the other ranks train alongside rank 0, which alone writes the run folder
         fit(trained, guide, x, checkpoint_dir=None, progress=False, **options)
@@ -500,7 +508,7 @@ def cmd_sample(args) -> int:
     if not hasattr(run.model, "sample"):
         raise ValueError(f"model {run.config['model']!r} cannot generate samples")
     torch.manual_seed(args.seed)
-    draws = run.model.sample(args.n).detach().cpu().numpy()
+    draws = (run.model.sample(args.n, noise=False) if args.mean else run.model.sample(args.n)).detach().cpu().numpy()
     if not np.isfinite(draws).all():
         raise ValueError(f"the model of {args.run} drew {int((~np.isfinite(draws)).sum())} non-finite value(s); "
                          "nothing was written")
@@ -523,7 +531,7 @@ def cmd_score(args) -> int:
     scores = timegan_scores(real, synthetic, metrics,
                             repeats=args.repeats, seed=args.seed, device=resolve_device(args.device),
                             discriminative_steps=args.discriminative_steps, predictive_steps=args.predictive_steps)
-    print(json.dumps(scores, indent=2))
+    print(json.dumps(scores, indent=2 if args.pretty else None))
     return 0
 
 
@@ -578,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ar-order", type=int, metavar="P", help="TimeVAE: a short-term AR(P) block driven by the latent")
     p.add_argument("--recon-weight", type=float, metavar="W",
                    help="TimeVAE: reconstruction weight (fixed Gaussian scale (2W)^-1/2; default 3)")
+    p.add_argument("--prior-components", type=int, metavar="C",
+                   help="TimeVAE: sample z from a C-component Gaussian mixture fitted to the codes (default 10; "
+                        "0 = N(0, I))")
     p.add_argument("--hidden", type=_sizes, help="hidden layer sizes, e.g. 64,64")
     p.add_argument("--guide", help="guide name (default: the model's first)")
     p.add_argument("--encoder", help=f"encoder of amortized guides ({', '.join(ENCODERS)}); default: the model's")
@@ -598,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.0, help="alpha of the renyi ELBO (0 = IWAE)")
     p.add_argument("--clip-norm", type=float)
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    p.add_argument("--validation", type=float, metavar="FRACTION",
+                   help="share of rows held out to stop on (early stopping) and restore the best epoch of "
+                        "(default: the model's; timevae 0.1, others 0)")
     p.add_argument("--iwae-samples", type=int, default=100)
     p.add_argument("--dtype", choices=tuple(DTYPES))
     p.add_argument("--missing", choices=("error", "mask"), default="error")
@@ -628,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("-n", type=int, required=True)
     p.add_argument("--out", required=True, help=".npz (key 'data'), .npy or .csv")
+    p.add_argument("--mean", action="store_true",
+                   help="decoder means E[x | z] instead of draws from the full predictive p(x | z)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true")
@@ -699,15 +715,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_diagnose)
 
-    p = sub.add_parser("score", help="TimeGAN's discriminative and predictive scores of synthetic vs real windows")
+    p = sub.add_parser("score", help="discriminative and predictive scores (TimeGAN) and correlational score "
+                                     "(Diffusion-TS) of synthetic vs real windows, as one JSON line")
     p.add_argument("--real", required=True, help=".npz of real windows (N, T, D), key 'data'")
     p.add_argument("--synthetic", required=True, help=".npz of synthetic windows, e.g. from dlvm sample")
-    p.add_argument("--metrics", default="discriminative,predictive")
+    p.add_argument("--metrics", default="discriminative,predictive,correlational")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--discriminative-steps", type=int, default=2000, help="training steps of each classifier")
     p.add_argument("--predictive-steps", type=int, default=5000, help="training steps of each predictor")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--pretty", action="store_true", help="indented JSON instead of one line")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("run", help="run an experiment (or all) and write its report")

@@ -112,7 +112,8 @@ TEXTS = (lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v), "
 #: the type and range of every option a config.json may hold
 OPTION_RULES = {
     "latent_dim": _counts(1), "components": _counts(1), "states": _counts(1), "restarts": _counts(1),
-    "trend_poly": _counts(0), "ar_order": _counts(0), "noise_scale": POSITIVE, "recon_weight": POSITIVE,
+    "trend_poly": _counts(0), "ar_order": _counts(0), "prior_components": _counts(0), "noise_scale": POSITIVE,
+    "recon_weight": POSITIVE,
     "covariance": TEXT, "likelihood": TEXT, "cell": TEXT, "noise": TEXT, "encoder": TEXT, "baseline": TEXT,
     "guide_covariance": TEXT, "feed_latent": FLAG, "bayesian": FLAG, "residual": FLAG, "local_level": FLAG,
     "mask_input": FLAG,

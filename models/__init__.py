@@ -8,7 +8,7 @@ from .base import LatentVariableModel, Marginalized, data_plate
 from .decoders import LIKELIHOODS, DecoderModel, Emission
 from .factor import FactorAnalysis
 from .vae import VAE
-from .timevae import TimeVAE
+from .timevae import PRIOR_COMPONENTS, TimeVAE
 from .vrae import VRAE
 from .hmm import GaussianHMM
 from .mixture import GaussianMixture, MixtureOfPPCA
@@ -44,6 +44,9 @@ class ModelSpec:
     #: start at their maximum-likelihood estimate and an amortized guide at the exact posterior, so
     #: SVI only refines: a small step keeps Adam's noise-sized steps from walking off the optimum
     default_lr: dict = field(default_factory=dict)
+    #: training settings ``dlvm fit`` uses where the user gives none: batch_size, max_epochs,
+    #: early_stopping (patience), clip_norm, validation (share of rows held out to stop on)
+    fit_defaults: dict = field(default_factory=dict)
 
 
 def _table_width(event_shape: tuple, name: str) -> int:
@@ -91,8 +94,9 @@ def _timevae(shape, o):
     window, features = _sequence_shape(shape, "timevae")
     return TimeVAE(
         features, window, o.get("latent_dim", 8), o.get("hidden", (50, 100, 200)), o.get("trend_poly", 0),
-        o.get("seasonality", ()), None, o.get("residual", True), o.get("likelihood", "gaussian-fixed"),
-        o.get("recon_weight", 3.0), o.get("noise_scale"), o.get("local_level", False), o.get("ar_order", 0),
+        o.get("seasonality", ()), None, o.get("residual", True), o.get("likelihood"), o.get("recon_weight"),
+        o.get("noise_scale"), o.get("local_level", False), o.get("ar_order", 0),
+        prior_components=o.get("prior_components", PRIOR_COMPONENTS),
     )
 
 
@@ -148,11 +152,16 @@ MODELS: dict[str, ModelSpec] = {
         example_shape=(6, 2), example_options={"states": 2}, default_optimizer="em",
     ),
     # options: latent_dim, hidden (conv channels), trend_poly (degree P), seasonality (["S:L", ...]),
-    # residual (default True), likelihood (gaussian-fixed | gaussian), recon_weight (default 3), noise_scale
+    # residual (default True), likelihood (gaussian-feature | gaussian-step | gaussian | gaussian-fixed;
+    # recon_weight or noise_scale imply gaussian-fixed), recon_weight (default 3), noise_scale,
+    # prior_components (of the sampling prior fitted to the codes; 0 = N(0, I))
     "timevae": ModelSpec(
         "timevae", "TimeVAE for (N, T, D) windows, base or interpretable (§6.6.1.2-6.6.1.3)", _timevae,
         ("amortized",), example_shape=(8, 2),
         example_options={"latent_dim": 2, "hidden": [4, 8], "trend_poly": 1, "seasonality": ["2:2"]},
+        default_lr={"amortized": 1e-3},
+        fit_defaults={"batch_size": 64, "max_epochs": 1000, "early_stopping": 20, "clip_norm": 10.0,
+                      "validation": 0.1},
     ),
 }
 
