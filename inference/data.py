@@ -65,3 +65,21 @@ def as_observations(x, mask=None, *, dtype=torch.float32, device="cpu"):
     if (~mask).flatten(1).all(-1).any():
         raise ValueError("some rows have no observed entry at all; drop them first")
     return torch.where(mask, x, 0.0), mask
+
+
+def validation_split(x, mask=None, fraction: float = 0.1, seed: int = 0):
+    """Hold out a random ``fraction`` of the rows (dim 0) of ``x`` (and ``mask``) for validation.
+
+    Returns (x_train, mask_train, x_val, mask_val); masks are None without ``mask``. At least one
+    row goes to each side: a one-line ValueError for fewer than 2 rows or a fraction outside (0, 1).
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must lie strictly between 0 and 1, got {fraction}")
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"a validation split needs at least 2 rows, got {n}")
+    held = min(max(int(round(fraction * n)), 1), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    val, train = np.sort(order[:held]), np.sort(order[held:])
+    pick = (lambda a, rows: None if a is None else a[rows])
+    return pick(x, train), pick(mask, train), pick(x, val), pick(mask, val)

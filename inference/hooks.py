@@ -33,6 +33,30 @@ class Hook:
     def finish(self, state) -> None: ...
 
 
+class AtFinish(Hook):
+    """Calls ``fn()`` when training ends, after the best values are restored and before the last
+    checkpoint is written (e.g. a model's post-training fit that must travel in its state)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def finish(self, state) -> None:
+        self.fn()
+
+
+class TimeLimit(Hook):
+    """Stop at the end of the first epoch after ``seconds`` of training (a compute budget)."""
+
+    def __init__(self, seconds: float):
+        if not seconds > 0:
+            raise ValueError(f"the time limit must be positive, got {seconds}")
+        self.seconds = seconds
+
+    def after_epoch(self, state) -> None:
+        if state.elapsed >= self.seconds:
+            state.stop = True
+
+
 class Validation(Hook):
     """``val_elbo``: minus the summed loss of the held-out rows per row, after every epoch.
     ``total_loss()`` returns (summed loss, rows)."""

@@ -43,6 +43,7 @@ class ModelSpec:
     default_lr = property(lambda self: self.cls.default_lr)
     example_shape = property(lambda self: self.cls.example_shape)
     example_options = property(lambda self: self.cls.example_options)
+    fit_defaults = property(lambda self: self.cls.fit_defaults)
 
     @property
     def prepare(self) -> Callable | None:

@@ -249,6 +249,9 @@ class LatentVariableModel(LocalParams, PyroModule):
     default_optimizer: ClassVar[str] = "adam"
     #: learning rate per guide when ``--lr`` is not given (else the engine's default)
     default_lr: ClassVar[dict] = {}
+    #: training settings ``dlvm fit`` uses where the user gives none: batch_size, max_epochs,
+    #: early_stopping (patience), clip_norm, validation (share of rows held out to stop on)
+    fit_defaults: ClassVar[dict] = {}
     #: a tiny valid problem, rows of this shape with values in [0, 1], on which the shared test
     #: battery runs every model x guide pair
     example_shape: ClassVar[tuple] = (6,)

@@ -227,12 +227,17 @@ class DecoderModel(LatentVariableModel):
         return self.likelihood(z, steps).mean
 
     @torch.no_grad()
+    def sample_latent(self, n: int) -> torch.Tensor:
+        """n latents (n, K) for :meth:`sample`: the prior N(0, I)."""
+        return torch.randn(n, self.latent_dim, device=self.device, dtype=self.dtype)
+
+    @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, noise: bool | None = None) -> torch.Tensor:
         """n new rows x ~ p(x) (z from the prior, then x | z); ``noise=False`` returns E[x | z].
 
         ``noise`` defaults to the class's :attr:`sample_noise`.
         """
-        z = torch.randn(n, self.latent_dim, device=self.device, dtype=self.dtype)
+        z = self.sample_latent(n)
         if not (self.sample_noise if noise is None else noise):
             return self.decode(z, steps)
         return self.likelihood(z, steps).sample()

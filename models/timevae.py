@@ -28,13 +28,27 @@ are on the original scale. The scaled mean is a sum of decoder blocks that each 
 The base TimeVAE is the residual block alone. The encoder q(z | x) is the guide's (stride-2 Conv1d
 layers, flatten, dense: encoder ``conv-stride2`` in dlvm.guides).
 
-Reconstruction weight. TimeVAE minimises w * sum_{t,d} (x_td - u_td)^2 + KL(q(z|x) || p(z)) on
-scaled data, with default w = 3. With a Gaussian of fixed scale sigma the negative ELBO is
+Likelihood. TimeVAE minimises w * sum_{t,d} (x_td - u_td)^2 + KL(q(z|x) || p(z)) on scaled data,
+with default w = 3. With a Gaussian of fixed scale sigma the negative ELBO is
 sum (x - u)^2 / (2 sigma^2) + KL + a constant, so the two losses have the same minimiser and the
-same gradients when w = 1 / (2 sigma^2), i.e. sigma = (2 w)^(-1/2): **sigma = 0.408 (= 1/sqrt 6)
-on the [0, 1] scale reproduces the paper's default weight of 3**. That is the default here
-(likelihood ``gaussian-fixed``, ``recon_weight`` 3); ``likelihood="gaussian"`` learns the scale
-per step and feature instead. As in the paper, :meth:`sample` returns E[x | z] (no added noise).
+same gradients when w = 1 / (2 sigma^2), i.e. sigma = (2 w)^(-1/2): sigma = 0.408 (= 1/sqrt 6) on
+the [0, 1] scale reproduces the paper's weight of 3 (likelihood ``gaussian-fixed``, the paper's
+recipe, whose samples are E[x | z]). One number for every feature is wrong for most data: a
+noise-like feature needs a large sigma, a smooth one a small sigma. The default likelihood
+``gaussian-feature`` learns sigma_d per feature by maximising the ELBO (the weight of feature d
+becomes w_d = 1 / (2 sigma_d^2), fitted rather than set by hand); ``gaussian-step`` learns
+sigma_td per step and feature, ``gaussian`` makes it a decoder output sigma_td(z)
+(heteroscedastic). With a learned scale :meth:`sample` draws from the full predictive
+x ~ p(x | z) (``noise=False`` gives the decoder mean E[x | z]), so noise-like features keep
+their spread: per feature Var[x_td] = E_z[sigma_td(z)^2] + Var_z[E[x_td | z]].
+
+Sampling prior. The ELBO pulls each q(z | x) towards N(0, I), but with a learned, small noise
+scale the codes of the training windows fill only part of it, and a z drawn from N(0, I) decodes
+to a window unlike any seen ("holes" of the aggregate posterior). After training,
+:meth:`fit_sampling_prior` fits a Gaussian mixture of C components (full covariances, EM) to one
+draw z_i ~ q(z | x_i) per training window, and :meth:`sample` draws z from it: ex-post density
+estimation (Ghosh et al. 2020, "From variational to deterministic autoencoders"). Training and
+the ELBO keep the N(0, I) prior; ``prior_components=0`` samples from N(0, I).
 """
 from __future__ import annotations
 
@@ -48,11 +62,37 @@ from torch import nn
 
 from .base import FeatureScaler, sequence_shape
 from .decoders import DecoderModel, Emission, check_conv_window, strided_length
+from .mixture import GaussianMixture
 from .options import ModelOptions, option
 
 #: TimeVAE's defaults (Desai et al. 2021): latent size, conv channels, reconstruction weight
 DEFAULT_HIDDEN = (50, 100, 200)
 DEFAULT_RECON_WEIGHT = 3.0
+#: likelihoods of TimeVAE: where its noise scale comes from (on the min-max scaled data)
+NOISE_MODELS = {
+    "gaussian-feature": "a learned scale per feature (default)",
+    "gaussian-step": "a learned scale per step and feature",
+    "gaussian": "a scale per step and feature from the decoder (heteroscedastic)",
+    "gaussian-fixed": "one fixed scale, from recon_weight or noise_scale (the paper's recipe; samples E[x | z])",
+}
+DEFAULT_LIKELIHOOD = "gaussian-feature"
+#: floor of a learned noise scale on the [0, 1] scaled data
+MIN_NOISE = 1e-3
+#: log sigma = NOISE_RATE * log_noise: Adam moves a parameter about lr a step whatever its
+#: gradient's size, so this lets log sigma travel ten times as fast as the network's weights
+NOISE_RATE = 10.0
+#: the largest starting sigma (scaled data): every feature starts sharp, so the decoder learns to
+#: reconstruct all of them before the noise scales grow to what it cannot explain
+NOISE_START = 0.05
+#: training steps for which the learned scales stay at their start: a scale learned from the first
+#: step rises to a feature's full sd before the decoder has learned to reconstruct it, and a feature
+#: with a large sigma weighs little in the ELBO, so the latent code never takes it up (the feature
+#: collapses to its mean plus noise); held sharp, every feature is learned first
+NOISE_WARMUP = 1000
+#: components of the Gaussian mixture fitted to the latent codes for sampling (0 = sample N(0, I))
+PRIOR_COMPONENTS = 10
+#: the fewest training windows per mixture component; with fewer, z is drawn from N(0, I)
+PRIOR_ROWS_PER_COMPONENT = 10
 
 
 def noise_scale_for_weight(recon_weight: float) -> float:
@@ -243,9 +283,17 @@ class TimeVAE(DecoderModel):
         level: include the level block (default: when there is a trend or seasonal block).
         residual: include the convolutional decoder (the base TimeVAE); without it the emission
             reads a constant, so its bias is a per-feature baseline.
-        likelihood: ``gaussian-fixed`` (scale from ``recon_weight`` or ``noise_scale``) or ``gaussian``.
-        recon_weight: TimeVAE's reconstruction weight w; sets sigma = (2 w)^(-1/2) on the scaled data.
-        noise_scale: sigma on the scaled data directly (overrides ``recon_weight``).
+        likelihood: a key of :data:`NOISE_MODELS`; default ``gaussian-fixed`` when ``recon_weight``
+            or ``noise_scale`` is given, else ``gaussian-feature``.
+        recon_weight: ``gaussian-fixed``: TimeVAE's reconstruction weight w (default 3), sigma =
+            (2 w)^(-1/2) on the scaled data.
+        noise_scale: ``gaussian-fixed``: sigma on the scaled data directly (overrides ``recon_weight``).
+        sample_noise: whether :meth:`sample` draws x ~ p(x | z) (default: with a learned scale)
+            or returns E[x | z] (default with ``gaussian-fixed``, as in the paper).
+        prior_components: C of the sampling prior fitted to the codes (:meth:`fit_sampling_prior`;
+            0 = draw z from N(0, I)).
+        noise_warmup: training steps (gradient-taking calls of :meth:`likelihood`) for which the
+            learned scales are held at their start (:data:`NOISE_WARMUP`).
         local_level: a random-walk local level (:class:`StateBlocks`) started at the level block.
         ar_order: p of the short-term AR(p) component (:class:`StateBlocks`; 0 = none).
     """
@@ -253,9 +301,11 @@ class TimeVAE(DecoderModel):
     name = "timevae"
     summary = "TimeVAE for (N, T, D) windows, base or interpretable (§6.6.1.2-6.6.1.3)"
     guides = ("amortized",)
+    default_lr = {"amortized": 1e-3}
+    #: training settings ``dlvm fit`` uses where the user gives none (see ``LatentVariableModel.fit_defaults``)
+    fit_defaults = {"batch_size": 64, "max_epochs": 1000, "early_stopping": 20, "clip_norm": 10.0, "validation": 0.1}
     example_shape = (8, 2)
     example_options = {"latent_dim": 2, "hidden": [4, 8], "trend_poly": 1, "seasonality": ["2:2"]}
-    sample_noise = False
     default_encoder = "conv-stride2"
 
     @dataclass(frozen=True)
@@ -268,17 +318,22 @@ class TimeVAE(DecoderModel):
         residual: bool = option(True, "the convolutional residual decoder (the base TimeVAE)")
         local_level: bool = option(False, "a random-walk local level block")
         ar_order: int = option(0, "a short-term AR(P) block driven by the latent (0: none)", metavar="P", low=0)
-        likelihood: str = option("gaussian-fixed", "gaussian-fixed (scale from --recon-weight) or gaussian")
-        recon_weight: float = option(DEFAULT_RECON_WEIGHT, "reconstruction weight W: fixed Gaussian scale "
-                                     "(2W)^-1/2", metavar="W", positive=True)
-        noise_scale: float | None = option(None, "fixed Gaussian scale on the scaled data (overrides W)", positive=True)
+        likelihood: str | None = option(None, f"noise model: {', '.join(NOISE_MODELS)} (unset: gaussian-fixed "
+                                        f"when --recon-weight or --noise-scale is given, else {DEFAULT_LIKELIHOOD})")
+        recon_weight: float | None = option(None, f"gaussian-fixed: reconstruction weight W, fixed Gaussian scale "
+                                            f"(2W)^-1/2 (unset: {DEFAULT_RECON_WEIGHT:g})", metavar="W", positive=True)
+        noise_scale: float | None = option(None, "gaussian-fixed: Gaussian scale on the scaled data (overrides W)",
+                                           positive=True)
+        prior_components: int = option(PRIOR_COMPONENTS, "sample z from a C-component Gaussian mixture fitted to "
+                                       "the codes (0: N(0, I))", metavar="C", low=0)
 
     @classmethod
     def from_options(cls, event_shape, options):
         window, features = sequence_shape(event_shape, cls.name)
         return cls(features, window, options.latent_dim, options.hidden, options.trend_poly, options.seasonality,
                    residual=options.residual, likelihood=options.likelihood, recon_weight=options.recon_weight,
-                   noise_scale=options.noise_scale, local_level=options.local_level, ar_order=options.ar_order)
+                   noise_scale=options.noise_scale, local_level=options.local_level,
+                   ar_order=options.ar_order, prior_components=options.prior_components)
 
     def __init__(
         self,
@@ -290,11 +345,14 @@ class TimeVAE(DecoderModel):
         seasonality=(),
         level: bool | None = None,
         residual: bool = True,
-        likelihood: str = "gaussian-fixed",
-        recon_weight: float = DEFAULT_RECON_WEIGHT,
+        likelihood: str | None = None,
+        recon_weight: float | None = None,
         noise_scale: float | None = None,
         local_level: bool = False,
         ar_order: int = 0,
+        sample_noise: bool | None = None,
+        prior_components: int = PRIOR_COMPONENTS,
+        noise_warmup: int = NOISE_WARMUP,
     ):
         hidden = tuple(int(h) for h in hidden)
         if num_features < 1 or window < 1:
@@ -303,13 +361,17 @@ class TimeVAE(DecoderModel):
             raise ValueError(f"latent dimension must be at least 1, got {latent_dim}")
         if not hidden or min(hidden) < 1:
             raise ValueError(f"hidden channel sizes must be positive integers, got {list(hidden)}")
-        if likelihood not in ("gaussian", "gaussian-fixed"):
-            raise ValueError(f"TimeVAE takes the likelihood 'gaussian-fixed' or 'gaussian', not {likelihood!r}")
+        if likelihood is None:
+            fixed = recon_weight is not None or noise_scale is not None  # the paper's recipe asked for
+            likelihood = "gaussian-fixed" if fixed else DEFAULT_LIKELIHOOD
+        if likelihood not in NOISE_MODELS:
+            raise ValueError(f"TimeVAE takes the likelihood {', '.join(NOISE_MODELS)}; not {likelihood!r}")
         check_conv_window(window, len(hidden))
         super().__init__()
         self.event_shape = (int(window), int(num_features))
         self.latent_dim = latent_dim
         self.hidden = hidden
+        recon_weight = DEFAULT_RECON_WEIGHT if recon_weight is None else recon_weight
         self.recon_weight = recon_weight
         scale = noise_scale_for_weight(recon_weight) if noise_scale is None else noise_scale
         self.input_scaler = FeatureScaler(num_features)
@@ -336,7 +398,21 @@ class TimeVAE(DecoderModel):
             for c_in, c_out in zip(channels[:-1], channels[1:]):
                 layers += [nn.ConvTranspose1d(c_in, c_out, 3, stride=2, padding=1, output_padding=1), nn.ReLU()]
             self.deconv = nn.Sequential(*layers)
-        self.emission = Emission(hidden[0] if residual else 1, (num_features,), likelihood, scale)
+        self.noise_model = likelihood
+        self.sample_noise = likelihood != "gaussian-fixed" if sample_noise is None else bool(sample_noise)
+        self.emission = Emission(hidden[0] if residual else 1, (num_features,),
+                                 "gaussian" if likelihood == "gaussian" else "gaussian-fixed", scale)
+        if int(prior_components) != prior_components or prior_components < 0:
+            raise ValueError(f"prior_components must be a non-negative integer, got {prior_components}")
+        self.sampling_prior = GaussianMixture(latent_dim, int(prior_components), "full", restarts=3) \
+            if prior_components else None
+        self.register_buffer("prior_fitted", torch.tensor(False))
+        self.noise_warmup = int(noise_warmup)
+        self.register_buffer("noise_steps", torch.tensor(0))
+        if likelihood in ("gaussian-feature", "gaussian-step"):
+            shape = (num_features,) if likelihood == "gaussian-feature" else (window, num_features)
+            # sigma = MIN_NOISE + exp(NOISE_RATE log_noise), started at the data's sd by :meth:`initialize`
+            self.log_noise = nn.Parameter(torch.full(shape, math.log(scale) / NOISE_RATE))
 
     @property
     def window(self) -> int:
@@ -357,6 +433,15 @@ class TimeVAE(DecoderModel):
         """Each interpretable block's contribution (B, T, D) on the scaled data."""
         return {name: block(z) for name, block in self.blocks.items()}
 
+    def noise_scale(self) -> torch.Tensor | None:
+        """The learned sigma on the scaled data, (D,) or (T, D); None unless it is a parameter."""
+        if self.noise_model not in ("gaussian-feature", "gaussian-step"):
+            return None
+        log_noise = self.log_noise
+        if int(self.noise_steps) < self.noise_warmup:  # held: in the graph, with a zero gradient
+            log_noise = 0 * log_noise + log_noise.detach()
+        return MIN_NOISE + (NOISE_RATE * log_noise).exp()
+
     def likelihood(self, z, steps=None):
         """p(x | z) on the original scale, batch shape (B, T, D): elementwise Normal, or with state
         blocks the :class:`TemporalGaussian` whose covariance over time adds theirs to the noise's."""
@@ -370,12 +455,53 @@ class TimeVAE(DecoderModel):
         """p(u | z) of the deterministic blocks and the residual decoder on the scaled data."""
         parts = self.block_outputs(z)
         offset = sum(parts.values()) if parts else None
-        return self.emission(self.features(z), offset)
+        scaled = self.emission(self.features(z), offset)
+        learned = self.noise_scale()
+        if learned is None:
+            return scaled
+        if torch.is_grad_enabled():  # a training step
+            self.noise_steps += 1
+        return dist.Normal(scaled.loc, learned.expand(scaled.loc.shape))
 
     def _scaled_tril(self, scaled) -> torch.Tensor:
         """Cholesky factor (B, D, T, T) of the states' covariance plus the noise's, scaled data."""
         noise = torch.diag_embed(scaled.scale.transpose(-1, -2) ** 2)
         return torch.linalg.cholesky(noise + sum(self.states.covariances().values()))
+
+    @torch.no_grad()
+    def fit_sampling_prior(self, x, guide, mask=None, max_iter: int = 200, tol: float = 1e-4) -> bool:
+        """Fit the sampling prior to one draw z_i ~ q(z | x_i) per window of x (N, T, D) by EM,
+        until the log-likelihood per code changes by less than ``tol``. Returns whether it was
+        fitted: not without one, with fewer than :data:`PRIOR_ROWS_PER_COMPONENT` windows per
+        component, or when a covariance cannot be factorised (z then stays N(0, I))."""
+        if self.sampling_prior is None:
+            return False
+        x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
+        mask = None if mask is None else torch.as_tensor(mask, device=self.device)
+        chunks = [(x[i : i + 1024], None if mask is None else mask[i : i + 1024]) for i in range(0, len(x), 1024)]
+        codes = torch.cat([guide.distribution(part, m).sample() for part, m in chunks])
+        components = self.sampling_prior.components
+        if len(codes) < PRIOR_ROWS_PER_COMPONENT * components:
+            return False
+        try:
+            self.sampling_prior.initialize(codes)
+            previous = -math.inf
+            for _ in range(max_iter):
+                total = self.sampling_prior.em_step(codes)
+                if total - previous < tol * len(codes):
+                    break
+                previous = total
+        except torch.linalg.LinAlgError:  # a degenerate component: keep N(0, I)
+            return False
+        self.prior_fitted.fill_(True)
+        return True
+
+    @torch.no_grad()
+    def sample_latent(self, n: int) -> torch.Tensor:
+        """n latents (n, K): from the fitted sampling prior, else from N(0, I)."""
+        if self.sampling_prior is None or not bool(self.prior_fitted):
+            return super().sample_latent(n)
+        return self.sampling_prior.sample(n).to(self.dtype)
 
     def check_shape(self, x):
         if x.ndim != 3 or tuple(x.shape[1:]) != self.event_shape:
@@ -393,7 +519,15 @@ class TimeVAE(DecoderModel):
         if self.states is not None and mask is not None and not bool(torch.as_tensor(mask).all()):
             raise ValueError("TimeVAE's local-level and AR blocks need complete windows (no missing values)")
         self.input_scaler.fit(x, mask)
-        self.emission.initialize(self.input_scaler(x), mask)
+        scaled = self.input_scaler(x)
+        self.emission.initialize(scaled, mask)
+        if self.noise_scale() is not None:  # start each sigma sharp: NOISE_START, or the sd if smaller
+            m = torch.ones_like(scaled) if mask is None else mask.to(scaled.dtype)
+            dims = (0, 1) if self.log_noise.ndim == 1 else (0,)
+            count = m.sum(dims).clamp(min=1)
+            mean = (scaled * m).sum(dims) / count
+            sd = ((((scaled - mean) ** 2) * m).sum(dims) / count).sqrt().clamp(max=NOISE_START)
+            self.log_noise.copy_((sd - MIN_NOISE).clamp(min=MIN_NOISE).log() / NOISE_RATE)
 
     @torch.no_grad()
     def decompose(self, x, guide) -> dict[str, torch.Tensor]:

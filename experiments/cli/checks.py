@@ -63,6 +63,11 @@ def _decay(flag, value):
         raise ValueError(f"{flag} must be in (0, 1], got {value}")
 
 
+def _fraction(flag, value):
+    if not 0 <= value < 1:
+        raise ValueError(f"{flag} must be a fraction from 0 (no validation split) up to 1, got {value}")
+
+
 def _seed(flag, value):
     if not 0 <= value <= MAX_SEED:
         raise ValueError(f"{flag} must be an integer from 0 to {MAX_SEED}, got {value}")
@@ -75,7 +80,7 @@ RULES = {
     "batch_size": _count(1), "num_particles": _count(1), "early_stopping": _count(1),
     "iwae_samples": _count(1, MAX_DRAWS), "n": _count(1, MAX_DRAWS), "steps": _count(1), "draws": _count(2),
     "repeats": _count(1), "discriminative_steps": _count(1), "predictive_steps": _count(1),
-    "lr": _positive, "clip_norm": _positive,
+    "lr": _positive, "clip_norm": _positive, "validation": _fraction,
     "alpha": _finite, "lr_decay": _decay, "checkpoint_every": _not_negative, "tol": _not_negative, "seed": _seed,
 }
 #: the model options' ranges, as each model declares them

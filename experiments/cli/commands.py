@@ -18,29 +18,29 @@ import torch
 
 from ...guides import ENCODERS, GUIDES, check_pairs, default_elbo
 from ...inference import ELBO_NAMES, OPTIMIZERS, evaluate, fit
-from ...inference.engine import CHECKPOINT_NAME
-from ...inference.data import as_observations
+from ...inference.data import as_observations, validation_split
 from ...inference.distributed import init_from_environment, rank_and_world
 from ...inference.em import DEFAULT_MAX_ITER, DEFAULT_TOL
+from ...inference.engine import CHECKPOINT_NAME
+from ...inference.hooks import AtFinish
 from ...inference.optim import default_lr
 from ...inference.streaming import RowSource, open_rows
 from ...models import MODELS
-
 from .. import EXPERIMENTS
-from .flags import model_options
 from ..data import DATASETS, Table, note, read_data
 from ..data.windows import load_npz_sequences
-from ..reporting.timegan_metrics import balanced_size, timegan_scores
-from ..runs.provenance import data_location, data_record, resume_difference
 from ..reporting.report import run_experiments
-from ..runs.folders import (
-    build_pair, check_event_shape, check_output, is_time_series, load_run, model_data, run_data, set_learning_rate, staged_run,
-    staging_dir, write_json, write_text_atomic,
-)
+from ..reporting.timegan_metrics import balanced_size, timegan_scores
 from ..runs.diagnose import diagnose
+from ..runs.folders import (
+    apply_fit_defaults, build_pair, check_event_shape, check_output, is_time_series, load_run, model_data, run_data,
+    set_learning_rate, staged_run, staging_dir, write_json, write_text_atomic,
+)
+from ..runs.provenance import data_location, data_record, resume_difference
 from ..runs.uses import encode_run, forecast_run, score_run
 from ..studies.estimators import compare, compare_user_model, load_callable
 from ..studies.regimes import regime_table
+from .flags import model_options
 
 #: the cap on epochs when --max-epochs is not given, per optimizer (EM iterations are cheap)
 DEFAULT_MAX_EPOCHS = {"em": DEFAULT_MAX_ITER}
@@ -187,6 +187,7 @@ def fit_config(args, plan: Schedule, dtype: str, event_shape, columns, dtypes) -
         "num_particles": args.num_particles,
         "alpha": args.alpha, "seed": args.seed, "clip_norm": args.clip_norm, "early_stopping": args.early_stopping,
         "checkpoint_every": args.checkpoint_every, "iwae_samples": args.iwae_samples,
+        "validation": args.validation,
         "data": data_location(args.data), "data_file": data_record(args.data), "missing": args.missing,
         "columns": [str(c) for c in columns] if columns is not None else None,
         "dtypes": list(dtypes or []), "window": args.window, "stride": args.stride, "stream": bool(args.stream),
@@ -219,6 +220,7 @@ def _fit(args) -> int:
     spec.parse_options(model_options(args, args.model))  # the options, checked before any work
     if args.elbo is not None and args.elbo not in ELBO_NAMES:
         raise ValueError(f"unknown ELBO {args.elbo!r}; choose one of: {', '.join(ELBO_NAMES)}")
+    apply_fit_defaults(args, spec)
     dtype = args.dtype or spec.dtype
     out = Path(args.out)
     check_output(out, args.overwrite, _input_paths(args.data))
@@ -234,12 +236,17 @@ def _fit(args) -> int:
         rank, world = rank_and_world()
     else:
         device = args.device
+    val_x = val_mask = None
+    if args.validation > 0:  # stop on (and restore the best epoch of) held-out rows
+        x, mask, val_x, val_mask = validation_split(x, mask, args.validation, args.seed)
     options = dict(
-        mask=mask, elbo=plan.elbo, optimizer=plan.optimizer, tol=plan.tol,
+        val_data=val_x, val_mask=val_mask, mask=mask, elbo=plan.elbo, optimizer=plan.optimizer, tol=plan.tol,
         lr=plan.lr, lr_decay=args.lr_decay, epochs=plan.max_epochs, batch_size=args.batch_size,
         num_particles=args.num_particles, alpha=args.alpha, device=device, seed=args.seed,
         clip_norm=args.clip_norm, early_stopping=args.early_stopping, checkpoint_every=args.checkpoint_every,
         resume=args.resume, config=config, distributed=args.distributed,
+        hooks=[AtFinish(lambda: model.fit_sampling_prior(x, guide, mask))]
+        if hasattr(model, "fit_sampling_prior") and not args.stream else [],
     )
     if rank > 0:  # the other ranks train alongside rank 0, which alone writes the run folder
         fit(trained, guide, x, checkpoint_dir=None, progress=False, **options)
@@ -448,7 +455,7 @@ def cmd_sample(args) -> int:
     if not run.model.can_sample:
         raise ValueError(f"model {run.config['model']!r} cannot generate samples")
     torch.manual_seed(args.seed)
-    draws = run.model.sample(args.n).detach().cpu().numpy()
+    draws = (run.model.sample(args.n, noise=False) if args.mean else run.model.sample(args.n)).detach().cpu().numpy()
     if not np.isfinite(draws).all():
         raise ValueError(f"the model of {args.run} drew {int((~np.isfinite(draws)).sum())} non-finite value(s); "
                          "nothing was written")
@@ -468,7 +475,7 @@ def cmd_score(args) -> int:
     scores = timegan_scores(real, synthetic, metrics,
                             repeats=args.repeats, seed=args.seed, device=args.device,
                             discriminative_steps=args.discriminative_steps, predictive_steps=args.predictive_steps)
-    print(json.dumps(scores, indent=2))
+    print(json.dumps(scores, indent=2 if args.pretty else None))
     return 0
 
 

@@ -93,6 +93,9 @@ def _fit_arguments(p):
     p.add_argument("--alpha", type=float, default=0.0, help="alpha of the renyi ELBO (0 = IWAE)")
     p.add_argument("--clip-norm", type=float)
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    p.add_argument("--validation", type=float, metavar="FRACTION",
+                   help="share of rows held out to stop on (early stopping) and restore the best epoch of "
+                        "(default: the model's; timevae 0.1, others 0)")
     p.add_argument("--iwae-samples", type=int, default=100)
     p.add_argument("--dtype", choices=tuple(DTYPES))
     p.add_argument("--missing", choices=("error", "mask"), default="error")
@@ -122,6 +125,8 @@ def _sample_arguments(p):
     p.add_argument("run", help="run folder written by dlvm fit")
     p.add_argument("-n", type=int, required=True)
     p.add_argument("--out", required=True, help=".npz (key 'data'), .npy or .csv")
+    p.add_argument("--mean", action="store_true",
+                   help="decoder means E[x | z] instead of draws from the full predictive p(x | z)")
     _seed(p)
     _device(p)
     _overwrite(p)
@@ -186,10 +191,11 @@ def _diagnose_arguments(p):
 def _score_arguments(p):
     p.add_argument("--real", required=True, help=".npz of real windows (N, T, D), key 'data'")
     p.add_argument("--synthetic", required=True, help=".npz of synthetic windows, e.g. from dlvm sample")
-    p.add_argument("--metrics", default="discriminative,predictive")
+    p.add_argument("--metrics", default="discriminative,predictive,correlational")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--discriminative-steps", type=int, default=2000, help="training steps of each classifier")
     p.add_argument("--predictive-steps", type=int, default=5000, help="training steps of each predictor")
+    p.add_argument("--pretty", action="store_true", help="indented JSON instead of one line")
     _seed(p)
     _device(p)
 
@@ -220,8 +226,8 @@ COMMANDS: Registry = Registry.of("command", (
     Command("compare", "compare ELBOs and gradient estimators on a model", cmd_compare, _compare_arguments),
     Command("diagnose", "ArviZ summary, LOO, PSIS k-hat and predictive checks of a run", cmd_diagnose,
             _diagnose_arguments),
-    Command("score", "TimeGAN's discriminative and predictive scores of synthetic vs real windows", cmd_score,
-            _score_arguments),
+    Command("score", "discriminative and predictive scores (TimeGAN) and correlational score (Diffusion-TS) of "
+            "synthetic vs real windows, as one JSON line", cmd_score, _score_arguments),
     Command("run", "run an experiment (or all) and write its report", cmd_run, _run_arguments),
 ))
 

@@ -90,6 +90,9 @@ DATASETS: Registry = Registry.of("data set", (
             lambda: _table(stockv(100), STOCK_COLUMNS)),
     DataSet("sines", "TimeGAN-style sines (10000, 24, 5): per feature frequency and phase ~ U(0, 0.1), seed 0",
             lambda: _table(timegan_sines())),
+    DataSet("sensors", "synthetic sensor windows (3000, 24, 10): seasonal, trending, bursty, switching, pure-noise "
+            "and correlated columns of scales 1e-2 to 1e4, seed 0",
+            lambda: _table(noisy_sensors(), SENSOR_COLUMNS)),
 ))
 
 
@@ -157,3 +160,59 @@ def timegan_sines(n: int = 10_000, window: int = 24, features: int = 5, seed: in
     draws = np.random.RandomState(seed).uniform(0, 0.1, size=(n, features, 2))
     t = np.arange(window)[None, :, None]
     return (np.sin(draws[:, None, :, 0] * t + draws[:, None, :, 1]) + 1) / 2
+
+
+#: the columns of :func:`noisy_sensors`
+SENSOR_COLUMNS = ("temperature", "power", "counter", "backlog", "bursts", "uniform_noise", "gauss_noise",
+                  "weekly", "occupancy", "pressure")
+
+
+def noisy_sensors(n: int = 3000, window: int = 24, seed: int = 0) -> np.ndarray:
+    """A hard multivariate test set of sensor-like hourly series, cut into stride-1 windows: (n, T, 10).
+
+    One series of n + T - 1 hourly steps t (numpy's ``default_rng(seed)``), columns of very
+    different scales (1e-2 to 1e4), some correlated, two pure noise:
+
+    - temperature: 20 + 5 sin(2 pi t / 24) + AR(1) noise (coefficient 0.9, innovation sd 0.5);
+    - power: 3 temperature + 40 + N(0, 2^2), correlated with temperature;
+    - counter: 1e4 + 2 t + a random walk of N(0, 30^2) steps (trending, large scale);
+    - backlog: 5e3 - 0.5 counter + N(0, 10^2) (anti-correlated with counter);
+    - bursts: a sum of bursts starting with probability 0.03 per step, height Exp(1), decaying
+      by 0.7 a step, plus N(0, 0.01^2) (sparse and heavy-tailed);
+    - uniform_noise: U(0, 1) and gauss_noise: N(0, 0.02^2), independent of everything;
+    - weekly: 100 + 30 sin(2 pi t / 168) + 10 sin(2 pi t / 24) + N(0, 3^2);
+    - occupancy: a two-state Markov switch (stay probability 0.97) between 0.1 and 0.8, + N(0, 0.05^2);
+    - pressure: a slow AR(1) (coefficient 0.99, innovation sd 0.3) around 1013.
+    """
+    rng = np.random.default_rng(seed)
+    length = n + window - 1
+    t = np.arange(length, dtype=np.float64)
+
+    def ar1(coefficient, sd):
+        out = np.zeros(length)
+        noise = rng.normal(0, sd, length)
+        for i in range(1, length):
+            out[i] = coefficient * out[i - 1] + noise[i]
+        return out
+
+    temperature = 20 + 5 * np.sin(2 * np.pi * t / 24) + ar1(0.9, 0.5)
+    power = 3 * temperature + 40 + rng.normal(0, 2, length)
+    counter = 1e4 + 2 * t + np.cumsum(rng.normal(0, 30, length))
+    backlog = 5e3 - 0.5 * counter + rng.normal(0, 10, length)
+    starts = rng.random(length) < 0.03
+    kicks = np.where(starts, rng.exponential(1.0, length), 0.0)
+    bursts = np.zeros(length)
+    for i in range(length):
+        bursts[i] = (0.7 * bursts[i - 1] if i else 0.0) + kicks[i]
+    bursts += rng.normal(0, 0.01, length)
+    uniform = rng.random(length)
+    gauss = rng.normal(0, 0.02, length)
+    weekly = 100 + 30 * np.sin(2 * np.pi * t / 168) + 10 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 3, length)
+    state = np.zeros(length, dtype=int)
+    switch = rng.random(length) > 0.97
+    for i in range(1, length):
+        state[i] = 1 - state[i - 1] if switch[i] else state[i - 1]
+    occupancy = np.where(state == 1, 0.8, 0.1) + rng.normal(0, 0.05, length)
+    pressure = 1013 + ar1(0.99, 0.3)
+    table = np.stack([temperature, power, counter, backlog, bursts, uniform, gauss, weekly, occupancy, pressure], -1)
+    return np.stack([table[s : s + window] for s in range(n)])

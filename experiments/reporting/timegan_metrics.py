@@ -1,4 +1,5 @@
-"""The two scores of TimeGAN (Yoon, Jarrett & van der Schaar, NeurIPS 2019), reused by TimeVAE.
+"""The two scores of TimeGAN (Yoon, Jarrett & van der Schaar, NeurIPS 2019), reused by TimeVAE,
+and the correlational score of Diffusion-TS (Yuan & Qiao, ICLR 2024).
 
 Both take real and synthetic windows (N, T, D) scaled with the real set's per-feature min and max
 (:func:`scale_like`), train a small one-layer GRU, and are repeated with fresh networks and splits:
@@ -13,6 +14,12 @@ Both take real and synthetic windows (N, T, D) scaled with the real set's per-fe
   L1 loss for ``steps`` = 5,000 steps of 128 synthetic windows; score = mean absolute error on all
   real windows. Trained on the real windows themselves it gives the real-data reference.
 
+- correlational score: with every feature standardised over all windows and steps of its own set
+  (sd with ddof = 1), the lag-0 cross-correlations c_ij = mean over windows and steps of
+  x_ti x_tj for i >= j; score = sum_{i >= j} |c_ij(synthetic) - c_ij(real)| / 10 (Diffusion-TS's
+  ``CrossCorrelLoss`` with one lag). Each repeat subsamples as many windows of each set as the
+  smaller has; no network is trained, so it costs next to nothing.
+
 :func:`timegan_scores` repeats them (default 10 times) and returns mean and standard deviation
 (ddof = 1) over the repeats.
 """
@@ -25,7 +32,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 
 from ..data.windows import check_sequences
 
-METRICS = ("discriminative", "predictive")
+METRICS = ("discriminative", "predictive", "correlational")
 DISCRIMINATIVE_STEPS = 2000
 PREDICTIVE_STEPS = 5000
 BATCH_SIZE = 128
@@ -163,11 +170,35 @@ def predictive_scores(real, synthetic, *, repeats: int = 1, steps: int = PREDICT
     return (guess - test[:, 1:, -1:]).abs().mean((0, 1)).double().cpu().numpy()
 
 
+def cross_correlations(windows: np.ndarray) -> np.ndarray:
+    """Lag-0 cross-correlations of standardised features, (D (D + 1) / 2,) in ``np.tril_indices``
+    order: c_ij = mean_{n,t} z_nti z_ntj with z = (x - mean) / sd per feature over (N, T), ddof 1
+    (a constant feature has z = 0)."""
+    sd = windows.std((0, 1), ddof=1)
+    z = (windows - windows.mean((0, 1))) / np.where(sd > 0, sd, 1.0)
+    i, j = np.tril_indices(windows.shape[-1])
+    return (z[..., i] * z[..., j]).mean((0, 1))
+
+
+def correlational_scores(real, synthetic, *, repeats: int = 1, seed: int = 0, **_) -> np.ndarray:
+    """sum_{i >= j} |c_ij(synthetic) - c_ij(real)| / 10 (:func:`cross_correlations`), each repeat on
+    a random subsample of as many windows of each set as the smaller holds: (repeats,)."""
+    real, synthetic = check_sequences(real, "real windows"), check_sequences(synthetic, "synthetic windows")
+    size = min(len(real), len(synthetic))
+    rng = np.random.RandomState(seed)
+    scores = []
+    for _ in range(repeats):
+        pick = [data[np.sort(rng.permutation(len(data))[:size])] for data in (real, synthetic)]
+        scores.append(np.abs(cross_correlations(pick[1]) - cross_correlations(pick[0])).sum() / 10)
+    return np.asarray(scores)
+
+
 def timegan_scores(real, synthetic, metrics=METRICS, *, repeats: int = 10, seed: int = 0,
                    discriminative_steps: int = DISCRIMINATIVE_STEPS, predictive_steps: int = PREDICTIVE_STEPS,
                    batch_size: int = BATCH_SIZE, device: str = "cpu") -> dict:
-    """``{"discriminative": m, "discriminative_std": s, "predictive": m, "predictive_std": s}``
-    (the metrics asked for) over ``repeats`` independent runs (trained side by side, :class:`GRUScorers`)."""
+    """``{"discriminative": m, "discriminative_std": s, "predictive": m, "predictive_std": s,
+    "correlational": m, "correlational_std": s}`` (the metrics asked for) over ``repeats``
+    independent runs (the networks trained side by side, :class:`GRUScorers`)."""
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -178,7 +209,7 @@ def timegan_scores(real, synthetic, metrics=METRICS, *, repeats: int = 10, seed:
         raise ValueError("the numbers of training steps must be positive integers")
     real, synthetic = scale_like(real, synthetic)
     scorers = {"discriminative": (discriminative_scores, discriminative_steps),
-               "predictive": (predictive_scores, predictive_steps)}
+               "predictive": (predictive_scores, predictive_steps), "correlational": (correlational_scores, 0)}
     result = {}
     for metric in metrics:
         scorer, steps = scorers[metric]

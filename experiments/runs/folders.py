@@ -288,3 +288,14 @@ def run_data(config: dict, source=None, min_rows: int = 1, with_index: bool = Fa
     x, mask = model_data(config["model"], table.x, table.mask)
     check_event_shape(x.shape[1:], config)
     return (x, mask, table.index) if with_index else (x, mask)
+
+
+def apply_fit_defaults(args, spec) -> None:
+    """Fill the training flags the user left unset with the model's ``fit_defaults`` (batch size,
+    epoch cap, early-stopping patience, gradient clipping, validation share); ``validation``
+    becomes 0 (no split) where neither gives one, and for streamed or distributed fits."""
+    for key, value in spec.fit_defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if getattr(args, "validation", None) is None or args.stream or args.distributed:
+        args.validation = 0.0

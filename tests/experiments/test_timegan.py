@@ -8,7 +8,7 @@ import torch
 
 from dlvm.experiments.data import sets as datasets
 from dlvm.experiments.reporting.timegan_metrics import (
-    GRUScorers, discriminative_scores, predictive_scores, scale_like, timegan_scores,
+    GRUScorers, correlational_scores, discriminative_scores, predictive_scores, scale_like, timegan_scores,
 )
 
 
@@ -96,7 +96,8 @@ def test_predictive_real_trained_beats_a_constant_predictor():
 
 def test_scores_dict_and_bad_input(stocks):
     scores = timegan_scores(stocks[:200], stocks[200:400], repeats=2, discriminative_steps=5, predictive_steps=5)
-    assert set(scores) == {"discriminative", "discriminative_std", "predictive", "predictive_std"}
+    assert set(scores) == {"discriminative", "discriminative_std", "predictive", "predictive_std",
+                           "correlational", "correlational_std"}
     with pytest.raises(ValueError, match="unknown metric"):
         timegan_scores(stocks, stocks, ["bogus"])
     with pytest.raises(ValueError, match="shape"):
@@ -107,3 +108,24 @@ def test_scores_dict_and_bad_input(stocks):
         timegan_scores(stocks, bad)
     with pytest.raises(ValueError, match="at least 2 features"):
         predictive_scores(stocks[..., :1], stocks[..., :1])
+
+
+def test_correlational_score_matches_a_computation_by_hand():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(50, 6, 3))
+    real[..., 1] += 0.8 * real[..., 0]
+    fake = rng.normal(size=(50, 6, 3)) * np.array([1.0, 5.0, 0.1])
+
+    def by_hand(x):
+        flat = x.reshape(-1, x.shape[-1])
+        z = (flat - flat.mean(0)) / flat.std(0, ddof=1)
+        return [np.mean(z[:, i] * z[:, j]) for i in range(3) for j in range(i + 1)]
+
+    expected = sum(abs(a - b) for a, b in zip(by_hand(fake), by_hand(real))) / 10
+    assert correlational_scores(real, fake, repeats=3) == pytest.approx([expected] * 3)
+    assert correlational_scores(real, real)[0] == 0
+    assert timegan_scores(real, fake, ["correlational"], repeats=2) == pytest.approx(
+        {"correlational": expected, "correlational_std": 0.0})
+    # invariant to each feature's scale and offset, and larger when the correlation is lost
+    assert correlational_scores(real * 7 + 3, fake)[0] == pytest.approx(expected)
+    assert correlational_scores(real, real * np.array([1.0, -1.0, 1.0]))[0] > 0.1

@@ -182,3 +182,34 @@ def test_resume_on_cuda_reproduces_an_uninterrupted_run(tmp_path):
     run(tmp_path / "b", 2)
     resumed = run(tmp_path / "b", 4, resume=True)
     assert resumed.history["elbo"].tolist() == straight.history["elbo"].tolist()
+
+
+def test_validation_split_and_time_limit_and_at_finish():
+    from dlvm.inference.data import validation_split
+    from dlvm.inference.hooks import AtFinish, TimeLimit
+
+    x, mask = np.arange(20.0).reshape(10, 2), np.ones((10, 2), dtype=bool)
+    train, train_mask, val, val_mask = validation_split(x, mask, 0.3, seed=1)
+    assert (len(train), len(val)) == (7, 3) and train_mask.shape == (7, 2) and val_mask.shape == (3, 2)
+    assert sorted(np.concatenate([train, val])[:, 0].tolist()) == x[:, 0].tolist()  # a partition
+    assert validation_split(x, None, 0.01)[1] is None and len(validation_split(x, None, 0.01)[2]) == 1
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="strictly between 0 and 1"):
+            validation_split(x, None, bad)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        validation_split(x[:1], None, 0.5)
+    with pytest.raises(ValueError, match="positive"):
+        TimeLimit(0)
+
+    class Clock:
+        elapsed, stop = 5.0, False
+
+    limit, state = TimeLimit(10), Clock()
+    limit.after_epoch(state)
+    assert not state.stop
+    state.elapsed = 10.0
+    limit.after_epoch(state)
+    assert state.stop
+    calls = []
+    AtFinish(lambda: calls.append(1)).finish(state)
+    assert calls == [1]

@@ -8,7 +8,7 @@ import torch
 from dlvm.guides import pair
 from dlvm.inference import fit
 from dlvm.models import TimeVAE, build_model
-from dlvm.models.timevae import Level, Seasonal, Trend, noise_scale_for_weight
+from dlvm.models.timevae import NOISE_START, Level, Seasonal, Trend, noise_scale_for_weight
 
 B, K, T, D = 5, 3, 12, 2
 
@@ -210,3 +210,107 @@ def test_decomposition_recovers_known_components():
     assert np.allclose(sum(found.values()), model.reconstruct(torch.as_tensor(x), guide).numpy()[..., 0], atol=1e-4)
     correlation = table.set_index("block")["correlation"]
     assert correlation["local_level"] >= 0.9 and correlation["trend"] >= 0.9
+
+
+def test_default_likelihood_is_learned_and_the_paper_recipe_stays_available():
+    model = TimeVAE(D, T, K, (4,))
+    assert model.noise_model == "gaussian-feature" and model.sample_noise and model.noise_scale().shape == (D,)
+    paper = TimeVAE(D, T, K, (4,), recon_weight=3.0)
+    assert paper.noise_model == "gaussian-fixed" and not paper.sample_noise and paper.noise_scale() is None
+    assert TimeVAE(D, T, K, (4,), likelihood="gaussian-step").noise_scale().shape == (T, D)
+    assert build_model("timevae", (T, D), {"hidden": [4]}).noise_model == "gaussian-feature"
+    assert build_model("timevae", (T, D), {"hidden": [4], "noise_scale": 0.1}).noise_model == "gaussian-fixed"
+    with pytest.raises(ValueError, match="likelihood"):
+        TimeVAE(D, T, K, (4,), likelihood="laplace")
+
+
+def test_initialize_starts_each_noise_scale_sharp_or_at_a_smaller_feature_sd():
+    rng = np.random.default_rng(0)
+    spiky = rng.normal(0, 1, (64, T))
+    spiky[0, 0] = 500.0  # one outlier: the scaled sd of this feature is below NOISE_START
+    x = torch.as_tensor(np.stack([rng.normal(0, 1, (64, T)), spiky], -1), dtype=torch.float32)
+    model = TimeVAE(D, T, K, (4,))
+    model.initialize(x)
+    sd = model.input_scaler(x).reshape(-1, D).numpy().std(0)
+    assert sd[0] > NOISE_START > sd[1]
+    assert np.allclose(model.noise_scale().detach().numpy(), np.minimum(sd, NOISE_START), rtol=1e-4)
+
+
+def test_learned_noise_scale_recovers_a_known_per_feature_sd():
+    """x_ntd = c_d L_n + e_ntd, L_n ~ N(0, 1), e ~ N(0, s_d^2): the ELBO's optimum puts the window
+    level in z and the rest in sigma_d = s_d, on each feature's own scale."""
+    rng = np.random.default_rng(0)
+    n, window = 1024, 8
+    level = rng.normal(size=(n, 1))
+    sd = np.array([1.0, 20.0])
+    x = np.stack([3 * level + sd[0] * rng.normal(size=(n, window)),
+                  100 + 50 * level + sd[1] * rng.normal(size=(n, window))], -1).astype(np.float32)
+    torch.manual_seed(0)
+    model, guide = pair(TimeVAE(2, window, 2, (8, 16), noise_warmup=80), "amortized", (window, 2))
+    fit(model, guide, x, epochs=60, batch_size=128, lr=3e-3, progress=False, seed=0)
+    learned = (model.noise_scale() * model.input_scaler.span).detach().numpy()
+    np.testing.assert_allclose(learned, sd, rtol=0.15)
+
+
+def test_noise_scales_are_held_for_the_warmup_steps_then_learned():
+    x = np.random.default_rng(0).normal(size=(64, T, D)).astype(np.float32)
+    model, guide = pair(TimeVAE(D, T, K, (4,), noise_warmup=4), "amortized", (T, D))
+    fit(model, guide, x, epochs=1, batch_size=16, lr=1e-2, progress=False)  # 4 steps
+    start = model.noise_scale().detach().clone()
+    assert int(model.noise_steps) >= 4 and torch.allclose(start, torch.full((D,), NOISE_START), rtol=1e-4)
+    fit(model, guide, x, epochs=1, batch_size=16, lr=1e-2, progress=False, initialize=False)
+    assert (model.noise_scale().detach() > 1.2 * start).all()  # noise this strong lifts every sigma
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian-step", "gaussian"])
+def test_predictive_sample_variance_is_expected_variance_plus_variance_of_mean(likelihood):
+    """Law of total variance: per (t, d), Var[x] = E_z[sigma(z)^2] + Var_z[E[x | z]], the right side
+    from an independent set of latents; the mean option draws E[x | z] alone."""
+    torch.manual_seed(0)
+    model = TimeVAE(D, T, K, (4, 8), likelihood=likelihood)
+    model.initialize(torch.rand(32, T, D) * torch.tensor([1.0, 100.0]))
+    with torch.no_grad():
+        for p in model.parameters():  # spread the scales so that both terms matter
+            p.add_(0.3 * torch.randn_like(p))
+    n = 40_000
+    draws = model.sample(n)
+    z = torch.randn(n, K)
+    px = model.likelihood(z)
+    expected = (px.scale ** 2).mean(0) + px.mean.var(0)
+    torch.testing.assert_close(draws.var(0), expected, rtol=0.06, atol=0)
+    means = model.sample(n, noise=False)
+    torch.testing.assert_close(means.var(0), px.mean.var(0), rtol=0.06, atol=0)
+
+
+def test_sampling_prior_fitted_to_the_codes_replaces_the_standard_normal():
+    """Codes in two tight clusters at (3, 3) (a quarter) and (-3, 0): z drawn after the fit
+    follows them; before it, N(0, I); ``prior_components=0`` keeps N(0, I) throughout."""
+    import pyro.distributions as dist
+
+    class CodeGuide:  # q(z | x): a narrow normal around the code written in the window's first step
+        def distribution(self, x, mask=None):
+            return dist.Normal(x[:, 0, :2], 0.05).to_event(1)
+
+    rng = np.random.default_rng(0)
+    codes = np.where(rng.random((800, 1)) < 0.25, [3.0, 3.0], [-3.0, 0.0])
+    x = np.zeros((800, T, D), dtype=np.float32)
+    x[:, 0, :2] = codes
+    torch.manual_seed(0)
+    model = TimeVAE(D, T, 2, (4,), prior_components=2)
+    before = model.sample_latent(4000)
+    assert abs(float(before.mean())) < 0.1 and abs(float(before.std()) - 1) < 0.1
+    assert model.fit_sampling_prior(x, CodeGuide())
+    z = model.sample_latent(4000).numpy()
+    upper = z[:, 0] > 0
+    assert abs(upper.mean() - 0.25) < 0.03
+    np.testing.assert_allclose(z[upper].mean(0), [3, 3], atol=0.02)
+    np.testing.assert_allclose(z[~upper].mean(0), [-3, 0], atol=0.02)
+    assert z.std(0).min() > 1  # the clusters' spread, not a single point
+    assert model.sample(5).shape == (5, T, D)
+    plain = TimeVAE(D, T, 2, (4,), prior_components=0)
+    plain.fit_sampling_prior(x, CodeGuide())
+    assert plain.sampling_prior is None and abs(float(plain.sample_latent(4000).mean())) < 0.1
+    with pytest.raises(ValueError, match="prior_components"):
+        TimeVAE(D, T, 2, (4,), prior_components=-1)
+    few = TimeVAE(D, T, 2, (4,), prior_components=10)
+    assert not few.fit_sampling_prior(x[:99], CodeGuide()) and not bool(few.prior_fitted)  # 10 per component
