@@ -378,7 +378,7 @@ class TimeVAE(DecoderModel):
         and ``local_level`` = the level block's start plus the smoothed random walk (replacing
         ``level``).
         """
-        z = guide.encode(x)
+        z = self.exact_latent(x) if self.states is not None and not self.residual else guide.encode(x)
         span = self.input_scaler.span
         parts = {name: part * span for name, part in self.block_outputs(z).items()}
         residual = self.emission(self.features(z)).loc * span
@@ -396,6 +396,21 @@ class TimeVAE(DecoderModel):
             if "local_level" in parts:
                 parts["local_level"] = parts.pop("level") + parts["local_level"]
         return parts
+
+    @torch.no_grad()
+    def exact_latent(self, x) -> torch.Tensor:
+        """E[z | x] (B, K) when the mean is affine in z (state blocks, no residual decoder): with
+        E[u | z] = m + W z and Sigma_d the (T, T) covariance of feature d (states plus noise), z | x is
+        Gaussian with precision I + sum_d W_d^T Sigma_d^-1 W_d and mean P^-1 sum_d W_d^T Sigma_d^-1 (u_d - m_d)."""
+        basis = torch.cat([torch.zeros(1, self.latent_dim), torch.eye(self.latent_dim)]).to(x)
+        scaled = self._scaled(basis)
+        m = scaled.loc[0].T  # (D, T)
+        w = scaled.loc[1:].permute(2, 1, 0) - m[..., None]  # (D, T, K)
+        tril = self._scaled_tril(scaled)[0]  # (D, T, T): the noise does not depend on z without the residual decoder
+        resid = self.input_scaler(x).permute(2, 1, 0) - m[..., None]  # (D, T, B)
+        sw = torch.cholesky_solve(w, tril)  # Sigma_d^-1 W_d
+        precision = torch.eye(self.latent_dim).to(x) + (w.mT @ sw).sum(0)
+        return torch.linalg.solve(precision, (sw.mT @ resid).sum(0)).T
 
     @torch.no_grad()
     def reconstruct(self, x, guide, mask=None) -> torch.Tensor:

@@ -197,6 +197,25 @@ def test_decomposition_adds_up_and_states_are_the_gaussian_smoother():
         model.initialize(x, holes)
 
 
+def test_exact_latent_is_the_gaussian_posterior_mean():
+    """Without the residual decoder E[u | z] = m + W z, so E[z | u] = W^T (W W^T + Sigma)^-1 (u - m)
+    over both features stacked (the covariance form, against the precision form used)."""
+    model = _state_model(residual=False, seasonality=["4:1"])
+    x = torch.rand(5, 8, 2) * 3
+    model.initialize(x)
+    with torch.no_grad():
+        k = model.latent_dim
+        loc = model._scaled(torch.cat([torch.zeros(1, k), torch.eye(k)])).loc  # (1 + K, T, D)
+        m, w = loc[0].T.reshape(-1), (loc[1:] - loc[:1]).permute(2, 1, 0).reshape(-1, k)  # feature-major
+        tril = model._scaled_tril(model._scaled(torch.zeros(1, k)))[0]
+        sigma = torch.block_diag(*(t @ t.T for t in tril))
+        u = model.input_scaler(x).transpose(1, 2).reshape(5, -1)
+        direct = (w.T.double() @ torch.linalg.solve((w @ w.T + sigma).double(), (u - m).T.double())).T
+        assert torch.allclose(model.exact_latent(x).double(), direct, atol=1e-4)
+        _, guide = pair(model, "amortized", (8, 2))
+        assert torch.allclose(sum(model.decompose(x, guide).values()), model.reconstruct(x, guide), atol=1e-5)
+
+
 @pytest.mark.slow
 def test_decomposition_recovers_known_components():
     """Synthetic windows from known components (dlvm.experiments.dlm). Measured (seed 0, 250
