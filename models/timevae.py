@@ -376,7 +376,8 @@ class TimeVAE(DecoderModel):
         :meth:`reconstruct`. With state blocks, their smoothed means given x and z,
         E[s | x, z] = Sigma_s Sigma^-1 (x - E[x | z]) per feature (Gaussian conditioning): ``ar``,
         and ``local_level`` = the level block's start plus the smoothed random walk (replacing
-        ``level``).
+        ``level``). With state blocks and no residual decoder z is the exact posterior mean
+        (:meth:`exact_latent`), not the guide's, so the parts are the joint smoother E[. | x].
         """
         z = self.exact_latent(x) if self.states is not None and not self.residual else guide.encode(x)
         span = self.input_scaler.span
