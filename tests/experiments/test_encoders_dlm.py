@@ -50,9 +50,10 @@ def test_the_exact_smoother_bounds_recovery_and_the_design_allows_0_9():
 
 def test_recovery_table_and_figure(tmp_path):
     parts = dlm.synthetic_components(64, steps=16, seed=0)
-    model, guide, x = dlm.fit_decomposition(parts, epochs=1)
+    model, guide, x = dlm.fit_decomposition(parts, epochs=1, refine=3)
     table, found = dlm.recovery(model, guide, x, parts)
     assert list(table["block"]) == list(dlm.COMPONENTS) and table["correlation"].between(-1, 1).all()
+    assert (table["sd ratio"] > 0).all()
     assert np.allclose(sum(found.values()), model.reconstruct(torch.as_tensor(x), guide).numpy()[..., 0], atol=1e-4)
     (tmp_path / "figures").mkdir()
     check_figure(tmp_path / dlm.decomposition_figure(parts, found, x, table, tmp_path))

@@ -216,6 +216,32 @@ def test_exact_latent_is_the_gaussian_posterior_mean():
         assert torch.allclose(sum(model.decompose(x, guide).values()), model.reconstruct(x, guide), atol=1e-5)
 
 
+def test_exact_log_prob_is_bayes_rule_at_any_z_and_share_noise_moves_variance():
+    """log p(x) = log p(x | z) + log p(z) - log p(z | x) for every z, with p(x | z) the per-step
+    chain of TemporalGaussian and p(z | x) the Gaussian of exact_latent with precision P."""
+    model = _state_model(residual=False, seasonality=["4:1"])
+    x = torch.rand(5, 8, 2) * 3
+    model.initialize(x)
+    with torch.no_grad():
+        m, w, tril = model._affine()
+        precision = torch.eye(2) + sum(wd.T @ torch.cholesky_solve(wd, td) for wd, td in zip(w, tril))
+        mean = model.exact_latent(x)
+        posterior = torch.distributions.MultivariateNormal(mean, precision_matrix=precision)
+        for z in (mean, mean + torch.randn(5, 2)):
+            joint = model.likelihood(z).log_prob(x).sum((1, 2)) + torch.distributions.Normal(0, 1).log_prob(z).sum(1)
+            assert torch.allclose(model.exact_log_prob(x), joint - posterior.log_prob(z), atol=1e-3)
+        var = (torch.nn.functional.softplus(model.emission.scale.bias) + model.emission.min_scale) ** 2
+        model.share_noise(0.3)
+        after = (torch.nn.functional.softplus(model.emission.scale.bias) + model.emission.min_scale) ** 2
+        assert torch.allclose(after, 0.7 * var, rtol=1e-4)
+        assert torch.allclose(model.states.ar_log_var.exp(), 0.3 * var.mean().expand(2), rtol=1e-4)
+        assert torch.allclose(model.states.level_log_var.exp(), 0.3 * var.mean().expand(2) / 8, rtol=1e-4)
+    with pytest.raises(ValueError, match="fraction"):
+        model.share_noise(1.0)
+    with pytest.raises(ValueError, match="residual decoder"):
+        _state_model().exact_latent(x)
+
+
 @pytest.mark.slow
 def test_decomposition_recovers_known_components():
     """Synthetic windows from known components (dlvm.experiments.dlm). Measured (seed 0, 250
