@@ -244,14 +244,19 @@ def test_exact_log_prob_is_bayes_rule_at_any_z_and_share_noise_moves_variance():
 
 @pytest.mark.slow
 def test_decomposition_recovers_known_components():
-    """Synthetic windows from known components (dlvm.experiments.dlm). Measured (seed 0, 250
-    epochs, 600 windows): local level 0.94, trend 0.92, season 0.75, AR(1) 0.51 -- the goal of 0.9
-    is met by the level and the trend only; the test holds those and that the blocks add up."""
-    from dlvm.experiments.dlm import fit_decomposition, recovery, synthetic_components
+    """Synthetic windows from known components under dlvm.experiments.dlm.DESIGN, where the exact
+    smoother with the true parameters recovers every block to >= 0.92. Every block's correlation
+    with its component is >= 0.9 and its size is near right (a smoothed mean's sd is at most the
+    correlation times the true sd; measured 0.82-0.97 over seeds 0-1-2); the AR coefficient is near
+    its true 0.5 (measured 0.52-0.58). Measured correlations, seeds 0/1/2: level 0.944/0.945/0.950,
+    trend 0.932/0.935/0.934, season 0.979/0.978/0.978, AR 0.918/0.929/0.928 (the exact smoother:
+    AR 0.926/0.930/0.929)."""
+    from dlvm.experiments.dlm import DESIGN, fit_decomposition, recovery, synthetic_components
 
-    parts = synthetic_components(600, seed=0)
-    model, guide, x = fit_decomposition(parts, epochs=250)
+    parts = synthetic_components(600, seed=0, **DESIGN)
+    model, guide, x = fit_decomposition(parts, epochs=80)
     table, found = recovery(model, guide, x, parts)
     assert np.allclose(sum(found.values()), model.reconstruct(torch.as_tensor(x), guide).numpy()[..., 0], atol=1e-4)
-    correlation = table.set_index("block")["correlation"]
-    assert correlation["local_level"] >= 0.9 and correlation["trend"] >= 0.9
+    assert (table["correlation"] >= 0.9).all(), table
+    assert table["sd ratio"].between(0.75, 1.1).all(), table
+    assert abs(float(model.states.coefficients().detach()[0, 0]) - DESIGN["phi"]) < 0.1
