@@ -539,9 +539,10 @@ class TimeVAE(DecoderModel):
         :meth:`reconstruct`. With state blocks, their smoothed means given x and z,
         E[s | x, z] = Sigma_s Sigma^-1 (x - E[x | z]) per feature (Gaussian conditioning): ``ar``,
         and ``local_level`` = the level block's start plus the smoothed random walk (replacing
-        ``level``).
+        ``level``). With state blocks and no residual decoder z is the exact posterior mean
+        (:meth:`exact_latent`), not the guide's, so the parts are the joint smoother E[. | x].
         """
-        z = guide.encode(x)
+        z = self.exact_latent(x) if self.states is not None and not self.residual else guide.encode(x)
         span = self.input_scaler.span
         parts = {name: part * span for name, part in self.block_outputs(z).items()}
         residual = self.emission(self.features(z)).loc * span
@@ -559,6 +560,54 @@ class TimeVAE(DecoderModel):
             if "local_level" in parts:
                 parts["local_level"] = parts.pop("level") + parts["local_level"]
         return parts
+
+    def _affine(self):
+        """E[u | z] = m + W z and the states-plus-noise Cholesky factor, when the mean is affine in z
+        (state blocks, no residual decoder): m (D, T), W (D, T, K), tril (D, T, T) on the scaled data."""
+        if self.states is None or self.residual:
+            raise ValueError("the exact posterior needs state blocks and no residual decoder (a mean affine in z)")
+        basis = torch.cat([torch.zeros(1, self.latent_dim), torch.eye(self.latent_dim)]).to(self.input_scaler.span)
+        scaled = self._scaled(basis)
+        m = scaled.loc[0].T
+        # the noise does not depend on z without the residual decoder
+        return m, scaled.loc[1:].permute(2, 1, 0) - m[..., None], self._scaled_tril(scaled)[0]
+
+    @torch.no_grad()
+    def exact_latent(self, x) -> torch.Tensor:
+        """E[z | x] (B, K) when the mean is affine in z (:meth:`_affine`): with Sigma_d the (T, T)
+        covariance of feature d (states plus noise), z | x is Gaussian with precision
+        P = I + sum_d W_d^T Sigma_d^-1 W_d and mean P^-1 sum_d W_d^T Sigma_d^-1 (u_d - m_d)."""
+        m, w, tril = self._affine()
+        resid = self.input_scaler(x).permute(2, 1, 0) - m[..., None]  # (D, T, B)
+        sw = torch.cholesky_solve(w, tril)  # Sigma_d^-1 W_d
+        precision = torch.eye(self.latent_dim).to(x) + (w.mT @ sw).sum(0)
+        return torch.linalg.solve(precision, (sw.mT @ resid).sum(0)).T
+
+    def exact_log_prob(self, x) -> torch.Tensor:
+        """log p(x) per window (B,), z and the states summed out, when the mean is affine in z: the
+        features stacked, x ~ N(m, W W^T + blockdiag(Sigma_d)) on the scaled data, less sum log span."""
+        m, w, tril = self._affine()
+        d, t, k = w.shape
+        cov = w.reshape(d * t, k) @ w.reshape(d * t, k).T + torch.block_diag(*(f @ f.T for f in tril))
+        u = self.input_scaler(x).transpose(1, 2).reshape(x.shape[0], d * t)
+        return dist.MultivariateNormal(m.reshape(-1), cov).log_prob(u) - t * self.input_scaler.span.log().sum()
+
+    @torch.no_grad()
+    def share_noise(self, fraction: float) -> None:
+        """Move ``fraction`` of the mean noise variance v into the state blocks (AR: r = f v; walk:
+        q = f v / T) and keep (1 - f) of it as noise. A fit from the 1e-6 start lets the noise take
+        what the states should: the likelihood then falls if either grows alone."""
+        if not 0 < fraction < 1 or self.states is None or self.emission.likelihood != "gaussian":
+            raise ValueError(f"share_noise needs state blocks, a learned noise scale and a fraction in (0, 1), got {fraction}")
+        scale = self.emission.scale
+        var = (nn.functional.softplus(scale.bias) + self.emission.min_scale) ** 2
+        v = float(var.mean())
+        if self.states.ar_order:
+            self.states.ar_log_var.fill_(math.log(fraction * v))
+        if self.states.local_level:
+            self.states.level_log_var.fill_(math.log(fraction * v / self.window))
+        kept = ((1 - fraction) * var).sqrt() - self.emission.min_scale
+        scale.bias.copy_(kept + torch.log(-torch.expm1(-kept)))  # inverse softplus
 
     @torch.no_grad()
     def reconstruct(self, x, guide, mask=None) -> torch.Tensor:

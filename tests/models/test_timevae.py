@@ -197,19 +197,69 @@ def test_decomposition_adds_up_and_states_are_the_gaussian_smoother():
         model.initialize(x, holes)
 
 
+def test_exact_latent_is_the_gaussian_posterior_mean():
+    """Without the residual decoder E[u | z] = m + W z, so E[z | u] = W^T (W W^T + Sigma)^-1 (u - m)
+    over both features stacked (the covariance form, against the precision form used)."""
+    model = _state_model(residual=False, seasonality=["4:1"])
+    x = torch.rand(5, 8, 2) * 3
+    model.initialize(x)
+    with torch.no_grad():
+        k = model.latent_dim
+        loc = model._scaled(torch.cat([torch.zeros(1, k), torch.eye(k)])).loc  # (1 + K, T, D)
+        m, w = loc[0].T.reshape(-1), (loc[1:] - loc[:1]).permute(2, 1, 0).reshape(-1, k)  # feature-major
+        tril = model._scaled_tril(model._scaled(torch.zeros(1, k)))[0]
+        sigma = torch.block_diag(*(t @ t.T for t in tril))
+        u = model.input_scaler(x).transpose(1, 2).reshape(5, -1)
+        direct = (w.T.double() @ torch.linalg.solve((w @ w.T + sigma).double(), (u - m).T.double())).T
+        assert torch.allclose(model.exact_latent(x).double(), direct, atol=1e-4)
+        _, guide = pair(model, "amortized", (8, 2))
+        assert torch.allclose(sum(model.decompose(x, guide).values()), model.reconstruct(x, guide), atol=1e-5)
+
+
+def test_exact_log_prob_is_bayes_rule_at_any_z_and_share_noise_moves_variance():
+    """log p(x) = log p(x | z) + log p(z) - log p(z | x) for every z, with p(x | z) the per-step
+    chain of TemporalGaussian and p(z | x) the Gaussian of exact_latent with precision P."""
+    model = _state_model(residual=False, seasonality=["4:1"])
+    x = torch.rand(5, 8, 2) * 3
+    model.initialize(x)
+    with torch.no_grad():
+        m, w, tril = model._affine()
+        precision = torch.eye(2) + sum(wd.T @ torch.cholesky_solve(wd, td) for wd, td in zip(w, tril))
+        mean = model.exact_latent(x)
+        posterior = torch.distributions.MultivariateNormal(mean, precision_matrix=precision)
+        for z in (mean, mean + torch.randn(5, 2)):
+            joint = model.likelihood(z).log_prob(x).sum((1, 2)) + torch.distributions.Normal(0, 1).log_prob(z).sum(1)
+            assert torch.allclose(model.exact_log_prob(x), joint - posterior.log_prob(z), atol=1e-3)
+        var = (torch.nn.functional.softplus(model.emission.scale.bias) + model.emission.min_scale) ** 2
+        model.share_noise(0.3)
+        after = (torch.nn.functional.softplus(model.emission.scale.bias) + model.emission.min_scale) ** 2
+        assert torch.allclose(after, 0.7 * var, rtol=1e-4)
+        assert torch.allclose(model.states.ar_log_var.exp(), 0.3 * var.mean().expand(2), rtol=1e-4)
+        assert torch.allclose(model.states.level_log_var.exp(), 0.3 * var.mean().expand(2) / 8, rtol=1e-4)
+    with pytest.raises(ValueError, match="fraction"):
+        model.share_noise(1.0)
+    with pytest.raises(ValueError, match="residual decoder"):
+        _state_model().exact_latent(x)
+
+
 @pytest.mark.slow
 def test_decomposition_recovers_known_components():
-    """Synthetic windows from known components (dlvm.experiments.studies.dlm). Measured (seed 0, 250
-    epochs, 600 windows): local level 0.94, trend 0.92, season 0.75, AR(1) 0.51 -- the goal of 0.9
-    is met by the level and the trend only; the test holds those and that the blocks add up."""
-    from dlvm.experiments.studies.dlm import fit_decomposition, recovery, synthetic_components
+    """Synthetic windows from known components under dlvm.experiments.studies.dlm.DESIGN, where the exact
+    smoother with the true parameters recovers every block to >= 0.92. Every block's correlation
+    with its component is >= 0.9 and its size is near right (a smoothed mean's sd is at most the
+    correlation times the true sd; measured 0.82-0.97 over seeds 0-1-2); the AR coefficient is near
+    its true 0.5 (measured 0.52-0.58). Measured correlations, seeds 0/1/2: level 0.944/0.945/0.950,
+    trend 0.932/0.935/0.934, season 0.979/0.978/0.978, AR 0.918/0.929/0.928 (the exact smoother:
+    AR 0.926/0.930/0.929)."""
+    from dlvm.experiments.studies.dlm import DESIGN, fit_decomposition, recovery, synthetic_components
 
-    parts = synthetic_components(600, seed=0)
-    model, guide, x = fit_decomposition(parts, epochs=250)
+    parts = synthetic_components(600, seed=0, **DESIGN)
+    model, guide, x = fit_decomposition(parts, epochs=80)
     table, found = recovery(model, guide, x, parts)
     assert np.allclose(sum(found.values()), model.reconstruct(torch.as_tensor(x), guide).numpy()[..., 0], atol=1e-4)
-    correlation = table.set_index("block")["correlation"]
-    assert correlation["local_level"] >= 0.9 and correlation["trend"] >= 0.9
+    assert (table["correlation"] >= 0.9).all(), table
+    assert table["sd ratio"].between(0.75, 1.1).all(), table
+    assert abs(float(model.states.coefficients().detach()[0, 0]) - DESIGN["phi"]) < 0.1
 
 
 def test_default_likelihood_is_learned_and_the_paper_recipe_stays_available():
