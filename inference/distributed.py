@@ -170,13 +170,25 @@ def gather_objects(obj) -> list:
     return out
 
 
+def leave_process_group(wait: bool = True) -> None:
+    """Destroy the process group (if one is set up), after every rank has reached this point when
+    ``wait``: a rank that tears its connections down while a peer is still finishing makes gloo
+    abort that peer. A rank leaving on an error does not wait (its peers fail fast instead)."""
+    if dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def _worker(rank: int, world: int, rendezvous: str, fn: Callable, args: tuple) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
         fn(rank, world, *args)
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        leave_process_group(wait=False)
+        raise
+    leave_process_group()
 
 
 def launch_local(fn: Callable, world: int, *args, rendezvous: str | os.PathLike) -> None:

@@ -19,7 +19,7 @@ import torch
 from ...guides import ENCODERS, GUIDES, check_pairs, default_elbo
 from ...inference import ELBO_NAMES, OPTIMIZERS, evaluate, fit
 from ...inference.data import as_observations, validation_split
-from ...inference.distributed import init_from_environment, rank_and_world
+from ...inference.distributed import init_from_environment, leave_process_group, rank_and_world
 from ...inference.em import DEFAULT_MAX_ITER, DEFAULT_TOL
 from ...inference.engine import CHECKPOINT_NAME
 from ...inference.hooks import AtFinish
@@ -87,10 +87,12 @@ def cmd_fit(args) -> int:
     if not getattr(args, "distributed", False):
         return _fit(args)
     try:
-        return _fit(args)
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        code = _fit(args)
+    except BaseException:
+        leave_process_group(wait=False)
+        raise
+    leave_process_group()
+    return code
 
 
 def choose_optimizer(args, spec, mask) -> str:
