@@ -45,8 +45,8 @@ from dlvm.models.base import LocalParams, data_plate
 from dlvm.models.hmm import MarkovChain, chain_factors, forward_log_likelihood
 
 from .categorical import (
-    CHAIN_ENCODER_ITERATIONS, BaselineNet, InputStandardizer, baseline_options, check_baseline, fit_deterministic,
-    plate_scale, warm_start_rows,
+    CHAIN_ENCODER_ITERATIONS, BaselineNet, InputStandardizer, baseline_options, check_baseline, em_start,
+    fit_deterministic, plate_scale, warm_start_rows,
 )
 from .encoders import encoder_input
 
@@ -169,6 +169,7 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
         self.standardize.fit(x.reshape(-1, width), None if mask is None else mask.reshape(-1, width))
         if getattr(model, "bayesian", False) or not hasattr(model, "pairwise_posterior"):
             return
+        em_start(model, x, mask)
         xs, ms = warm_start_rows(x, mask)
         dtype = self.first_head.weight.dtype  # the guide may not have the model's dtype yet
         with torch.no_grad():

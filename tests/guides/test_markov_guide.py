@@ -134,14 +134,15 @@ def test_amortized_guide_follows_the_exact_gradient_on_a_short_series():
 
 
 @pytest.mark.slow
-def test_amortized_guide_on_the_sp500_series():
-    """S&P 500 daily returns (8,312 steps), defaults (100 steps of Adam at 1e-2). The goal is
-    within 0.05 nats per step of EM; measured 0.10 with the CLI defaults (seed 0): not met, so
-    this bounds the regression at 0.15 while the goal stays open, and checks that the guide's
-    fit follows the exact marginal's under the same schedule."""
-    begin, amortized, marginal, em = em_and_amortized(sp500(), epochs=100)
-    print(begin, amortized, marginal, em)
-    assert em - amortized <= 0.15, (begin, amortized, marginal, em)
+@pytest.mark.parametrize("seed", range(3))
+def test_amortized_guide_on_the_sp500_series(seed):
+    """S&P 500 daily returns (8,312 steps), defaults (100 steps of Adam at 1e-2): within 0.05 nats
+    per step of EM on every seed. Before the guide's warm start moved the model by a few EM
+    iterations (``EM_START_ITERATIONS``) it ended 0.08 short (0.04 on the exact marginal under the
+    same schedule) and collapsed near step 360; SVI must also not lose what the start gave."""
+    begin, amortized, marginal, em = em_and_amortized(sp500(), epochs=100, seed=seed)
+    assert em - amortized <= 0.05, (begin, amortized, marginal, em)
+    assert amortized >= begin - 0.01, (begin, amortized, marginal, em)
 
 
 def test_model_with_one_chain_site_trains_on_windows():
