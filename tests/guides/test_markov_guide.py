@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dlvm.experiments.datasets import log_returns, sp500_index
-from dlvm.guides import pair
+from dlvm.guides import markov, pair
 from dlvm.inference import fit
 from dlvm.models import GaussianHMM
 from dlvm.models.hmm import MarkovChain
@@ -123,10 +123,14 @@ def em_and_amortized(x, epochs, seed=0, hidden=(32,)):
     return begin, per_step(model), per_step(marginal), per_step(reference)
 
 
-def test_amortized_guide_follows_the_exact_gradient_on_a_short_series():
-    """With z drawn from the guide, the model climbs as it does on the exact marginal under the
-    same Adam schedule (measured: start -1.534, amortized -1.476, exact marginal -1.472, EM
-    -1.265 per step): the guide is good; 60 Adam steps are what stop short of EM."""
+def test_amortized_guide_follows_the_exact_gradient_on_a_short_series(monkeypatch):
+    """From the k-means++ start (no EM iterations first), with z drawn from the guide, the model
+    climbs as it does on the exact marginal under the same Adam schedule (measured: start -1.534,
+    amortized -1.476, exact marginal -1.472, EM -1.265 per step): the guide is good; 60 Adam
+    steps are what stop short of EM. With the default start (EM iterations) it ends at EM."""
+    begin, amortized, marginal, em = em_and_amortized(two_regimes(300), epochs=60, hidden=(8,))
+    assert em - amortized <= 0.01, (begin, amortized, marginal, em)
+    monkeypatch.setattr(markov, "CHAIN_EM_START_ITERATIONS", 0)
     begin, amortized, marginal, em = em_and_amortized(two_regimes(300), epochs=60, hidden=(8,))
     assert amortized <= em + 1e-6
     assert amortized - begin >= 0.8 * (marginal - begin), (begin, amortized, marginal, em)
