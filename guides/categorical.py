@@ -51,7 +51,28 @@ WARM_START_ITERATIONS = 200
 #: L-BFGS iterations of the encoder's fit to the responsibilities (a close fit, see above)
 ENCODER_ITERATIONS = 200
 #: L-BFGS iterations of the Markov guide's fit to the pairwise posterior (a GRU over long series)
-CHAIN_ENCODER_ITERATIONS = 20
+CHAIN_ENCODER_ITERATIONS = 50
+#: closed-form EM iterations from the model's k-means++ start before the guide is fitted to it
+EM_START_ITERATIONS = 10
+
+
+def em_start(model, x, mask=None, iterations: int | None = None) -> bool:
+    """Move a maximum-likelihood model with a closed-form ``em_step`` (complete data) a few EM
+    iterations from its data-dependent start, in place; others are left as they are.
+
+    The score-function gradient moves the model only as fast as Adam's fixed-size steps allow,
+    while the guide must follow a posterior that changes entirely on the way (labels that switch
+    every few steps -> regimes that last): on the S&P series 100 steps at 1e-2 ended 0.04 short
+    even on the exact marginal. A few EM iterations cover most of that way (S&P HMM: 0.24 -> 0.03
+    nats per step below the optimum in 10 iterations, ~10 ms each), and SVI starts where the
+    posterior it must follow changes little. Returns whether it moved the model."""
+    iterations = EM_START_ITERATIONS if iterations is None else iterations
+    if not iterations or mask is not None or getattr(model, "bayesian", False) or not hasattr(model, "em_step"):
+        return False
+    with torch.no_grad():
+        for _ in range(iterations):
+            model.em_step(x)
+    return True
 
 
 def baseline_options(baseline: str, net=None, features=None, beta: float = 0.9, value=None) -> dict:
@@ -190,6 +211,7 @@ class AmortizedCategoricalGuide(LocalParams, PyroModule):
         self.standardize.fit(x, mask)
         if getattr(model, "bayesian", False) or not model.exact_posterior:
             return
+        em_start(model, x, mask)
         xs, ms = warm_start_rows(x, mask)
         with torch.no_grad():
             target = model.posterior(xs, ms)

@@ -45,14 +45,15 @@ def sp500():
 @pytest.mark.parametrize("name,data,k,seeds", [
     ("iris", lambda: load_iris().data, 3, range(3)),
     ("synthetic 5-D", four_in_five_dimensions, 4, range(3)),
-    pytest.param("sp500", sp500, 2, range(3), marks=pytest.mark.xfail(strict=True, reason=(
-        "seeds 2 and 4 of 0-9 end 0.058 and 0.055 short: the k-means start is 0.18 below the optimum, an "
-        "early Adam step on the encoder sets the fit back and 100 steps do not recover it (issue 16)"))),
+    ("sp500", sp500, 2, range(3)),
+    pytest.param("sp500, ten seeds", sp500, 2, range(10), marks=pytest.mark.slow),
     pytest.param("synthetic 5-D, ten seeds", four_in_five_dimensions, 4, range(10), marks=pytest.mark.slow),
 ])
 def test_amortized_categorical_guide_reaches_the_enumerated_fit(tmp_path, name, data, k, seeds):
     """Every seed, not a typical one: seeds 0 and 3 of the 5-D set fell 0.08 and 0.41 short
-    before the encoder was fitted closely to the responsibilities."""
+    before the encoder was fitted closely to the responsibilities; seeds 2 and 4 of S&P 0.058 and
+    0.055 before the warm start moved the model a few EM iterations from its k-means start (which
+    is 0.18 below the optimum there: 100 Adam steps did not cover the way)."""
     x = data()
     exact = cli_log_likelihood(tmp_path, "gmm", x, "--components", k)
     gaps = {seed: exact - cli_log_likelihood(tmp_path, "gmm", x, "--components", k, "--guide", "amortized",

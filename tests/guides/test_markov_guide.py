@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dlvm.experiments.data.sets import log_returns, sp500_index
-from dlvm.guides import pair
+from dlvm.guides import markov, pair
 from dlvm.inference import fit
 from dlvm.models import GaussianHMM
 from dlvm.models.hmm import MarkovChain
@@ -123,10 +123,14 @@ def em_and_amortized(x, epochs, seed=0, hidden=(32,)):
     return begin, per_step(model), per_step(marginal), per_step(reference)
 
 
-def test_amortized_guide_follows_the_exact_gradient_on_a_short_series():
-    """With z drawn from the guide, the model climbs as it does on the exact marginal under the
-    same Adam schedule (measured: start -1.534, amortized -1.476, exact marginal -1.472, EM
-    -1.265 per step): the guide is good; 60 Adam steps are what stop short of EM."""
+def test_amortized_guide_follows_the_exact_gradient_on_a_short_series(monkeypatch):
+    """From the k-means++ start (no EM iterations first), with z drawn from the guide, the model
+    climbs as it does on the exact marginal under the same Adam schedule (measured: start -1.534,
+    amortized -1.476, exact marginal -1.472, EM -1.265 per step): the guide is good; 60 Adam
+    steps are what stop short of EM. With the default start (EM iterations) it ends at EM."""
+    begin, amortized, marginal, em = em_and_amortized(two_regimes(300), epochs=60, hidden=(8,))
+    assert em - amortized <= 0.01, (begin, amortized, marginal, em)
+    monkeypatch.setattr(markov, "CHAIN_EM_START_ITERATIONS", 0)
     begin, amortized, marginal, em = em_and_amortized(two_regimes(300), epochs=60, hidden=(8,))
     assert amortized <= em + 1e-6
     assert amortized - begin >= 0.8 * (marginal - begin), (begin, amortized, marginal, em)
@@ -134,14 +138,16 @@ def test_amortized_guide_follows_the_exact_gradient_on_a_short_series():
 
 
 @pytest.mark.slow
-def test_amortized_guide_on_the_sp500_series():
-    """S&P 500 daily returns (8,312 steps), defaults (100 steps of Adam at 1e-2). The goal is
-    within 0.05 nats per step of EM; measured 0.10 with the CLI defaults (seed 0): not met, so
-    this bounds the regression at 0.15 while the goal stays open, and checks that the guide's
-    fit follows the exact marginal's under the same schedule."""
-    begin, amortized, marginal, em = em_and_amortized(sp500(), epochs=100)
-    print(begin, amortized, marginal, em)
-    assert em - amortized <= 0.15, (begin, amortized, marginal, em)
+@pytest.mark.parametrize("seed", range(3))
+def test_amortized_guide_on_the_sp500_series(seed):
+    """S&P 500 daily returns (8,312 steps), defaults (100 steps of Adam at 1e-2): within 0.05 nats
+    per step of EM on every seed. Before the guide's warm start moved the model by a few EM
+    iterations (``EM_START_ITERATIONS``) it ended 0.08 short (0.04 on the exact marginal under the
+    same schedule) and collapsed near step 360. SVI loses a little of what the start gave (measured
+    0.014 on seeds 0-2, 0.056 without the shrinking steps of ``StepDecay``)."""
+    begin, amortized, marginal, em = em_and_amortized(sp500(), epochs=100, seed=seed)
+    assert em - amortized <= 0.05, (begin, amortized, marginal, em)
+    assert amortized >= begin - 0.025, (begin, amortized, marginal, em)
 
 
 def test_model_with_one_chain_site_trains_on_windows():
