@@ -94,12 +94,15 @@ def test_enumerated_fit_reaches_sklearn_on_five_clusters():
 
 
 def test_amortized_guide_reaches_sklearn_within_001_on_sp500():
+    """fit's defaults (measured gap 7.5e-6 nats/row). A step of 0.05 with minibatches, once needed
+    from a cold start, now walks off the EM-started optimum (0.021 short): the score-function
+    gradient's noise, not the guide, sets how large a step may be."""
     x = sp500_returns()
     ref = Reference(2, random_state=0, n_init=5).fit(x)
     model = GaussianMixture(1, 2).double()
     trained, guide = pair(model, "amortized", (1,), hidden=(32,), baseline="neural")
     guide.double()
-    fit(trained, guide, x, elbo="tracegraph", lr=0.05, epochs=60, batch_size=1039, progress=False)
+    fit(trained, guide, x, elbo="tracegraph", progress=False)
     assert model.log_marginal(torch.tensor(x)).mean().item() >= ref.score(x) - 0.01
 
 
