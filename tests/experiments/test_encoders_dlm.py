@@ -1,5 +1,6 @@
 """The encoder comparison and the DLM decomposition experiments on tiny settings."""
 import numpy as np
+import pandas as pd
 import torch
 
 from dlvm.experiments.studies import dlm, encoders
@@ -16,6 +17,25 @@ def test_encoder_comparison_rows_and_figure(tmp_path):
     assert np.isfinite(table[["ARI", "test IWAE-100", "seconds per epoch"]].to_numpy()).all()
     (tmp_path / "figures").mkdir()
     check_figure(tmp_path / encoders.comparison_figure(table, tmp_path))
+
+
+def test_stock_scores_column_and_figure(tmp_path):
+    rng = np.random.default_rng(1)
+    windows = rng.uniform(size=(30, 6, 3)).astype(np.float32)
+    configs = {k: encoders.CONFIGS[k] for k in ("VRAE, GRU encoder", "TimeVAE, Transformer encoder")}
+    scores, reference = encoders.stock_scores(windows, epochs=1, hidden=(4,), seed=0, repeats=2,
+                                              discriminative_steps=2, predictive_steps=2, configs=configs)
+    assert list(scores["configuration"]) == list(configs)
+    disc = scores[encoders.STOCK_COLUMNS["discriminative"]]
+    assert np.isfinite(disc).all() and disc.between(0, 0.5).all()
+    for metric in ("correlational", "predictive"):
+        column = scores[encoders.STOCK_COLUMNS[metric]]
+        assert np.isfinite(column).all() and (column >= 0).all()
+    assert 0 <= reference["predictive"] <= 1
+    table = pd.DataFrame({"configuration": list(configs), "ARI": [0.1, 0.2], "test IWAE-100": [-5.0, -4.0],
+                          "seconds per epoch": [0.1, 0.3]}).merge(scores, on="configuration")
+    (tmp_path / "figures").mkdir()
+    check_figure(tmp_path / encoders.comparison_figure(table, tmp_path, reference))
 
 
 def test_synthetic_components_are_what_they_say():
