@@ -37,9 +37,8 @@ from ..runs.folders import (
     set_learning_rate, staged_run, staging_dir, write_json, write_text_atomic,
 )
 from ..runs.provenance import data_location, data_record, resume_difference
-from ..runs.uses import encode_run, forecast_run, score_run
-from ..studies.estimators import compare, compare_user_model, load_callable
-from ..studies.regimes import regime_table
+from ..runs.compare import compare, compare_user_model, load_callable
+from ..runs.uses import encode_run, forecast_run, regime_table, score_run
 from .flags import model_options
 
 #: the cap on epochs when --max-epochs is not given, per optimizer (EM iterations are cheap)

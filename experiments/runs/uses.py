@@ -1,8 +1,10 @@
-"""What a fitted run is for (§6.7): anomaly scores, latent features and forecasts of a data file, as tables.
+"""What a fitted run is for (§6.7): anomaly scores, latent features, forecasts and regimes of a
+data file, as tables.
 
-Behind ``dlvm anomaly``, ``dlvm encode`` and ``dlvm forecast``: the run folder is rebuilt (:func:`load_run`), the data
-read as at fit time (:func:`run_data`: windows, missing values, its shape checked), and one row
-of output is written per row (or window) of the data, indexed by its date where it has one.
+Behind ``dlvm anomaly``, ``dlvm encode``, ``dlvm forecast`` and ``dlvm regimes``: the run folder
+is rebuilt (:func:`load_run`), the data read as at fit time (:func:`run_data`: windows, missing
+values, its shape checked), and one row of output is written per row (or window) of the data,
+indexed by its date where it has one.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import torch
 from ...inference.anomaly import AnomalyScores, anomaly_scores, percentiles
 from ...inference.features import Encoding, encode
 from ...inference.forecast import Predictive, forecast_mask, forecast_method, predict
+
+from ..reporting.metrics import relabel, volatility_order
 
 from .folders import Run, run_data
 
@@ -119,3 +123,33 @@ def forecast_run(run: Run, source=None, horizon: int | None = None, num_samples:
         columns["ess"] = found.ess[where[0]]
     columns["method"] = method
     return pd.DataFrame(columns), found
+
+
+def regime_table(model, data, mask=None, index=None) -> pd.DataFrame:
+    """Most probable regime and posterior regime probabilities for every row of ``data``.
+
+    ``data`` is the model's data: rows (N, D) for a mixture (probabilities from eq. 6.4),
+    sequences (N, T, D) for an HMM (smoothed marginals p(z_t | x_{1:T}); a ``viterbi`` column holds
+    the most probable path, and a ``sequence`` column appears when N > 1). Regimes are numbered
+    from the lowest to the highest volatility. Columns: [sequence,] regime, [viterbi,] p_0..p_{K-1}.
+    """
+    x = torch.tensor(np.asarray(data), dtype=model.dtype, device=model.device)
+    m = None if mask is None else torch.tensor(np.asarray(mask), device=model.device).to(torch.bool)
+    with torch.no_grad():
+        probs = model.posterior(x, m).cpu().numpy()
+        variances = torch.diagonal(model.covariances(), dim1=-2, dim2=-1).cpu().numpy()
+    order = volatility_order(variances)
+    probs = probs[..., order]
+    frame = {}
+    if probs.ndim == 3:
+        n, t, k = probs.shape
+        if n > 1:
+            frame["sequence"] = np.repeat(np.arange(n), t)
+        frame["regime"] = probs.argmax(-1).reshape(-1)
+        frame["viterbi"] = relabel(model.viterbi(x, m).cpu().numpy().reshape(-1), order)
+        probs = probs.reshape(n * t, k)
+    else:
+        frame["regime"] = probs.argmax(-1)
+    for i in range(probs.shape[-1]):
+        frame[f"p_{i}"] = probs[:, i]
+    return pd.DataFrame(frame, index=index)

@@ -23,8 +23,9 @@ from ...inference.em import DEFAULT_MAX_ITER
 from ...models import MODELS, build_model
 
 from ..data.sets import log_returns, sp500_index
-from ..reporting.metrics import label_agreement, relabel, volatility_order
+from ..reporting.metrics import label_agreement, volatility_order
 from ..reporting.plots import regime_figure
+from ..runs.uses import regime_table
 
 CRISES = {"2008-09..2009-03": ("2008-09-01", "2009-03-31"), "2020-03": ("2020-03-01", "2020-03-31")}
 QUICK_SPAN = ("2006-01-01", "2021-12-31")
@@ -50,36 +51,6 @@ def fit_regime_model(kind: str, x: torch.Tensor, k: int, *, seed: int = 0, resta
     fit(trained, guide, x, elbo=default_elbo(guide_name), optimizer=spec.default_optimizer,
         epochs=DEFAULT_MAX_ITER, seed=seed, device=device, progress=progress)
     return model.cpu(), time.perf_counter() - began
-
-
-def regime_table(model, data, mask=None, index=None) -> pd.DataFrame:
-    """Most probable regime and posterior regime probabilities for every row of ``data``.
-
-    ``data`` is the model's data: rows (N, D) for a mixture (probabilities from eq. 6.4),
-    sequences (N, T, D) for an HMM (smoothed marginals p(z_t | x_{1:T}); a ``viterbi`` column holds
-    the most probable path, and a ``sequence`` column appears when N > 1). Regimes are numbered
-    from the lowest to the highest volatility. Columns: [sequence,] regime, [viterbi,] p_0..p_{K-1}.
-    """
-    x = torch.tensor(np.asarray(data), dtype=model.dtype, device=model.device)
-    m = None if mask is None else torch.tensor(np.asarray(mask), device=model.device).to(torch.bool)
-    with torch.no_grad():
-        probs = model.posterior(x, m).cpu().numpy()
-        variances = torch.diagonal(model.covariances(), dim1=-2, dim2=-1).cpu().numpy()
-    order = volatility_order(variances)
-    probs = probs[..., order]
-    frame = {}
-    if probs.ndim == 3:
-        n, t, k = probs.shape
-        if n > 1:
-            frame["sequence"] = np.repeat(np.arange(n), t)
-        frame["regime"] = probs.argmax(-1).reshape(-1)
-        frame["viterbi"] = relabel(model.viterbi(x, m).cpu().numpy().reshape(-1), order)
-        probs = probs.reshape(n * t, k)
-    else:
-        frame["regime"] = probs.argmax(-1)
-    for i in range(probs.shape[-1]):
-        frame[f"p_{i}"] = probs[:, i]
-    return pd.DataFrame(frame, index=index)
 
 
 def _parameters_rows(name: str, model, order, weights, durations) -> list[dict]:

@@ -9,7 +9,8 @@ from sklearn.decomposition import FactorAnalysis
 
 from dlvm.experiments import get_experiment
 from dlvm.experiments.runs.diagnose import diagnose
-from dlvm.experiments.studies.estimators import compare, synthetic_table
+from dlvm.experiments.runs.compare import compare
+from dlvm.experiments.studies.estimators import synthetic_table
 from dlvm.experiments.runs.folders import build_pair
 from dlvm.inference import fit
 

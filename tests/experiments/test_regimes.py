@@ -7,7 +7,7 @@ import torch
 
 from dlvm.experiments import EXPERIMENTS, get_experiment
 from dlvm.experiments.reporting.metrics import align_labels, label_agreement
-from dlvm.experiments.studies.regimes import regime_table
+from dlvm.experiments.runs.uses import regime_table
 from dlvm.models import GaussianMixture
 
 
