@@ -10,7 +10,7 @@ where low and span are the per-feature minimum and range of the training data (s
 are on the original scale. The scaled mean is a sum of decoder blocks that each read z
 (Figure 6.9)::
 
-    u = level(z) + trend(z) + sum_j seasonal_j(z) + residual(z)    (+ local_level(z) + ar(z))
+    u = level(z) + trend(z) + sum_j seasonal_j(z) + residual(z)
 
 - level: a dense layer z -> D values, the same at every step;
 - trend of degree P: a dense layer z -> D x P coefficients a_{dp}, trend_{td} = sum_p a_{dp} tau_t^p
@@ -18,12 +18,13 @@ are on the original scale. The scaled mean is a sum of decoder blocks that each 
 - seasonal (S seasons of L steps): a dense layer z -> D x S values c_{ds}, centred over the
   seasons (sum_s c_{ds} = 0, so that the level, not the season, holds the mean), seasonal_{td} =
   c_{d,(t // L) mod S}, periodic with period S L;
-- local level (a dynamic-linear-model component, §6.6.1.2): a random walk
-  l_0(z) + sum_{s<=t} delta_s(z) instead of a constant level;
-- AR(p): a short-term autocorrelated block a_t = sum_i phi_{d,i} a_{t-i} + e_t(z) with
-  stationary coefficients phi and innovations read from z;
 - residual: the base TimeVAE decoder, dense -> reshape -> transposed Conv1d layers (stride 2,
   ReLU) -> time-distributed dense (the :class:`~dlvm.models.decoders.Emission` output layer).
+
+Beside the blocks that read z, two dynamic-linear-model components (§6.6.1.2) are latent
+processes of their own, summed out exactly given z (:class:`StateBlocks`): a random-walk local
+level started at level(z), and a short-term AR(p) process with stationary coefficients. With
+either, x | z is Gaussian with a (T, T) covariance per feature (:class:`TemporalGaussian`).
 
 The base TimeVAE is the residual block alone. The encoder q(z | x) is the guide's (stride-2 Conv1d
 layers, flatten, dense: encoder ``conv-stride2`` in dlvm.guides).
@@ -179,9 +180,9 @@ class StateBlocks(nn.Module):
     B = I - sum_i phi_i S^i (S the shift), so their covariances over time are
     q_d C C^T and r_d B^-1 B^-T; phi is stationary (:func:`pacf_to_ar`) with partial
     autocorrelations bounded by :data:`MAX_PARTIAL`, and both variances start at 1e-6, so a fit
-    starts from the deterministic blocks and lets the states take what z does not explain. The level's start is the
-    Level block's l_0(z), so the local level is l_0(z) + l_t; the AR block is driven by its
-    latent innovations e_t.
+    starts from the deterministic blocks and lets the states take what z does not explain. The
+    level's start is the Level block's l_0(z), so the local level is l_0(z) + l_t; the AR block
+    is driven by its latent innovations e_t.
     """
 
     def __init__(self, window: int, features: int, local_level: bool, ar_order: int):
