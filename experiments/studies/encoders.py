@@ -59,18 +59,27 @@ def _build(name: str, options: dict, encoder: str, shape: tuple, hidden: tuple):
     return pair(model, "amortized", shape, encoder=encoder, hidden=hidden)
 
 
+def _fitted(config: tuple, x: np.ndarray, *, epochs: int, hidden: tuple, batch_size: int, seed: int, device: str):
+    """One configuration (model name, options, encoder) built and fitted to x (N, T, D):
+    (model, guide, FitResult)."""
+    name, options, encoder = config
+    torch.manual_seed(seed)
+    trained, guide = _build(name, options, encoder, x.shape[1:], hidden)
+    result = fit(trained, guide, x, epochs=epochs, batch_size=batch_size, lr=3e-3, clip_norm=10.0, seed=seed,
+                 device=device, progress=False)
+    return trained, guide, result
+
+
 def compare(x: np.ndarray, labels: np.ndarray, *, epochs: int, hidden: tuple, seed: int, device: str = "cpu",
             progress: bool = False, configs=None) -> pd.DataFrame:
     """One row per configuration: ARI, test IWAE-100 and seconds per epoch on beats x (N, T, 1)."""
     train, test = train_test_split(np.arange(len(x)), test_size=0.2, random_state=seed)
     rows = []
-    for label, (name, options, encoder) in (configs or CONFIGS).items():
+    for label, config in (configs or CONFIGS).items():
         if progress:
             print(f"  {label}", flush=True)
-        torch.manual_seed(seed)
-        trained, guide = _build(name, options, encoder, x.shape[1:], hidden)
-        result = fit(trained, guide, x[train], epochs=epochs, batch_size=50, lr=3e-3, clip_norm=10.0, seed=seed,
-                     device=device, progress=False)
+        trained, guide, result = _fitted(config, x[train], epochs=epochs, hidden=hidden, batch_size=50, seed=seed,
+                                         device=device)
         iwae = evaluate(trained, guide, x[test], num_samples=100).summary()["iwae"]
         means = guide.encode(torch.as_tensor(x, dtype=trained.dtype, device=trained.device)).cpu().numpy()
         rows.append({"configuration": label, "ARI": kmeans_ari(means, labels, 5, seed), "test IWAE-100": iwae,
@@ -93,13 +102,11 @@ def stock_scores(windows: np.ndarray, *, epochs: int, hidden: tuple, seed: int, 
                  seed=seed, device=device)
     reference = timegan_scores(windows, windows, ("predictive",), **score) if "predictive" in metrics else {}
     rows = []
-    for label, (name, options, encoder) in (configs or CONFIGS).items():
+    for label, config in (configs or CONFIGS).items():
         if progress:
             print(f"  {label} (stocks)", flush=True)
-        torch.manual_seed(seed)
-        trained, guide = _build(name, options, encoder, windows.shape[1:], hidden)
-        result = fit(trained, guide, windows, epochs=epochs, batch_size=64, lr=3e-3, clip_norm=10.0, seed=seed,
-                     device=device, progress=False)
+        trained, _, result = _fitted(config, windows, epochs=epochs, hidden=hidden, batch_size=64, seed=seed,
+                                     device=device)
         torch.manual_seed(seed + 1)
         with torch.no_grad():
             fake = trained.sample(len(windows), noise=False).cpu().numpy().astype(np.float64)
