@@ -87,6 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds of training per fit at most")
+    parser.add_argument("--max-epochs", type=int, help="training epochs per fit at most (a budget that does not "
+                        "depend on the machine's load; default: the model's own cap)")
     parser.add_argument("--windows", type=int, help="use the first N windows only")
     parser.add_argument("--metrics", default=",".join(METRICS))
     parser.add_argument("--score-repeats", type=int, default=3)
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
         for seed in (int(s) for s in args.seeds.split(",")):
             row = score_recipe(args.dataset, real, recipe, seed, budget_s=args.budget,
                                metrics=args.metrics.split(","), score_repeats=args.score_repeats, discriminative_steps=args.discriminative_steps,
-                               predictive_steps=args.predictive_steps)
+                               predictive_steps=args.predictive_steps, max_epochs=args.max_epochs)
             pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False)
             print(row, flush=True)
     return 0
