@@ -38,9 +38,13 @@ Default start and schedule. From the k-means++ start 100 Adam steps at 1e-2 did 
 optimum on the S&P series even on the exact marginal (0.04 nats per step short), and the guide's
 fit lagged it (0.08 short; collapse near step 360). The warm start now first runs
 ``CHAIN_EM_START_ITERATIONS`` closed-form EM iterations (:func:`~dlvm.guides.categorical.em_start`),
-then fits the guide to the posterior there; SVI refines from there with gradients shrunk by
-:class:`StepDecay`, since at the optimum one chain's score-function gradient is mostly noise that
-Adam turns into full-size steps (without it the fit lost 0.01-0.06 nats per step in 100 steps).
+then fits the guide to the posterior there, and declares a step schedule to the engine
+(``step_schedule``, a :class:`~dlvm.inference.optim.StepSchedule`: the gradients of the s-th
+update times ``STEP_DECAY ** s``), since at EM's optimum one chain's score-function gradient is
+mostly noise that Adam turns into full-size steps: 100 steps at 1e-2 lost 0.01-0.06 nats per step
+on the S&P series without it, with the guide frozen as well. Shrinking the gradients shrinks
+Adam's steps, to ~0.4 of the learning rate by step 30 and ~0.02 by step 100 (about 25 full-size
+steps in all).
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..inference.optim import StepSchedule
 from ..models.base import LocalParams, data_plate
 from ..models.hmm import MarkovChain, chain_factors, forward_log_likelihood
 
@@ -62,33 +67,8 @@ from .encoders import encoder_input
 CORE, CONTEXT = 64, 64
 #: closed-form EM iterations from the k-means++ start before the guide is fitted (S&P: converged by ~20)
 CHAIN_EM_START_ITERATIONS = 30
-#: the gradients of the model and the guide are multiplied by STEP_DECAY ** (training steps so far)
+#: started at EM's fit, the gradients of the s-th update are multiplied by STEP_DECAY ** s
 STEP_DECAY = 0.95
-
-
-class StepDecay:
-    """Gradient hooks that multiply the gradients of the given parameters by ``rate ** steps``,
-    ``steps`` counted by :meth:`step` (the guide calls it once per training pass).
-
-    Why. Started at EM's optimum, the score-function gradient of the model (one chain drawn from
-    q) is all noise, and Adam scales noise to full-size steps: 100 steps at 1e-2 lost 0.01-0.06
-    nats per step on the S&P series, with the guide frozen as well. Adam divides by the running
-    root mean square of the gradients (over ~1,000 steps), so shrinking the gradients shrinks its
-    steps: at ``rate`` 0.95 to ~0.4 of the learning rate by step 30, ~0.02 by step 100 (about
-    25 full-size steps in all), and none after ~300 (the scaled gradient falls below Adam's eps)."""
-
-    def __init__(self, rate: float = STEP_DECAY):
-        self.rate, self.steps = rate, 0
-        self._hooked: set[int] = set()
-
-    def attach(self, parameters) -> None:
-        for p in parameters:
-            if p.requires_grad and id(p) not in self._hooked:
-                self._hooked.add(id(p))
-                p.register_hook(lambda grad: grad * self.rate ** self.steps)
-
-    def step(self) -> None:
-        self.steps += 1
 
 
 class AmortizedMarkovGuide(LocalParams, PyroModule):
@@ -106,6 +86,8 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
 
     #: the whole chain z_0 .. z_{T-1} as one site "z" (the HMM paired with this guide samples it so too)
     covers: tuple[str, ...] = ("z",)
+    #: the schedule the engine applies to the fit's updates: set by :meth:`warm_start` at EM's fit
+    step_schedule: StepSchedule | None = None
 
     def __init__(self, input_dim: int, states: int, hidden: int = 32, baseline: str = "neural",
                  mask_input: bool = False, cell: str = "gru", structured: bool = False):
@@ -129,7 +111,6 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
         self.baseline_net = BaselineNet(input_dim) if baseline == "neural" else None
         self.mask_input = mask_input
         self.standardize = InputStandardizer((input_dim // 2 if mask_input else input_dim,))
-        self.decay = None
 
     def features(self, x, mask=None):
         """What the GRU and the baseline read at each step: standardised x_t (with the mask if asked)."""
@@ -204,8 +185,10 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
         posterior by minimising the chain's cross-entropy -E_p[log q(z | x)] per step
         (``CHAIN_ENCODER_ITERATIONS`` L-BFGS iterations, at most ``WARM_START_ROWS`` sequences). A
         structured guide's baseline residual starts at 0; an unstructured guide's b(x_t) is
-        fitted to log p(x_t | x_{1:t-1}) (squared error in units of its spread). A Bayesian model
-        (no exact posterior of its own) gets the standardisation only."""
+        fitted to log p(x_t | x_{1:t-1}) (squared error in units of its spread). When the EM
+        iterations moved the model to EM's fit, the guide declares ``step_schedule`` (decay
+        ``STEP_DECAY``) for the fit that follows. A Bayesian model (no exact posterior of its own)
+        gets the standardisation only."""
         width = x.shape[-1]
         self.standardize.fit(x.reshape(-1, width), None if mask is None else mask.reshape(-1, width))
         if getattr(model, "bayesian", False) or not hasattr(model, "pairwise_posterior"):
@@ -235,9 +218,8 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
             spread = steps.std().clamp(min=1e-3) if steps.numel() > 1 else steps.new_ones(())
             fit_deterministic(list(self.baseline_net.parameters()),
                               lambda: ((self.baseline_steps(xs, ms) - steps) / spread).pow(2).mean())
-        if at_em:  # SVI refines EM's fit with shrinking steps (see StepDecay); the baseline keeps up
-            self.decay = StepDecay()
-            self.decay.attach([*model.parameters(), *(p for net in networks for p in net.parameters())])
+        # SVI refines EM's fit with shrinking steps (see the module docstring)
+        self.step_schedule = StepSchedule(STEP_DECAY) if at_em else None
 
     def baseline_value(self, x, mask=None, size=None):
         """The neural baseline of each sequence's cost, (N,): sum_t b(x_t), plus, when q follows
@@ -251,8 +233,6 @@ class AmortizedMarkovGuide(LocalParams, PyroModule):
         return plate_scale(x, size) * value
 
     def forward(self, x, mask=None, size=None):
-        if self.decay is not None and torch.is_grad_enabled():
-            self.decay.step()
         value = self.baseline_value(x, mask, size) if self.baseline == "neural" else None
         with data_plate(x, size):
             return pyro.sample("z", self.chain(x, mask), infer=baseline_options(self.baseline, value=value))

@@ -1,9 +1,10 @@
 """Checkpoints: one file of plain tensors and numbers, written atomically, loaded safely.
 
 A checkpoint is a dict with ``format = "dlvm-checkpoint"`` holding the model, guide and optimizer
-state dicts, the completed epochs, the history and the RNG state. It is written to a temporary file
-in the same folder and renamed into place, so a killed run never leaves a half-written file, and it
-is read with ``torch.load(weights_only=True)``: nothing in it can run code.
+state dicts, the step schedule (its decay and the updates taken under it), the completed epochs,
+the history and the RNG state. It is written to a temporary file in the same folder and renamed
+into place, so a killed run never leaves a half-written file, and it is read with
+``torch.load(weights_only=True)``: nothing in it can run code.
 """
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ from .hooks import (
     Checkpointing, Convergence, EarlyStopping, Progress, Validation, restore_checkpoint,
 )
 from .objective import Objective, RowScale
-from .optim import Stepper
+from .optim import StepSchedule, Stepper
 from .streaming import INITIALIZE_ROWS, RowSource, row_loader
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -347,6 +347,16 @@ def _validation_loss(val_data, val_mask, args, kwargs, batch_size, dtype, device
     return total
 
 
+def declared_schedule(model, guide) -> StepSchedule | None:
+    """The :class:`~dlvm.inference.optim.StepSchedule` the guide declares as ``step_schedule``,
+    else the model's, else None."""
+    for declarer in (guide, model):
+        schedule = getattr(declarer, "step_schedule", None)
+        if schedule is not None:
+            return schedule
+    return None
+
+
 def _check_deterministic(stepper, guide, batch) -> None:
     if stepper.is_lbfgs:
         latents = guide_latents(guide, *batch.args, **batch.kwargs)
@@ -356,8 +366,9 @@ def _check_deterministic(stepper, guide, batch) -> None:
 
 
 def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, optimizer="adam", lr=None,
-        lr_decay: float = 1.0, epochs: int | None = None, steps: int | None = None, tol: float | None = None,
-        tol_window: int | None = None, batch_size: int | None = None, plate: str = "data", num_particles: int = 1,
+        lr_decay: float = 1.0, step_decay: float | None = None, epochs: int | None = None, steps: int | None = None,
+        tol: float | None = None, tol_window: int | None = None, batch_size: int | None = None, plate: str = "data",
+        num_particles: int = 1,
         alpha: float | None = None, device=None, dtype=None, seed: int | None = 0, val_data=None, val_mask=None,
         early_stopping: int | None = None, clip_norm: float | None = None, checkpoint_dir=None,
         checkpoint_every: float = 10.0, resume: bool = False, initialize: bool = True, progress: bool = True,
@@ -374,6 +385,9 @@ def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, 
         optimizer: ``adam``, ``clippedadam``, ``lbfgs`` (deterministic losses only, full batch), a
             ``pyro.optim.PyroOptim`` or a function params -> torch optimizer; ``lr`` defaults to
             1e-2 (1.0 for L-BFGS) and is multiplied by ``lr_decay`` after every epoch.
+        step_decay: multiply the gradients of the s-th update by ``step_decay ** s``
+            (:class:`~dlvm.inference.optim.StepSchedule`); None: the schedule the guide (or the
+            model) declares as ``step_schedule`` after its data-dependent start, if any.
         epochs, steps: caps on the passes over the rows (default 100) and on optimizer steps
             (with ``args`` alone one step is one epoch; default 1000).
         tol: stop when the mean loss of the last ``tol_window`` epochs (default 1 for a
@@ -385,7 +399,8 @@ def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, 
             patience on it (training ELBO without them); the best values are restored.
         clip_norm: clip the gradient norm before each step.
         checkpoint_dir, checkpoint_every, resume: atomic checkpoints every so many seconds and at
-            the end; ``resume`` continues from one (the same result as an uninterrupted run).
+            the end; ``resume`` continues from one (the same result as an uninterrupted run,
+            the step schedule's count included).
         initialize: ``model.initialize(x, mask)`` (a data-dependent start) where the model has it.
         distributed: data parallel over an initialised ``torch.distributed`` group
             (:mod:`dlvm.inference.distributed`); rank 0 alone writes the checkpoint.
@@ -403,12 +418,14 @@ def fit(model, guide, data=None, *, args=(), kwargs=None, mask=None, elbo=None, 
     device = _place(model, guide, device if device is not None or data is None else "auto")
     dtype = _model_dtype(model, dtype)
     stepper = Stepper(optimizer, lr, clip_norm, lr_decay)
+    given = None if step_decay is None else StepSchedule(step_decay)
     objective = Objective(model, guide, elbo, num_particles=num_particles, alpha=alpha)
     if data is None:
         rows = Rows(_argument_batches(_moved(args, device), _moved(kwargs, device)), None)
     else:
         rows = _prepare_rows(model, data, mask, args, kwargs, batch_size, seed, dtype, device or torch.device("cpu"),
                              initialize, world, rank, val_data, val_mask, stepper.is_lbfgs)
+    stepper.follow(given if given is not None else declared_schedule(model, guide))  # after the model's start
     state = Training(objective, stepper, rows.n, plate, world=world)
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
     payload = _resume_payload(checkpoint, resume, rank, world, device)

@@ -224,7 +224,8 @@ class Checkpointing(Hook):
         if self.rank == 0 and self.path is not None:
             save_checkpoint(self.path, {
                 **snapshot(state.objective, self.model, self.guide),
-                "optimizer": state.stepper.state_dict(), "epoch": state.epoch, "step": state.step,
+                "optimizer": state.stepper.state_dict(), "schedule": state.stepper.schedule_state(),
+                "epoch": state.epoch, "step": state.step,
                 "history": state.history, "losses": state.losses, "rng": torch.get_rng_state(),
                 "best": state.best, "config": self.config,
                 **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
@@ -234,9 +235,10 @@ class Checkpointing(Hook):
 
 
 def restore_checkpoint(state, payload: dict, model, guide, rank: int, device) -> None:
-    """Continue from a checkpoint: trained values, optimizer, random state, history."""
+    """Continue from a checkpoint: trained values, optimizer and step schedule, random state, history."""
     load_snapshot(payload, state.objective, model, guide)
     state.stepper.load_state_dict(payload.get("optimizer") or {}, state.objective.parameters())
+    state.stepper.load_schedule_state(payload.get("schedule") or {})
     ranks = payload.get("rng_ranks") or []
     if len(ranks) == state.world:
         _set_rng_state(ranks[rank], device)

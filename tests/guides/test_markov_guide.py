@@ -10,7 +10,7 @@ import torch
 
 from dlvm.experiments.data.sets import log_returns, sp500_index
 from dlvm.guides import markov, pair
-from dlvm.inference import fit
+from dlvm.inference import StepSchedule, fit
 from dlvm.models import GaussianHMM
 from dlvm.models.hmm import MarkovChain
 
@@ -99,6 +99,19 @@ def test_warm_start_puts_the_guide_at_the_exact_posterior():
     assert float(cross - entropy) / 400 < 1e-3  # KL(p(z | x) || q(z | x)) per step
 
 
+def test_the_guide_declares_its_step_schedule_at_em_only(monkeypatch):
+    """Started at EM's fit the guide declares shrinking steps (decay ``STEP_DECAY``); from the
+    k-means++ start (no EM iterations) it declares none."""
+    x = torch.tensor(two_regimes(200))[None]
+    for iterations, declared in ((markov.CHAIN_EM_START_ITERATIONS, StepSchedule(markov.STEP_DECAY)), (0, None)):
+        monkeypatch.setattr(markov, "CHAIN_EM_START_ITERATIONS", iterations)
+        model = GaussianHMM(1, 2).double()
+        trained, guide = pair(model, "amortized", (200, 1), hidden=(8,))
+        guide.double()
+        model.initialize(x)
+        assert guide.step_schedule == declared
+
+
 def em_and_amortized(x, epochs, seed=0, hidden=(32,)):
     """(start, amortized, exact marginal, EM) exact log-likelihoods per step from one k-means++
     start: the amortized guide's fit (``tracegraph``), the exact marginal under the same Adam
@@ -144,7 +157,7 @@ def test_amortized_guide_on_the_sp500_series(seed):
     per step of EM on every seed. Before the guide's warm start moved the model by a few EM
     iterations (``EM_START_ITERATIONS``) it ended 0.08 short (0.04 on the exact marginal under the
     same schedule) and collapsed near step 360. SVI loses a little of what the start gave (measured
-    0.014 on seeds 0-2, 0.056 without the shrinking steps of ``StepDecay``)."""
+    0.014 on seeds 0-2, 0.056 without the shrinking steps of the guide's ``step_schedule``)."""
     begin, amortized, marginal, em = em_and_amortized(sp500(), epochs=100, seed=seed)
     assert em - amortized <= 0.05, (begin, amortized, marginal, em)
     assert amortized >= begin - 0.025, (begin, amortized, marginal, em)

@@ -10,7 +10,8 @@ from pyro.nn import PyroModule, PyroParam
 
 from dlvm.guides import ExactGuide, pair
 from dlvm.inference import (
-    ELBO_NAMES, CheckpointError, NonFiniteLossError, evaluate, fit, load_checkpoint, make_elbo, save_checkpoint,
+    ELBO_NAMES, CheckpointError, NonFiniteLossError, StepSchedule, evaluate, fit, load_checkpoint, make_elbo,
+    save_checkpoint,
 )
 from dlvm.models import FactorAnalysis, Marginalized
 from tests.conftest import cuda
@@ -74,13 +75,15 @@ def test_loading_a_pickle_that_is_not_a_checkpoint_fails_cleanly(tmp_path):
         load_checkpoint(tmp_path / "cut.pt")
 
 
-def _amortized_fit(tmp_path, epochs, resume=False):
+def _amortized_fit(tmp_path, epochs, resume=False, schedule=None, **options):
+    """A minibatch fit (4 steps per epoch) whose guide declares ``schedule``."""
     torch.manual_seed(0)
     model = FactorAnalysis(6, 2).double()
     trained, guide = pair(model, "amortized", (6,))
     guide.double()
+    guide.step_schedule = schedule
     return fit(trained, guide, data(), epochs=epochs, batch_size=50, seed=7, checkpoint_dir=tmp_path, lr_decay=0.9,
-               checkpoint_every=0, resume=resume, progress=False)
+               checkpoint_every=0, resume=resume, progress=False, **options)
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
@@ -90,6 +93,46 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     assert resumed.history["elbo"].tolist() == straight.history["elbo"].tolist()
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_resume_continues_the_step_schedule(tmp_path):
+    """The schedule's count travels in the checkpoint: 3 + 3 epochs equal 6 straight, while the same
+    resume with the count restarted does not; resuming under another decay is refused."""
+    schedule = StepSchedule(0.9)
+    straight = _amortized_fit(tmp_path / "a", 6, schedule=schedule)
+    _amortized_fit(tmp_path / "b", 3, schedule=schedule)
+    saved = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert saved["schedule"] == {"decay": 0.9, "step": 12}
+    save_checkpoint(tmp_path / "c" / "checkpoint.pt", {**saved, "schedule": {"decay": 0.9, "step": 0}})
+    resumed = _amortized_fit(tmp_path / "b", 6, resume=True, schedule=schedule)
+    restarted = _amortized_fit(tmp_path / "c", 6, resume=True, schedule=schedule)
+    assert resumed.history["elbo"].tolist() == straight.history["elbo"].tolist()
+    assert all(torch.equal(a, b) for a, b in zip(straight.model.parameters(), resumed.model.parameters()))
+    assert not all(torch.equal(a, c) for a, c in zip(straight.model.parameters(), restarted.model.parameters()))
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["schedule"] == {"decay": 0.9, "step": 24}
+    with pytest.raises(ValueError, match="trained with step decay 0.9, this fit has 0.5"):
+        _amortized_fit(tmp_path / "b", 8, resume=True, schedule=schedule, step_decay=0.5)
+
+
+def test_a_declared_step_schedule_shrinks_every_update():
+    """SGD at 0.1 on the loss (1 - loc)^2 / 2 + const: the s-th update is 0.1 decay**s (1 - loc).
+    The guide, a plain function, declares decay 0.5; ``step_decay=1`` overrides it."""
+    def model():
+        loc = pyro.param("loc", torch.tensor(0.0, dtype=torch.float64))
+        pyro.sample("x", pyro.distributions.Normal(loc, 1.0), obs=torch.tensor(1.0, dtype=torch.float64))
+
+    def guide():
+        pass
+
+    guide.step_schedule = StepSchedule(0.5)
+    for options, decay in (({}, 0.5), ({"step_decay": 1.0}, 1.0)):
+        pyro.clear_param_store()
+        result = fit(model, guide, optimizer=lambda params: torch.optim.SGD(params, lr=0.1), steps=5,
+                     progress=False, **options)
+        loc = 0.0
+        for s in range(1, 6):
+            loc += 0.1 * decay ** s * (1 - loc)
+        assert float(result.params["loc"]) == pytest.approx(loc, rel=1e-12)
 
 
 class ExplodingModel(PyroModule):
@@ -143,6 +186,9 @@ def test_early_stopping_restores_the_best_parameters():
     (dict(batch_size=0), "batch size must be at least 1"),
     (dict(device="tpu"), "device"),
     (dict(num_particles=0), "num_particles"),
+    (dict(step_decay=0), r"step decay must be in \(0, 1\], got 0"),
+    (dict(step_decay=1.5), r"step decay must be in \(0, 1\], got 1.5"),
+    (dict(optimizer="lbfgs", step_decay=0.9), "L-BFGS takes none"),
 ])
 def test_bad_options_are_clear_errors(kwargs, message):
     model = FactorAnalysis(6, 2).double()
