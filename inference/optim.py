@@ -55,7 +55,8 @@ class StepSchedule:
     ``decay ** s`` before the optimizer (and clipping) sees them.
 
     A guide or model declares one as its ``step_schedule`` attribute (the engine reads it after the
-    model's data-dependent start); ``fit(step_decay=...)`` sets one directly. Under Adam this is not
+    model's data-dependent start); ``fit(step_decay=...)`` sets one directly. Every fit counts its
+    updates from 0; a resumed one continues the count its checkpoint saved. Under Adam this is not
     a learning-rate factor: Adam divides by the running root mean square of the gradients (over
     ~1,000 steps), so with gradient noise of constant size the s-th step is about
     lr * decay**s / sqrt(mean_{i<=s} decay**(2 i)): at ``decay`` 0.95, ~0.4 lr by s = 30, ~0.02 lr
