@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pyro.distributions as dist
@@ -28,7 +29,8 @@ VARIANCE_FLOOR = 1e-6
 PROBABILITY_FLOOR = 1e-12
 INIT_SUBSAMPLE = 2000  # rows used by k-means++ and Lloyd iterations in the start
 LLOYD_ITERATIONS = 100  # at most, on the subsample (they stop when the centres stop moving)
-SELECTION_ROWS = 20_000  # rows on which the starts of best_of_restarts are compared
+RESTARTS_HELP = "k-means++ starts (EM: a short run from each, the best run continued; else the likeliest start)"
+SELECTION_ROWS = 20_000  # observations (rows or time steps) on which best_of_restarts compares starts
 #: rows an EM step handles at once (bounds the memory of its (rows, K, D) intermediates)
 ROW_CHUNK = 32768
 #: rows per block of the component densities (a (rows, K D) block stays in cache)
@@ -136,17 +138,38 @@ def kmeans_start(x: torch.Tensor, k: int, generator: torch.Generator | None = No
     return torch.nn.functional.one_hot(nearest_centre(x, centres), k).to(x.dtype)
 
 
-def best_of_restarts(model, x, mask, restarts: int, start, score=None) -> None:
-    """Run ``start(generator)`` (which sets the model's parameters) ``restarts`` times and keep the
-    state with the highest exact log-likelihood ``model.log_marginal(x, mask).sum()`` (on at most
-    ``SELECTION_ROWS`` random rows), or ``score(x)`` (the same total, computed faster) if given."""
+def each_start(restarts: int, start) -> Iterator[int]:
+    """Call ``start(generator)`` (which sets the model's parameters) ``restarts`` times, yielding the
+    restart's index after each; one generator, seeded from torch's global one, drives them all."""
     generator = torch.Generator().manual_seed(int(torch.randint(2**31 - 1, ()).item()))
-    if x.shape[0] > SELECTION_ROWS:  # compare the starts on a random subset of the rows
-        rows = torch.randperm(x.shape[0], generator=generator)[:SELECTION_ROWS].to(x.device)
-        x, mask = x[rows], None if mask is None else mask[rows]
-    best_value, best_state = -math.inf, None
-    for _ in range(restarts):
+    for index in range(restarts):
         start(generator)
+        yield index
+
+
+def selection_rows(x, mask, limit: int = SELECTION_ROWS):
+    """x and mask (None stays None) cut to at most ``limit`` observations, on which starts are
+    compared: random rows of a table (N, D); for sequences (N, T, D), random whole sequences, or
+    a random window of ``limit`` steps when one sequence is longer. All of x when it is smaller."""
+    steps = x.shape[1] if x.dim() == 3 else 1
+    if x.shape[0] * steps <= limit:
+        return x, mask
+    generator = torch.Generator().manual_seed(int(torch.randint(2**31 - 1, ()).item()))
+    rows = torch.randperm(x.shape[0], generator=generator)[:max(1, limit // steps)].to(x.device)
+    x, mask = x[rows], None if mask is None else mask[rows]
+    if steps > limit:
+        first = int(torch.randint(steps - limit + 1, (), generator=generator))
+        x, mask = x[:, first:first + limit], None if mask is None else mask[:, first:first + limit]
+    return x, mask
+
+
+def best_of_restarts(model, x, mask, starts: Iterable, score=None) -> None:
+    """Of the states ``starts`` sets the model to in turn (e.g. :meth:`starts` of a mixture), keep
+    the one with the highest exact log-likelihood ``model.log_marginal(x, mask).sum()`` (on
+    :func:`selection_rows`), or ``score(x)`` (the same total, computed faster) if given."""
+    x, mask = selection_rows(x, mask)
+    best_value, best_state = -math.inf, None
+    for _ in starts:
         value = float(model.log_marginal(x, mask).sum() if score is None else score(x))
         if best_state is None or value > best_value:
             best_value, best_state = value, copy.deepcopy(model.state_dict())
@@ -237,7 +260,7 @@ class ComponentOptions(ModelOptions):
 
     covariance: str = option("full", "component covariance", choices=("full", "diag"))
     bayesian: bool = option(False, "priors on the global parameters")
-    restarts: int = option(5, "k-means++ starts of the initialisation (the best is kept)", low=1)
+    restarts: int = option(5, RESTARTS_HELP, low=1)
 
 
 class GaussianComponents(LocalParams, PyroModule):

@@ -23,8 +23,8 @@ with ``bayesian=True`` Dirichlet(1) on pi and on every row of A plus the emissio
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-
 
 import numpy as np
 import pyro
@@ -38,8 +38,8 @@ from torch.distributions import constraints
 from .base import ExactModel, fill_missing, local_method
 from .options import option
 from .components import (
-    ComponentOptions, GaussianComponents, best_of_restarts, check_components, check_em, kmeans_start, normalized,
-    weighted_moments, weighted_scatter,
+    ComponentOptions, GaussianComponents, best_of_restarts, check_components, check_em, each_start, kmeans_start,
+    normalized, weighted_moments, weighted_scatter,
 )
 
 
@@ -237,7 +237,8 @@ class GaussianHMM(ExactModel):
         states: K.
         covariance: ``"full"`` or ``"diag"`` emission covariances.
         bayesian: Dirichlet(1) priors on pi and the rows of A, priors on the emissions.
-        restarts: k-means++ starts tried by :meth:`initialize` (best exact log-likelihood kept).
+        restarts: k-means++ starts (:meth:`starts`): EM continues the best of short runs from each,
+            :meth:`initialize` keeps the likeliest start.
     """
 
     name = "hmm"
@@ -449,7 +450,26 @@ class GaussianHMM(ExactModel):
     def initialize(self, x, mask=None) -> None:
         """Emissions from a k-means++ clustering of all time steps, pi and A from the counted
         starts and transitions of the cluster labels (plus one); best of ``restarts`` by exact
-        log-likelihood (Bayesian: the start is handed to the guide on globals)."""
+        log-likelihood (Bayesian: the start is handed to the guide on globals). Baum-Welch
+        (:func:`~dlvm.inference.em.fit_em`) instead runs from each of :meth:`starts` and keeps the
+        best end."""
+        if self.bayesian:
+            start, filled = self._start_rule(x, mask)
+            self.gaussians.set_prior(filled)
+            self.initial_globals = start(None)
+            return
+        best_of_restarts(self, x, mask, self.starts(x, mask))
+        self.initialized(x, mask)
+
+    @torch.no_grad()
+    def starts(self, x, mask=None) -> Iterator[int]:
+        """Set the model to each of its ``restarts`` k-means++ starts in turn, yielding the
+        restart's index after each."""
+        return each_start(self.restarts, self._start_rule(x, mask)[0])
+
+    def _start_rule(self, x, mask):
+        """``start(generator)``, which sets (or, Bayesian, returns) one k-means++ start, and the
+        sequences with missing entries filled; sets the emissions' variance floor."""
         check_sequences(x)
         steps = x.shape[0] * x.shape[1]
         check_components(self.states, steps, "states")
@@ -473,9 +493,4 @@ class GaussianHMM(ExactModel):
             self.initial, self.transition = values["initial"], values["transition"]
             return {}
 
-        if self.bayesian:
-            self.gaussians.set_prior(filled)
-            self.initial_globals = start(None)
-            return
-        best_of_restarts(self, x, mask, self.restarts, start)
-        self.initialized(x, mask)
+        return start, filled

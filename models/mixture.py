@@ -19,6 +19,7 @@ Gaussian HMM.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyro
@@ -30,8 +31,9 @@ from torch.distributions import constraints
 
 from .base import ExactModel, fill_missing, local_method, table_width
 from .components import (
-    ROW_CHUNK, VARIANCE_FLOOR, AboveFloor, ComponentOptions, GaussianComponents, best_of_restarts, check_components,
-    check_em, kmeans_start, normalized, relative_floor, weighted_moments, weighted_scatter,
+    RESTARTS_HELP, ROW_CHUNK, VARIANCE_FLOOR, AboveFloor, ComponentOptions, GaussianComponents, best_of_restarts,
+    check_components, check_em, each_start, kmeans_start, normalized, relative_floor, weighted_moments,
+    weighted_scatter,
 )
 from .factor import (
     check_factor_options, factor_analysis_step, linear_gaussian_log_prob, ppca_start,
@@ -141,24 +143,34 @@ class _Mixture(ExactModel):
     @torch.no_grad()
     def initialize(self, x, mask=None) -> None:
         """k-means++ on a subsample, Lloyd iterations, moments of the hard clusters; the best of
-        ``restarts`` starts by exact log-likelihood is kept (Bayesian: used as guide start)."""
+        ``restarts`` starts by exact log-likelihood is kept (Bayesian: used as guide start).
+        Closed-form EM (:func:`~dlvm.inference.em.fit_em`) instead runs from each of :meth:`starts`
+        and keeps the best end."""
         check_components(self.components, x.shape[0])
         filled = fill_missing(x, mask)
-        self._set_floor(filled)
         if self.bayesian:
+            self._set_floor(filled)
             self._set_prior(filled)
             resp = kmeans_start(filled, self.components)
             self.initial_globals = {"weights": self._weights_from(resp), **self._start_from(filled, resp)}
             return
+        best_of_restarts(self, x, mask, self.starts(x, mask), self._complete_total if mask is None else None)
+        self.initialized(x, mask)
+
+    @torch.no_grad()
+    def starts(self, x, mask=None) -> Iterator[int]:
+        """Set the model to each of its ``restarts`` k-means++ starts in turn (missing entries filled
+        by their column mean), yielding the restart's index after each."""
+        check_components(self.components, x.shape[0])
+        filled = fill_missing(x, mask)
+        self._set_floor(filled)
 
         def start(generator):
             resp = kmeans_start(filled, self.components, generator)
             self.weights = self._weights_from(resp)
             self._start_from(filled, resp)
 
-        fast = self._complete_total if mask is None else None
-        best_of_restarts(self, x, mask, self.restarts, start, fast)
-        self.initialized(x, mask)
+        return each_start(self.restarts, start)
 
     @torch.no_grad()
     def _complete_total(self, x) -> float:
@@ -179,7 +191,8 @@ class GaussianMixture(_Mixture):
         components: K.
         covariance: ``"full"`` or ``"diag"`` Sigma_k.
         bayesian: Dirichlet(1) prior on pi and the priors of :class:`GaussianComponents`.
-        restarts: k-means++ starts tried by :meth:`initialize`.
+        restarts: k-means++ starts (:meth:`starts`): EM continues the best of short runs from each,
+            :meth:`initialize` keeps the likeliest start.
     """
 
     name = "gmm"
@@ -259,7 +272,7 @@ class MixtureOfPPCA(_Mixture):
         latent_dim: int = option(2, "L, the factors of each component", low=1)
         noise: str = option("isotropic", "noise of each component (diagonal: mixture of factor analysers)",
                             choices=("isotropic", "diagonal"))
-        restarts: int = option(5, "k-means++ starts of the initialisation (the best is kept)", low=1)
+        restarts: int = option(5, RESTARTS_HELP, low=1)
 
     @classmethod
     def from_options(cls, event_shape, options):

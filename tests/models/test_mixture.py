@@ -247,3 +247,18 @@ def test_mppca_amortized_categorical_guide_trains():
     ev = evaluate(trained, guide, train, num_samples=5)
     # the bound holds in expectation; a few draws can miss the rare, very negative weights
     assert ev.elbo.mean() <= ev.log_likelihood.mean() + 0.01
+
+
+def test_selection_rows_bounds_the_observations_of_tables_and_sequences():
+    from dlvm.models.components import selection_rows
+    table = torch.randn(500, 3)
+    rows, mask = selection_rows(table, table > 0, limit=100)
+    assert rows.shape == (100, 3) and mask.shape == (100, 3)
+    assert all(any(torch.equal(r, t) for t in table) for r in rows[:5])  # whole rows of the table
+    long = torch.arange(1000.0).reshape(1, 1000, 1)
+    window, none = selection_rows(long, None, limit=100)
+    assert window.shape == (1, 100, 1) and none is None
+    assert torch.equal(window.diff(dim=1), torch.ones(1, 99, 1))  # contiguous steps
+    many = torch.randn(50, 10, 2)
+    assert selection_rows(many, None, limit=100)[0].shape == (10, 10, 2)
+    assert selection_rows(many, None, limit=10_000)[0] is many
