@@ -18,7 +18,7 @@ from pyro.nn import PyroModule, PyroParam, PyroSample
 from torch.distributions import biject_to, constraints, transform_to, transforms
 
 from .base import LocalParams, local_method
-from .factor import linear_gaussian_log_prob
+from .factor import expected_statistics, linear_gaussian_log_prob
 from .options import ModelOptions, option
 
 #: added to every component variance (as scikit-learn's reg_covar): constant data or a component
@@ -160,28 +160,44 @@ def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int
 
         N_k = sum_i r_ik,   m_k = sum_i r_ik x_i / N_k,   S_k = sum_i r_ik (x_i - m_k)(x_i - m_k)^T / N_k
 
-    Deviations are taken from the new means (no cancellation at any offset of the data), one
-    component and ``chunk`` rows at a time, so memory stays O(chunk D) beyond x and resp.
+    x (..., K, D) (one more dim than resp) gives each component its own rows x_ik. Deviations are
+    taken from the new means (no cancellation at any offset of the data), one component and
+    ``chunk`` rows at a time, so memory stays O(chunk D) beyond x and resp.
     """
-    x = x.reshape(-1, x.shape[-1])
+    own = x.ndim == resp.ndim + 1
+    x = x.reshape(-1, *x.shape[-1 - own:])
     resp = resp.reshape(-1, resp.shape[-1])
     chunk = chunk or ROW_CHUNK
     counts = resp.sum(0)
     safe = counts.clamp(min=1e-300).unsqueeze(-1)
-    means = (resp.T @ x) / safe
+    means = ((resp.unsqueeze(-1) * x).sum(0) if own else resp.T @ x) / safe
     k, d = means.shape
     scatter = x.new_zeros((k, d, d) if full else (k, d))
     for start in range(0, x.shape[0], chunk):
         rows, weights = x[start:start + chunk], resp[start:start + chunk]
         for j in range(k):
-            mine, weight = rows, weights[:, j:j + 1]
+            mine, weight = rows[:, j] if own else rows, weights[:, j:j + 1]
             used = weight[:, 0] > 0
             if int(used.sum()) < 0.5 * used.numel():  # hard or sparse responsibilities: skip zeros
-                mine, weight = rows[used], weight[used]
+                mine, weight = mine[used], weight[used]
             centred = mine - means[j]
             weighted = centred * weight
             scatter[j] += weighted.T @ centred if full else (weighted * centred).sum(0)
     return counts, means, scatter / (safe.unsqueeze(-1) if full else safe)
+
+
+def expected_scatter(x, resp, full: bool, mask=None, components=None):
+    """:func:`weighted_scatter` of the complete rows expected given their observed entries (the
+    M-step of EM with missing values): with ``mask`` (N, D) and ``components`` = (loc (K, D),
+    loadings (K, D, R), psi (K, D)), Sigma_k = Lambda_k Lambda_k^T + diag(psi_k), the rows are
+    E[x_i | x_o,i, k] and S_k gains sum_i r_ik Cov[x_i | x_o,i, k] / N_k
+    (:func:`~dlvm.models.factor.expected_statistics`). Without a mask: :func:`weighted_scatter`."""
+    if mask is None:
+        return weighted_scatter(x, resp, full)
+    filled, spread = expected_statistics(x, mask, resp, *components)
+    counts, means, scatter = weighted_scatter(filled, resp, full)
+    extra = spread / counts.clamp(min=1e-300)[:, None, None]
+    return counts, means, scatter + (extra if full else torch.diagonal(extra, dim1=-2, dim2=-1))
 
 
 def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool, floor=VARIANCE_FLOOR):
@@ -216,8 +232,9 @@ def normalized(counts: torch.Tensor, floor: float = PROBABILITY_FLOOR) -> torch.
     return probs / probs.sum(-1, keepdim=True)
 
 
-def check_em(model, mask) -> None:
-    """One-line refusals of closed-form EM where it does not apply here."""
+def check_em(model, mask=None) -> None:
+    """One-line refusals of closed-form EM where it does not apply here: Bayesian globals, and
+    missing values (``mask``) for a model that passes its mask here."""
     if getattr(model, "bayesian", False):
         raise ValueError(
             f"EM fits maximum-likelihood globals; this {type(model).__name__} is Bayesian: "
@@ -356,6 +373,15 @@ class GaussianComponents(LocalParams, PyroModule):
             self.scale_tril = floored_covariance_factor(scatter, self.variance_floor)
         else:
             self.variances = torch.maximum(scatter, self.variance_floor * (1 + 1e-6))
+
+    def linear_gaussian(self):
+        """The components as linear-Gaussian ones, Sigma_k = Lambda_k Lambda_k^T + diag(psi_k):
+        (mu (K, D), Lambda (K, D, R), psi (K, D)); full: Lambda_k = L_k (R = D), psi_k = the floor;
+        diagonal: no loadings (R = 0), psi_k = v_k."""
+        means, spread = self.current()
+        if self.full:
+            return means, spread, self.variance_floor.expand(means.shape)
+        return means, spread.new_zeros(*means.shape, 0), spread
 
     @local_method
     def covariances(self) -> torch.Tensor:

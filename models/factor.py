@@ -32,6 +32,11 @@ FA_STEPS_PER_ITERATION = 20
 NOISE_FLOOR = 1e-12
 
 
+#: elements of the per-chunk factor of the conditional covariances in an EM step with missing
+#: values (bounds its memory beyond the (N, C, D) expected rows)
+CONDITIONAL_BUDGET = 2**22
+
+
 #: the widest table whose start is computed in closed form (O(D^3) per step on the D x D covariance)
 CLOSED_FORM_FEATURES = 2000
 
@@ -98,6 +103,45 @@ def linear_gaussian_log_prob(x, loc, loadings, psi, mask=None) -> torch.Tensor:
     logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
     return -0.5 * (n_obs * LOG_2PI + logdet + quad)
 
+
+
+def conditional_moments(x, mask, loc, loadings, psi):
+    """E[x | x_o] and a factor of Cov[x | x_o] under x ~ N(mu, Lambda Lambda^T + Psi).
+
+    With the factors f ~ N(0, I_K) and p(f | x_o) = N(M^-1 b, M^-1) (:func:`woodbury_terms`), the
+    missing coordinates have E[x_m | x_o] = mu_m + Lambda_m M^-1 b and Cov[x_m | x_o] =
+    Lambda_m M^-1 Lambda_m^T + Psi_m; the observed ones are x_o, without variance. Broadcasts like
+    :func:`woodbury_terms` (``mask`` required). Returns E[x | x_o] (..., D) and G = (1 - m) Lambda
+    L^-T (..., D, K), L L^T = M, so that Cov[x | x_o] = G G^T + diag((1 - m) psi) in O(D K^2) a row.
+    """
+    chol, proj, _, _, _ = woodbury_terms(x, loc, loadings, psi, mask)
+    factors = torch.cholesky_solve(proj.unsqueeze(-1), chol)
+    filled = torch.where(mask, x, loc + (loadings @ factors).squeeze(-1))
+    gain = torch.linalg.solve_triangular(chol, loadings.mT, upper=False).mT
+    return filled, gain * (~mask).unsqueeze(-1).to(x.dtype)
+
+
+def expected_statistics(x, mask, weights, loc, loadings, psi):
+    """The E-step of EM with missing values for C linear-Gaussian components N(mu_c, Lambda_c
+    Lambda_c^T + Psi_c): rows x (N, D) with ``mask`` (N, D), weights w_ic (N, C), loc (C, D),
+    loadings (C, D, K), psi (C, D). Returns E[x_i | x_o,i, c] (N, C, D) and sum_i w_ic Cov[x_i |
+    x_o,i, c] (C, D, D) (:func:`conditional_moments`), rows taken in chunks of at most
+    ``CONDITIONAL_BUDGET`` factor entries."""
+    n, count = weights.shape
+    d, k = loadings.shape[-2:]
+    filled = x.new_empty(n, count, d)
+    spread = x.new_zeros(count, d, d)
+    missing = x.new_zeros(count, d)
+    step = max(1, CONDITIONAL_BUDGET // (count * d * max(k, 1)))
+    for start in range(0, n, step):
+        rows, seen, w = x[start:start + step], mask[start:start + step], weights[start:start + step]
+        filled[start:start + step], gain = conditional_moments(
+            rows.unsqueeze(-2), seen.unsqueeze(-2), loc, loadings, psi)
+        weighted = gain * w[..., None, None]
+        spread += (weighted.permute(1, 2, 0, 3).reshape(count, d, -1)
+                   @ gain.permute(1, 0, 3, 2).reshape(count, -1, d))
+        missing += w.T @ (~seen).to(x.dtype)
+    return filled, spread + torch.diag_embed(missing * psi)
 
 
 def sample_moments(x):
@@ -310,6 +354,15 @@ class FactorAnalysis(ExactModel):
             self._moments = (key, *sample_moments(x))
         return self._moments[1], self._moments[2]
 
+    def expected_moments(self, x, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """The E-step with missing values: the mean (D,) and covariance (D, D) of the complete rows
+        expected under the current model given the observed entries, m = mean_i E[x_i | x_o,i] and
+        S = mean_i (E[x_i] - m)(E[x_i] - m)^T + mean_i Cov[x_i | x_o,i] (:func:`expected_statistics`)."""
+        n = x.shape[0]
+        filled, spread = expected_statistics(x, mask, x.new_ones(n, 1), self.loc, self.loadings, self.psi[None])
+        mean, cov = sample_moments(filled[:, 0])
+        return mean, cov + spread[0] / n
+
     @torch.no_grad()
     def em_step(self, x, mask=None) -> float:
         """One closed-form update in place; returns the total log-likelihood of x (N, D) before it.
@@ -321,14 +374,18 @@ class FactorAnalysis(ExactModel):
         :func:`factor_analysis_step` (Lambda optimal for the current Psi, then Psi = diag(S - Lambda
         Lambda^T)), scikit-learn's iteration: O(D^3) each, so several per pass cost nothing next to
         the data, and a slow (Heywood) approach to the optimum still moves enough per iteration
-        for the stopping rule to see it.
+        for the stopping rule to see it. With missing entries (``mask`` False), m and S are their
+        expectations given the observed entries (:meth:`expected_moments`, O(N D (D + K^2))), and
+        the total is the observed-data log-likelihood sum_i log p(x_o,i).
         """
         if self.bayesian:
             raise ValueError("EM fits maximum-likelihood globals; this model is Bayesian: use --optimizer adam")
-        if mask is not None:
-            raise ValueError("EM for FactorAnalysis takes complete data; with missing values use --optimizer lbfgs")
-        mean, cov = self.data_moments(x)
-        total = float(gaussian_log_likelihood(self.loc, self.covariance(), mean, cov)) * x.shape[0]
+        if mask is None:
+            mean, cov = self.data_moments(x)
+            total = float(gaussian_log_likelihood(self.loc, self.covariance(), mean, cov)) * x.shape[0]
+        else:
+            total = float(self.log_marginal(x, mask).sum())
+            mean, cov = self.expected_moments(x, mask)
         if self.noise == "isotropic":
             loadings, noise = ppca_start(cov, self.latent_dim)
         else:

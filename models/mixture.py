@@ -31,7 +31,7 @@ from torch.distributions import constraints
 from .base import ExactModel, fill_missing, local_method, table_width
 from .components import (
     ROW_CHUNK, VARIANCE_FLOOR, AboveFloor, ComponentOptions, GaussianComponents, best_of_restarts, check_components,
-    check_em, kmeans_start, normalized, relative_floor, weighted_moments, weighted_scatter,
+    check_em, expected_scatter, kmeans_start, normalized, relative_floor, weighted_moments,
 )
 from .factor import (
     check_factor_options, factor_analysis_step, linear_gaussian_log_prob, ppca_start,
@@ -121,20 +121,25 @@ class _Mixture(ExactModel):
 
         E-step: the exact posterior r_ik = p(z_i = k | x_i) (eq. 6.4) from the log-space table
         log pi_k + log p(x_i | k), normalised by its logsumexp. M-step: pi_k = N_k / N and the
-        component parameters that maximise sum_i r_ik log p(x_i | k) (:meth:`_m_step`).
-        x (N, D) complete rows; ``mask`` is refused (:func:`check_em`).
+        component parameters that maximise sum_i r_ik log p(x_i | k) (:meth:`_m_step`). x (N, D);
+        with missing entries (``mask`` (N, D) False) the table holds the densities of the observed
+        coordinates, the total is sum_i log p(x_o,i), and the M-step takes the sufficient
+        statistics expected given them (:func:`expected_scatter`).
         """
-        check_em(self, mask)
+        check_em(self)
         log_weights = self.weights.log()
         resp = x.new_empty(x.shape[0], self.components)
         total = 0.0
         for start in range(0, x.shape[0], ROW_CHUNK):
-            table = log_weights + self._complete_log_prob(x[start:start + ROW_CHUNK])
+            rows = x[start:start + ROW_CHUNK]
+            densities = (self._complete_log_prob(rows) if mask is None
+                         else self.component_log_prob(rows, mask[start:start + ROW_CHUNK]))
+            table = log_weights + densities
             norm = table.logsumexp(-1, keepdim=True)
             total += float(norm.sum())
             resp[start:start + ROW_CHUNK] = (table - norm).exp()
         self.weights = normalized(resp.sum(0))
-        self._m_step(x, resp)
+        self._m_step(x, resp, mask)
         return total
 
     # -- initialisation
@@ -218,8 +223,8 @@ class GaussianMixture(_Mixture):
     def _complete_log_prob(self, x):
         return self.gaussians.complete_log_prob(x)
 
-    def _m_step(self, x, resp):
-        _, means, scatter = weighted_scatter(x, resp, self.gaussians.full)
+    def _m_step(self, x, resp, mask=None):
+        _, means, scatter = expected_scatter(x, resp, self.gaussians.full, mask, self.gaussians.linear_gaussian())
         self.gaussians.set_maximum_likelihood(means, scatter)
 
     def _sample_components(self, z):
@@ -301,11 +306,12 @@ class MixtureOfPPCA(_Mixture):
     def _set_floor(self, x):
         self.variance_floor = relative_floor(x).to(self.variance_floor)
 
-    def _m_step(self, x, resp):
+    def _m_step(self, x, resp, mask=None):
         """Per component, the PPCA maximum of sum_i r_ik log N(x_i; mu_k, W_k W_k^T + s_k^2 I) given
-        its weighted scatter S_k (Tipping and Bishop's closed form); diagonal noise (a mixture of
-        factor analysers): one step of the factor-analysis fixed point from the current Psi_k."""
-        _, means, scatter = weighted_scatter(x, resp, True)
+        its weighted scatter S_k (Tipping and Bishop's closed form; expected given the observed
+        entries with a ``mask``); diagonal noise (a mixture of factor analysers): one step of the
+        factor-analysis fixed point from the current Psi_k."""
+        _, means, scatter = expected_scatter(x, resp, True, mask, (self.loc, self.loadings, self.psi))
         if self.noise == "isotropic":
             loadings, noise = ppca_start(scatter, self.latent_dim)
             noise = noise.unsqueeze(-1)
