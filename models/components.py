@@ -18,7 +18,7 @@ from pyro.nn import PyroModule, PyroParam, PyroSample
 from torch.distributions import biject_to, constraints, transform_to, transforms
 
 from .base import LocalParams, local_method
-from .factor import expected_statistics, linear_gaussian_log_prob
+from .factor import linear_gaussian_log_prob
 from .options import ModelOptions, option
 
 #: added to every component variance (as scikit-learn's reg_covar): constant data or a component
@@ -153,16 +153,18 @@ def best_of_restarts(model, x, mask, restarts: int, start, score=None) -> None:
     model.load_state_dict(best_state)
 
 
-def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int | None = None):
+def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int | None = None, spread=None):
     """Soft counts N_k (K,), means m_k (K, D) and covariances S_k (K, D, D) (``full``) or variances
     (K, D) of the rows x (..., D) under responsibilities resp (..., K): the maximum-likelihood
     M-step of a Gaussian mixture, without any floor::
 
         N_k = sum_i r_ik,   m_k = sum_i r_ik x_i / N_k,   S_k = sum_i r_ik (x_i - m_k)(x_i - m_k)^T / N_k
 
-    x (..., K, D) (one more dim than resp) gives each component its own rows x_ik. Deviations are
-    taken from the new means (no cancellation at any offset of the data), one component and
-    ``chunk`` rows at a time, so memory stays O(chunk D) beyond x and resp.
+    EM with missing values (:func:`~dlvm.models.factor.expected_statistics`): x (..., K, D), one
+    more dim than resp, gives each component its own rows x_ik = E[x_i | x_o,i, k], and ``spread``
+    (K, D, D) = sum_i r_ik Cov[x_i | x_o,i, k] adds spread_k / N_k to S_k. Deviations are taken
+    from the new means (no cancellation at any offset of the data), one component and ``chunk``
+    rows at a time, so memory stays O(chunk D) beyond x and resp.
     """
     own = x.ndim == resp.ndim + 1
     x = x.reshape(-1, *x.shape[-1 - own:])
@@ -183,21 +185,9 @@ def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int
             centred = mine - means[j]
             weighted = centred * weight
             scatter[j] += weighted.T @ centred if full else (weighted * centred).sum(0)
+    if spread is not None:
+        scatter += spread if full else torch.diagonal(spread, dim1=-2, dim2=-1)
     return counts, means, scatter / (safe.unsqueeze(-1) if full else safe)
-
-
-def expected_scatter(x, resp, full: bool, mask=None, components=None):
-    """:func:`weighted_scatter` of the complete rows expected given their observed entries (the
-    M-step of EM with missing values): with ``mask`` (N, D) and ``components`` = (loc (K, D),
-    loadings (K, D, R), psi (K, D)), Sigma_k = Lambda_k Lambda_k^T + diag(psi_k), the rows are
-    E[x_i | x_o,i, k] and S_k gains sum_i r_ik Cov[x_i | x_o,i, k] / N_k
-    (:func:`~dlvm.models.factor.expected_statistics`). Without a mask: :func:`weighted_scatter`."""
-    if mask is None:
-        return weighted_scatter(x, resp, full)
-    filled, spread = expected_statistics(x, mask, resp, *components)
-    counts, means, scatter = weighted_scatter(filled, resp, full)
-    extra = spread / counts.clamp(min=1e-300)[:, None, None]
-    return counts, means, scatter + (extra if full else torch.diagonal(extra, dim1=-2, dim2=-1))
 
 
 def weighted_moments(x: torch.Tensor, resp: torch.Tensor, full: bool, floor=VARIANCE_FLOOR):

@@ -96,52 +96,67 @@ def linear_gaussian_log_prob(x, loc, loadings, psi, mask=None) -> torch.Tensor:
     """
     chol, proj, quad, logdet_psi, n_obs = woodbury_terms(x, loc, loadings, psi, mask)
     if chol.dim() == 2:  # one M for all rows: solve L w = b^T for every row at once
-        quad = quad - torch.linalg.solve_triangular(chol, proj.T, upper=False).pow(2).sum(0)
+        explained = torch.linalg.solve_triangular(chol, proj.T, upper=False).pow(2).sum(0)
     else:
-        solved = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
-        quad = quad - (proj * solved).sum(-1)
-    logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
-    return -0.5 * (n_obs * LOG_2PI + logdet + quad)
+        explained = (proj * torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)).sum(-1)
+    return woodbury_log_prob(chol, quad, logdet_psi, n_obs, explained)
 
+
+def woodbury_log_prob(chol, quad, logdet_psi, n_obs, explained) -> torch.Tensor:
+    """The log-density from :func:`woodbury_terms` and b^T M^-1 b (``explained``):
+    -1/2 (n_o log 2 pi + log|Psi_o| + log|M| + r^T Psi_o^-1 r - b^T M^-1 b)."""
+    logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+    return -0.5 * (n_obs * LOG_2PI + logdet + quad - explained)
 
 
 def conditional_moments(x, mask, loc, loadings, psi):
-    """E[x | x_o] and a factor of Cov[x | x_o] under x ~ N(mu, Lambda Lambda^T + Psi).
+    """log p(x_o), E[x | x_o] and a factor of Cov[x | x_o] under x ~ N(mu, Lambda Lambda^T + Psi).
 
     With the factors f ~ N(0, I_K) and p(f | x_o) = N(M^-1 b, M^-1) (:func:`woodbury_terms`), the
     missing coordinates have E[x_m | x_o] = mu_m + Lambda_m M^-1 b and Cov[x_m | x_o] =
     Lambda_m M^-1 Lambda_m^T + Psi_m; the observed ones are x_o, without variance. Broadcasts like
-    :func:`woodbury_terms` (``mask`` required). Returns E[x | x_o] (..., D) and G = (1 - m) Lambda
-    L^-T (..., D, K), L L^T = M, so that Cov[x | x_o] = G G^T + diag((1 - m) psi) in O(D K^2) a row.
+    :func:`woodbury_terms` (``mask`` required). Returns log p(x_o) (...), E[x | x_o] (..., D) and
+    G = (1 - m) Lambda L^-T (..., D, K), L L^T = M, so that Cov[x | x_o] = G G^T + diag((1 - m) psi),
+    in O(D K^2) a row.
     """
-    chol, proj, _, _, _ = woodbury_terms(x, loc, loadings, psi, mask)
-    factors = torch.cholesky_solve(proj.unsqueeze(-1), chol)
-    filled = torch.where(mask, x, loc + (loadings @ factors).squeeze(-1))
+    chol, proj, quad, logdet_psi, n_obs = woodbury_terms(x, loc, loadings, psi, mask)
+    factors = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
+    log_density = woodbury_log_prob(chol, quad, logdet_psi, n_obs, (proj * factors).sum(-1))
+    filled = torch.where(mask, x, loc + (loadings @ factors.unsqueeze(-1)).squeeze(-1))
     gain = torch.linalg.solve_triangular(chol, loadings.mT, upper=False).mT
-    return filled, gain * (~mask).unsqueeze(-1).to(x.dtype)
+    return log_density, filled, gain * (~mask).unsqueeze(-1).to(x.dtype)
 
 
-def expected_statistics(x, mask, weights, loc, loadings, psi):
-    """The E-step of EM with missing values for C linear-Gaussian components N(mu_c, Lambda_c
-    Lambda_c^T + Psi_c): rows x (N, D) with ``mask`` (N, D), weights w_ic (N, C), loc (C, D),
-    loadings (C, D, K), psi (C, D). Returns E[x_i | x_o,i, c] (N, C, D) and sum_i w_ic Cov[x_i |
-    x_o,i, c] (C, D, D) (:func:`conditional_moments`), rows taken in chunks of at most
-    ``CONDITIONAL_BUDGET`` factor entries."""
-    n, count = weights.shape
-    d, k = loadings.shape[-2:]
+def expected_statistics(x, mask, log_weights, loc, loadings, psi):
+    """The E-step of EM with missing values for a mixture of C linear-Gaussian components,
+    x | c ~ N(mu_c, Lambda_c Lambda_c^T + Psi_c) with weights pi_c (C = 1, log pi = 0: FA/PPCA).
+
+    x (N, D) with ``mask`` (N, D), log_weights (C,), loc (C, D), loadings (C, D, K), psi (C, D).
+    Returns the log-likelihood sum_i log p(x_o,i) (a float), the responsibilities r_ic =
+    p(c | x_o,i) (N, C), E[x_i | x_o,i, c] (N, C, D) and sum_i r_ic Cov[x_i | x_o,i, c] (C, D, D)
+    (:func:`conditional_moments`), rows taken in chunks of at most ``CONDITIONAL_BUDGET`` factor
+    entries.
+    """
+    n, count, d, k = x.shape[0], *loadings.shape[-3:]
+    resp = x.new_empty(n, count)
     filled = x.new_empty(n, count, d)
     spread = x.new_zeros(count, d, d)
     missing = x.new_zeros(count, d)
+    total = 0.0
     step = max(1, CONDITIONAL_BUDGET // (count * d * max(k, 1)))
     for start in range(0, n, step):
-        rows, seen, w = x[start:start + step], mask[start:start + step], weights[start:start + step]
-        filled[start:start + step], gain = conditional_moments(
+        rows, seen = x[start:start + step], mask[start:start + step]
+        log_density, filled[start:start + step], gain = conditional_moments(
             rows.unsqueeze(-2), seen.unsqueeze(-2), loc, loadings, psi)
+        table = log_weights + log_density
+        norm = table.logsumexp(-1, keepdim=True)
+        total += float(norm.sum())
+        w = resp[start:start + step] = (table - norm).exp()
         weighted = gain * w[..., None, None]
         spread += (weighted.permute(1, 2, 0, 3).reshape(count, d, -1)
                    @ gain.permute(1, 0, 3, 2).reshape(count, -1, d))
         missing += w.T @ (~seen).to(x.dtype)
-    return filled, spread + torch.diag_embed(missing * psi)
+    return total, resp, filled, spread + torch.diag_embed(missing * psi)
 
 
 def sample_moments(x):
@@ -237,6 +252,7 @@ class FactorAnalysis(ExactModel):
     summary = "Factor Analysis, diagonal noise (§6.3.1)"
     guides = ("exact", "amortized")
     default_lr = {"amortized": 1e-3}
+    em_missing = True
     #: Psi of the registered model: "diagonal" (FA); PPCA declares "isotropic"
     noise_kind = "diagonal"
 
@@ -354,14 +370,15 @@ class FactorAnalysis(ExactModel):
             self._moments = (key, *sample_moments(x))
         return self._moments[1], self._moments[2]
 
-    def expected_moments(self, x, mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """The E-step with missing values: the mean (D,) and covariance (D, D) of the complete rows
-        expected under the current model given the observed entries, m = mean_i E[x_i | x_o,i] and
-        S = mean_i (E[x_i] - m)(E[x_i] - m)^T + mean_i Cov[x_i | x_o,i] (:func:`expected_statistics`)."""
-        n = x.shape[0]
-        filled, spread = expected_statistics(x, mask, x.new_ones(n, 1), self.loc, self.loadings, self.psi[None])
+    def expected_moments(self, x, mask) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """The E-step with missing values: sum_i log p(x_o,i), and the mean (D,) and covariance
+        (D, D) of the complete rows expected under the current model given the observed entries,
+        m = mean_i E[x_i | x_o,i] and S = mean_i (E[x_i] - m)(E[x_i] - m)^T + mean_i Cov[x_i | x_o,i]
+        (:func:`expected_statistics`)."""
+        total, _, filled, spread = expected_statistics(
+            x, mask, x.new_zeros(1), self.loc[None], self.loadings[None], self.psi[None])
         mean, cov = sample_moments(filled[:, 0])
-        return mean, cov + spread[0] / n
+        return total, mean, cov + spread[0] / x.shape[0]
 
     @torch.no_grad()
     def em_step(self, x, mask=None) -> float:
@@ -384,8 +401,7 @@ class FactorAnalysis(ExactModel):
             mean, cov = self.data_moments(x)
             total = float(gaussian_log_likelihood(self.loc, self.covariance(), mean, cov)) * x.shape[0]
         else:
-            total = float(self.log_marginal(x, mask).sum())
-            mean, cov = self.expected_moments(x, mask)
+            total, mean, cov = self.expected_moments(x, mask)
         if self.noise == "isotropic":
             loadings, noise = ppca_start(cov, self.latent_dim)
         else:
