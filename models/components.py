@@ -224,7 +224,7 @@ def normalized(counts: torch.Tensor, floor: float = PROBABILITY_FLOOR) -> torch.
 
 def check_em(model, mask=None) -> None:
     """One-line refusals of closed-form EM where it does not apply here: Bayesian globals, and
-    missing values (``mask``) for a model that passes its mask here."""
+    missing values (a ``mask``) for a model whose EM takes complete data only (the HMM)."""
     if getattr(model, "bayesian", False):
         raise ValueError(
             f"EM fits maximum-likelihood globals; this {type(model).__name__} is Bayesian: "
