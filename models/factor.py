@@ -135,17 +135,20 @@ def expected_statistics(x, mask, log_weights, loc, loadings, psi):
     Returns the log-likelihood sum_i log p(x_o,i) (a float), the responsibilities r_ic =
     p(c | x_o,i) (N, C), E[x_i | x_o,i, c] (N, C, D) and sum_i r_ic Cov[x_i | x_o,i, c] (C, D, D)
     (:func:`conditional_moments`), rows taken in chunks of at most ``CONDITIONAL_BUDGET`` factor
-    entries.
+    entries. Computed in float64 whatever x's dtype: with a small noise variance (a full
+    covariance's floor, a Heywood case) M = I + Lambda^T Psi^-1 Lambda is too ill-conditioned for
+    float32.
     """
     n, count, d, k = x.shape[0], *loadings.shape[-3:]
+    log_weights, loc, loadings, psi = (t.double() for t in (log_weights, loc, loadings, psi))
     resp = x.new_empty(n, count)
     filled = x.new_empty(n, count, d)
-    spread = x.new_zeros(count, d, d)
-    missing = x.new_zeros(count, d)
+    spread = loc.new_zeros(count, d, d)
+    missing = loc.new_zeros(count, d)
     total = 0.0
     step = max(1, CONDITIONAL_BUDGET // (count * d * max(k, 1)))
     for start in range(0, n, step):
-        rows, seen = x[start:start + step], mask[start:start + step]
+        rows, seen = x[start:start + step].double(), mask[start:start + step]
         log_density, filled[start:start + step], gain = conditional_moments(
             rows.unsqueeze(-2), seen.unsqueeze(-2), loc, loadings, psi)
         table = log_weights + log_density
@@ -155,8 +158,8 @@ def expected_statistics(x, mask, log_weights, loc, loadings, psi):
         weighted = gain * w[..., None, None]
         spread += (weighted.permute(1, 2, 0, 3).reshape(count, d, -1)
                    @ gain.permute(1, 0, 3, 2).reshape(count, -1, d))
-        missing += w.T @ (~seen).to(x.dtype)
-    return total, resp, filled, spread + torch.diag_embed(missing * psi)
+        missing += w.T @ (~seen).to(w.dtype)
+    return total, resp, filled, (spread + torch.diag_embed(missing * psi)).to(x.dtype)
 
 
 def sample_moments(x):
