@@ -79,7 +79,8 @@ def fit_em(model, x, mask=None, *, tol: float = DEFAULT_TOL, max_iter: int = DEF
     Args:
         model: a model with ``em_step`` (or a ``Marginalized`` wrapper of one).
         x: array-like (N, ...) in the model's dtype and device after conversion; ``mask`` as for
-            :func:`~dlvm.inference.fit` (models refuse EM with missing values in one line).
+            :func:`~dlvm.inference.fit` (FA, PPCA and the mixtures take missing values, ignorable
+            missingness; the other models refuse them in one line).
         initialize: start from the data (``model.starts`` or ``model.initialize``); False
             continues from the model's present parameters.
     """

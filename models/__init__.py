@@ -40,6 +40,7 @@ class ModelSpec:
     options = property(lambda self: self.cls.Options)
     dtype = property(lambda self: self.cls.default_dtype)
     default_optimizer = property(lambda self: self.cls.default_optimizer)
+    em_missing = property(lambda self: self.cls.em_missing)
     default_lr = property(lambda self: self.cls.default_lr)
     example_shape = property(lambda self: self.cls.example_shape)
     example_options = property(lambda self: self.cls.example_options)

@@ -247,6 +247,9 @@ class LatentVariableModel(LocalParams, PyroModule):
     #: the optimizer ``dlvm fit`` uses with the default (exact or enumerated) guide: "em" for the
     #: models with a closed-form EM step (``em_step``); amortized guides train with "adam"
     default_optimizer: ClassVar[str] = "adam"
+    #: whether ``em_step`` takes missing values (a mask): ``dlvm fit`` then fits data with
+    #: missing values by EM too (else by L-BFGS on the exact marginal)
+    em_missing: ClassVar[bool] = False
     #: learning rate per guide when ``--lr`` is not given (else the engine's default)
     default_lr: ClassVar[dict] = {}
     #: training settings ``dlvm fit`` uses where the user gives none: batch_size, max_epochs,

@@ -176,34 +176,40 @@ def best_of_restarts(model, x, mask, starts: Iterable, score=None) -> None:
     model.load_state_dict(best_state)
 
 
-def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int | None = None):
+def weighted_scatter(x: torch.Tensor, resp: torch.Tensor, full: bool, chunk: int | None = None, spread=None):
     """Soft counts N_k (K,), means m_k (K, D) and covariances S_k (K, D, D) (``full``) or variances
     (K, D) of the rows x (..., D) under responsibilities resp (..., K): the maximum-likelihood
     M-step of a Gaussian mixture, without any floor::
 
         N_k = sum_i r_ik,   m_k = sum_i r_ik x_i / N_k,   S_k = sum_i r_ik (x_i - m_k)(x_i - m_k)^T / N_k
 
-    Deviations are taken from the new means (no cancellation at any offset of the data), one
-    component and ``chunk`` rows at a time, so memory stays O(chunk D) beyond x and resp.
+    EM with missing values (:func:`~dlvm.models.factor.expected_statistics`): x (..., K, D), one
+    more dim than resp, gives each component its own rows x_ik = E[x_i | x_o,i, k], and ``spread``
+    (K, D, D) = sum_i r_ik Cov[x_i | x_o,i, k] adds spread_k / N_k to S_k. Deviations are taken
+    from the new means (no cancellation at any offset of the data), one component and ``chunk``
+    rows at a time, so memory stays O(chunk D) beyond x and resp.
     """
-    x = x.reshape(-1, x.shape[-1])
+    own = x.ndim == resp.ndim + 1
+    x = x.reshape(-1, *x.shape[-1 - own:])
     resp = resp.reshape(-1, resp.shape[-1])
     chunk = chunk or ROW_CHUNK
     counts = resp.sum(0)
     safe = counts.clamp(min=1e-300).unsqueeze(-1)
-    means = (resp.T @ x) / safe
+    means = ((resp.unsqueeze(-1) * x).sum(0) if own else resp.T @ x) / safe
     k, d = means.shape
     scatter = x.new_zeros((k, d, d) if full else (k, d))
     for start in range(0, x.shape[0], chunk):
         rows, weights = x[start:start + chunk], resp[start:start + chunk]
         for j in range(k):
-            mine, weight = rows, weights[:, j:j + 1]
+            mine, weight = rows[:, j] if own else rows, weights[:, j:j + 1]
             used = weight[:, 0] > 0
             if int(used.sum()) < 0.5 * used.numel():  # hard or sparse responsibilities: skip zeros
-                mine, weight = rows[used], weight[used]
+                mine, weight = mine[used], weight[used]
             centred = mine - means[j]
             weighted = centred * weight
             scatter[j] += weighted.T @ centred if full else (weighted * centred).sum(0)
+    if spread is not None:
+        scatter += spread if full else torch.diagonal(spread, dim1=-2, dim2=-1)
     return counts, means, scatter / (safe.unsqueeze(-1) if full else safe)
 
 
@@ -239,8 +245,9 @@ def normalized(counts: torch.Tensor, floor: float = PROBABILITY_FLOOR) -> torch.
     return probs / probs.sum(-1, keepdim=True)
 
 
-def check_em(model, mask) -> None:
-    """One-line refusals of closed-form EM where it does not apply here."""
+def check_em(model, mask=None) -> None:
+    """One-line refusals of closed-form EM where it does not apply here: Bayesian globals, and
+    missing values (a ``mask``) for a model whose EM takes complete data only (the HMM)."""
     if getattr(model, "bayesian", False):
         raise ValueError(
             f"EM fits maximum-likelihood globals; this {type(model).__name__} is Bayesian: "
@@ -379,6 +386,15 @@ class GaussianComponents(LocalParams, PyroModule):
             self.scale_tril = floored_covariance_factor(scatter, self.variance_floor)
         else:
             self.variances = torch.maximum(scatter, self.variance_floor * (1 + 1e-6))
+
+    def linear_gaussian(self):
+        """The components as linear-Gaussian ones, Sigma_k = Lambda_k Lambda_k^T + diag(psi_k):
+        (mu (K, D), Lambda (K, D, R), psi (K, D)); full: Lambda_k = L_k (R = D), psi_k = the floor;
+        diagonal: no loadings (R = 0), psi_k = v_k."""
+        means, spread = self.current()
+        if self.full:
+            return means, spread, self.variance_floor.expand(means.shape)
+        return means, spread.new_zeros(*means.shape, 0), spread
 
     @local_method
     def covariances(self) -> torch.Tensor:

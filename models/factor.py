@@ -32,6 +32,11 @@ FA_STEPS_PER_ITERATION = 20
 NOISE_FLOOR = 1e-12
 
 
+#: elements of the per-chunk factor of the conditional covariances in an EM step with missing
+#: values (bounds its memory beyond the (N, C, D) expected rows)
+CONDITIONAL_BUDGET = 2**22
+
+
 #: the widest table whose start is computed in closed form (O(D^3) per step on the D x D covariance)
 CLOSED_FORM_FEATURES = 2000
 
@@ -91,13 +96,70 @@ def linear_gaussian_log_prob(x, loc, loadings, psi, mask=None) -> torch.Tensor:
     """
     chol, proj, quad, logdet_psi, n_obs = woodbury_terms(x, loc, loadings, psi, mask)
     if chol.dim() == 2:  # one M for all rows: solve L w = b^T for every row at once
-        quad = quad - torch.linalg.solve_triangular(chol, proj.T, upper=False).pow(2).sum(0)
+        explained = torch.linalg.solve_triangular(chol, proj.T, upper=False).pow(2).sum(0)
     else:
-        solved = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
-        quad = quad - (proj * solved).sum(-1)
-    logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
-    return -0.5 * (n_obs * LOG_2PI + logdet + quad)
+        explained = (proj * torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)).sum(-1)
+    return woodbury_log_prob(chol, quad, logdet_psi, n_obs, explained)
 
+
+def woodbury_log_prob(chol, quad, logdet_psi, n_obs, explained) -> torch.Tensor:
+    """The log-density from :func:`woodbury_terms` and b^T M^-1 b (``explained``):
+    -1/2 (n_o log 2 pi + log|Psi_o| + log|M| + r^T Psi_o^-1 r - b^T M^-1 b)."""
+    logdet = logdet_psi + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+    return -0.5 * (n_obs * LOG_2PI + logdet + quad - explained)
+
+
+def conditional_moments(x, mask, loc, loadings, psi):
+    """log p(x_o), E[x | x_o] and a factor of Cov[x | x_o] under x ~ N(mu, Lambda Lambda^T + Psi).
+
+    With the factors f ~ N(0, I_K) and p(f | x_o) = N(M^-1 b, M^-1) (:func:`woodbury_terms`), the
+    missing coordinates have E[x_m | x_o] = mu_m + Lambda_m M^-1 b and Cov[x_m | x_o] =
+    Lambda_m M^-1 Lambda_m^T + Psi_m; the observed ones are x_o, without variance. Broadcasts like
+    :func:`woodbury_terms` (``mask`` required). Returns log p(x_o) (...), E[x | x_o] (..., D) and
+    G = (1 - m) Lambda L^-T (..., D, K), L L^T = M, so that Cov[x | x_o] = G G^T + diag((1 - m) psi),
+    in O(D K^2) a row.
+    """
+    chol, proj, quad, logdet_psi, n_obs = woodbury_terms(x, loc, loadings, psi, mask)
+    factors = torch.cholesky_solve(proj.unsqueeze(-1), chol).squeeze(-1)
+    log_density = woodbury_log_prob(chol, quad, logdet_psi, n_obs, (proj * factors).sum(-1))
+    filled = torch.where(mask, x, loc + (loadings @ factors.unsqueeze(-1)).squeeze(-1))
+    gain = torch.linalg.solve_triangular(chol, loadings.mT, upper=False).mT
+    return log_density, filled, gain * (~mask).unsqueeze(-1).to(x.dtype)
+
+
+def expected_statistics(x, mask, log_weights, loc, loadings, psi):
+    """The E-step of EM with missing values for a mixture of C linear-Gaussian components,
+    x | c ~ N(mu_c, Lambda_c Lambda_c^T + Psi_c) with weights pi_c (C = 1, log pi = 0: FA/PPCA).
+
+    x (N, D) with ``mask`` (N, D), log_weights (C,), loc (C, D), loadings (C, D, K), psi (C, D).
+    Returns the log-likelihood sum_i log p(x_o,i) (a float), the responsibilities r_ic =
+    p(c | x_o,i) (N, C), E[x_i | x_o,i, c] (N, C, D) and sum_i r_ic Cov[x_i | x_o,i, c] (C, D, D)
+    (:func:`conditional_moments`), rows taken in chunks of at most ``CONDITIONAL_BUDGET`` factor
+    entries. Computed in float64 whatever x's dtype: with a small noise variance (a full
+    covariance's floor, a Heywood case) M = I + Lambda^T Psi^-1 Lambda is too ill-conditioned for
+    float32.
+    """
+    n, count, d, k = x.shape[0], *loadings.shape[-3:]
+    log_weights, loc, loadings, psi = (t.double() for t in (log_weights, loc, loadings, psi))
+    resp = x.new_empty(n, count)
+    filled = x.new_empty(n, count, d)
+    spread = loc.new_zeros(count, d, d)
+    missing = loc.new_zeros(count, d)
+    total = 0.0
+    step = max(1, CONDITIONAL_BUDGET // (count * d * max(k, 1)))
+    for start in range(0, n, step):
+        rows, seen = x[start:start + step].double(), mask[start:start + step]
+        log_density, filled[start:start + step], gain = conditional_moments(
+            rows.unsqueeze(-2), seen.unsqueeze(-2), loc, loadings, psi)
+        table = log_weights + log_density
+        norm = table.logsumexp(-1, keepdim=True)
+        total += float(norm.sum())
+        w = resp[start:start + step] = (table - norm).exp()
+        weighted = gain * w[..., None, None]
+        spread += (weighted.permute(1, 2, 0, 3).reshape(count, d, -1)
+                   @ gain.permute(1, 0, 3, 2).reshape(count, -1, d))
+        missing += w.T @ (~seen).to(w.dtype)
+    return total, resp, filled, (spread + torch.diag_embed(missing * psi)).to(x.dtype)
 
 
 def sample_moments(x):
@@ -193,6 +255,7 @@ class FactorAnalysis(ExactModel):
     summary = "Factor Analysis, diagonal noise (§6.3.1)"
     guides = ("exact", "amortized")
     default_lr = {"amortized": 1e-3}
+    em_missing = True
     #: Psi of the registered model: "diagonal" (FA); PPCA declares "isotropic"
     noise_kind = "diagonal"
 
@@ -310,6 +373,16 @@ class FactorAnalysis(ExactModel):
             self._moments = (key, *sample_moments(x))
         return self._moments[1], self._moments[2]
 
+    def expected_moments(self, x, mask) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """The E-step with missing values: sum_i log p(x_o,i), and the mean (D,) and covariance
+        (D, D) of the complete rows expected under the current model given the observed entries,
+        m = mean_i E[x_i | x_o,i] and S = mean_i (E[x_i] - m)(E[x_i] - m)^T + mean_i Cov[x_i | x_o,i]
+        (:func:`expected_statistics`)."""
+        total, _, filled, spread = expected_statistics(
+            x, mask, x.new_zeros(1), self.loc[None], self.loadings[None], self.psi[None])
+        mean, cov = sample_moments(filled[:, 0])
+        return total, mean, cov + spread[0] / x.shape[0]
+
     @torch.no_grad()
     def em_step(self, x, mask=None) -> float:
         """One closed-form update in place; returns the total log-likelihood of x (N, D) before it.
@@ -321,14 +394,17 @@ class FactorAnalysis(ExactModel):
         :func:`factor_analysis_step` (Lambda optimal for the current Psi, then Psi = diag(S - Lambda
         Lambda^T)), scikit-learn's iteration: O(D^3) each, so several per pass cost nothing next to
         the data, and a slow (Heywood) approach to the optimum still moves enough per iteration
-        for the stopping rule to see it.
+        for the stopping rule to see it. With missing entries (``mask`` False), m and S are their
+        expectations given the observed entries (:meth:`expected_moments`, O(N D (D + K^2))), and
+        the total is the observed-data log-likelihood sum_i log p(x_o,i).
         """
         if self.bayesian:
             raise ValueError("EM fits maximum-likelihood globals; this model is Bayesian: use --optimizer adam")
-        if mask is not None:
-            raise ValueError("EM for FactorAnalysis takes complete data; with missing values use --optimizer lbfgs")
-        mean, cov = self.data_moments(x)
-        total = float(gaussian_log_likelihood(self.loc, self.covariance(), mean, cov)) * x.shape[0]
+        if mask is None:
+            mean, cov = self.data_moments(x)
+            total = float(gaussian_log_likelihood(self.loc, self.covariance(), mean, cov)) * x.shape[0]
+        else:
+            total, mean, cov = self.expected_moments(x, mask)
         if self.noise == "isotropic":
             loadings, noise = ppca_start(cov, self.latent_dim)
         else:

@@ -36,7 +36,7 @@ from .components import (
     weighted_scatter,
 )
 from .factor import (
-    check_factor_options, factor_analysis_step, linear_gaussian_log_prob, ppca_start,
+    check_factor_options, expected_statistics, factor_analysis_step, linear_gaussian_log_prob, ppca_start,
     principal_components_start,
 )
 from .options import ModelOptions, option
@@ -46,12 +46,15 @@ class _Mixture(ExactModel):
     """Shared machinery of a finite mixture: weights, the model with an enumerable z, the exact
     marginal (eq. 6.3), responsibilities (eq. 6.4), information criteria and the k-means++ start.
 
-    Subclasses give ``component_log_prob(x, mask) -> (B, K)``, ``_sample_components(z)`` and
-    ``_start_from(x, resp)`` (set parameters from responsibilities).
+    Subclasses give ``component_log_prob(x, mask) -> (B, K)``, ``_sample_components(z)``,
+    ``_start_from(x, resp)`` (set parameters from responsibilities), ``_m_step(x, resp, spread)``
+    and ``_linear_gaussian()``, the components as (mu (K, D), Lambda (K, D, R), psi (K, D)) with
+    Sigma_k = Lambda_k Lambda_k^T + diag(psi_k).
     """
 
     latent_kind = "categorical"
     max_plate_nesting = 1
+    em_missing = True
     guides = ("enum", "exact", "amortized")
     example_options = {"components": 2}
 
@@ -123,11 +126,18 @@ class _Mixture(ExactModel):
 
         E-step: the exact posterior r_ik = p(z_i = k | x_i) (eq. 6.4) from the log-space table
         log pi_k + log p(x_i | k), normalised by its logsumexp. M-step: pi_k = N_k / N and the
-        component parameters that maximise sum_i r_ik log p(x_i | k) (:meth:`_m_step`).
-        x (N, D) complete rows; ``mask`` is refused (:func:`check_em`).
+        component parameters that maximise sum_i r_ik log p(x_i | k) (:meth:`_m_step`). x (N, D);
+        with missing entries (``mask`` (N, D) False) the table holds the densities of the observed
+        coordinates, the total is sum_i log p(x_o,i), and the M-step takes the sufficient
+        statistics expected given them (:func:`~dlvm.models.factor.expected_statistics`).
         """
-        check_em(self, mask)
+        check_em(self)
         log_weights = self.weights.log()
+        if mask is not None:
+            total, resp, filled, spread = expected_statistics(x, mask, log_weights, *self._linear_gaussian())
+            self.weights = normalized(resp.sum(0))
+            self._m_step(filled, resp, spread)
+            return total
         resp = x.new_empty(x.shape[0], self.components)
         total = 0.0
         for start in range(0, x.shape[0], ROW_CHUNK):
@@ -231,8 +241,11 @@ class GaussianMixture(_Mixture):
     def _complete_log_prob(self, x):
         return self.gaussians.complete_log_prob(x)
 
-    def _m_step(self, x, resp):
-        _, means, scatter = weighted_scatter(x, resp, self.gaussians.full)
+    def _linear_gaussian(self):
+        return self.gaussians.linear_gaussian()
+
+    def _m_step(self, x, resp, spread=None):
+        _, means, scatter = weighted_scatter(x, resp, self.gaussians.full, spread=spread)
         self.gaussians.set_maximum_likelihood(means, scatter)
 
     def _sample_components(self, z):
@@ -314,11 +327,15 @@ class MixtureOfPPCA(_Mixture):
     def _set_floor(self, x):
         self.variance_floor = relative_floor(x).to(self.variance_floor)
 
-    def _m_step(self, x, resp):
+    def _linear_gaussian(self):
+        return self.loc, self.loadings, self.psi
+
+    def _m_step(self, x, resp, spread=None):
         """Per component, the PPCA maximum of sum_i r_ik log N(x_i; mu_k, W_k W_k^T + s_k^2 I) given
-        its weighted scatter S_k (Tipping and Bishop's closed form); diagonal noise (a mixture of
-        factor analysers): one step of the factor-analysis fixed point from the current Psi_k."""
-        _, means, scatter = weighted_scatter(x, resp, True)
+        its weighted scatter S_k (Tipping and Bishop's closed form; with missing values the
+        expected one, :func:`weighted_scatter`'s ``spread``); diagonal noise (a mixture of factor
+        analysers): one step of the factor-analysis fixed point from the current Psi_k."""
+        _, means, scatter = weighted_scatter(x, resp, True, spread=spread)
         if self.noise == "isotropic":
             loadings, noise = ppca_start(scatter, self.latent_dim)
             noise = noise.unsqueeze(-1)

@@ -97,16 +97,17 @@ def cmd_fit(args) -> int:
 def choose_optimizer(args, spec, mask) -> str:
     """The optimizer of a fit: ``--optimizer`` if given, else the model's declared default
     (``ModelSpec.default_optimizer``, closed-form EM for the classical models) with its exact or
-    enumerated guide on complete, in-memory data and maximum-likelihood globals; L-BFGS for such
-    a guide otherwise (missing values); Adam for sampling guides, streamed or distributed fits,
-    and fits given a ``--batch-size`` (minibatch training asked for)."""
+    enumerated guide on in-memory data and maximum-likelihood globals, complete or with missing
+    values where the model's EM takes them (``ModelSpec.em_missing``); L-BFGS for such a guide
+    otherwise; Adam for sampling guides, streamed or distributed fits, and fits given a
+    ``--batch-size`` (minibatch training asked for)."""
     if args.optimizer is not None:
         return args.optimizer
     guide_name = args.guide or spec.guides[0]
     if (not GUIDES.lookup(guide_name).deterministic or args.bayesian or args.stream or args.distributed
             or args.batch_size is not None):
         return "adam"
-    return spec.default_optimizer if mask is None and spec.default_optimizer == "em" else "lbfgs"
+    return "em" if spec.default_optimizer == "em" and (mask is None or spec.em_missing) else "lbfgs"
 
 
 def _choose_guide(args, spec, optimizer: str) -> str:

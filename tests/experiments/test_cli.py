@@ -145,6 +145,26 @@ def test_missing_values_with_mask(tmp_path, csv):
     assert metrics["log_likelihood"] == pytest.approx(fa_log_likelihood_by_hand(out, x) / len(x), rel=1e-9)
 
 
+def test_missing_values_are_fitted_by_em_by_default(tmp_path, csv):
+    x = np.genfromtxt(csv, delimiter=",", skip_header=1)[:, 1:]
+    x[np.random.default_rng(1).random(x.shape) < 0.2] = np.nan
+    path = tmp_path / "holes.csv"
+    np.savetxt(path, x[~np.isnan(x).all(1)], delimiter=",", header="a,b,c,d,e", comments="", fmt="%.6f")
+    x = np.genfromtxt(path, delimiter=",", skip_header=1)
+    runs = {}
+    for optimizer in ("em", "lbfgs"):
+        out = runs[optimizer] = tmp_path / optimizer
+        chosen = () if optimizer == "em" else ("--optimizer", "lbfgs")
+        assert run_cli("fit", "fa", "--data", path, "--latent-dim", 2, "--out", out, "--missing", "mask",
+                       *chosen, "--quiet") == 0
+    metrics = json.loads((runs["em"] / "metrics.json").read_text())
+    assert metrics["optimizer"] == "em" and metrics["converged"]
+    assert json.loads((runs["em"] / "config.json").read_text())["optimizer"] == "em"
+    assert metrics["log_likelihood"] == pytest.approx(fa_log_likelihood_by_hand(runs["em"], x) / len(x), rel=1e-9)
+    by_lbfgs = json.loads((runs["lbfgs"] / "metrics.json").read_text())["log_likelihood"]
+    assert metrics["log_likelihood"] == pytest.approx(by_lbfgs, abs=1e-3)
+
+
 def fa_log_likelihood_by_hand(run, x):
     """sum_i log N(x_i,o; mu_o, (Lambda Lambda^T + Psi)_oo) over each row's observed coordinates o."""
     model = load_run(run).model

@@ -166,15 +166,15 @@ def test_a_fit_that_hits_the_cap_says_so_in_one_line(tmp_path, capsys):
     assert metrics["epochs_run"] == 2
 
 
-def test_missing_values_fall_back_to_lbfgs_on_the_exact_marginal(tmp_path):
+def test_missing_values_are_fitted_by_em_and_by_lbfgs_for_the_hmm(tmp_path):
     x = low_rank(200, 6, 2)
     x[3, 2] = np.nan
-    data, out = tmp_path / "holes.npy", tmp_path / "run"
-    np.save(data, x)
-    assert main(["fit", "fa", "--data", str(data), "--out", str(out), "--missing", "mask", "--latent-dim", "2",
-                 "--quiet"]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["optimizer"] == "lbfgs" and metrics["converged"]
+    metrics = default_fit(tmp_path, "fa", x, "--missing", "mask", "--latent-dim", 2)
+    assert metrics["optimizer"] == "em" and metrics["converged"]
+    series = regime_series(200)
+    series[5, 0] = np.nan
+    metrics = default_fit(tmp_path, "hmm", series, "--missing", "mask", "--states", 2, "--max-epochs", 3)
+    assert metrics["optimizer"] == "lbfgs"
 
 
 def test_em_needs_the_exact_posterior(tmp_path, capsys):

@@ -8,6 +8,7 @@ from sklearn.decomposition import FactorAnalysis as SklearnFA
 from dlvm.guides import pair
 from dlvm.inference import fit
 from dlvm.models import FactorAnalysis, Marginalized
+from dlvm.models.factor import conditional_moments
 from dlvm.guides import ExactGuide
 
 
@@ -149,3 +150,24 @@ def test_parameter_count():
 def test_bad_latent_dim_is_a_clear_error(k):
     with pytest.raises(ValueError, match="latent dimension"):
         FactorAnalysis(5, k)
+
+
+def test_conditional_mean_of_missing_entries_is_the_gaussian_conditional():
+    model = random_model()
+    x = torch.randn(6, 7, dtype=torch.float64)
+    mask = torch.rand(6, 7) > 0.4
+    mask[0] = False  # a row with nothing observed: the conditional is the marginal
+    with torch.no_grad():
+        log_density, filled, gain = conditional_moments(x, mask, model.loc, model.loadings, model.psi)
+        mu, cov, psi = model.loc.numpy(), model.covariance().numpy(), model.psi.numpy()
+    for i in range(6):
+        o, m = mask[i].numpy(), ~mask[i].numpy()
+        gain_i = cov[np.ix_(m, o)] @ np.linalg.inv(cov[np.ix_(o, o)])
+        expected = mu[m] + gain_i @ (x[i, o].numpy() - mu[o])
+        np.testing.assert_allclose(filled[i, m].numpy(), expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(filled[i, o].numpy(), x[i, o].numpy())
+        assert log_density[i].item() == pytest.approx(model.log_marginal(x, mask)[i].item(), rel=1e-12)
+        spread = gain[i].numpy() @ gain[i].numpy().T + np.diag(m * psi)
+        expected_cov = np.zeros((7, 7))
+        expected_cov[np.ix_(m, m)] = cov[np.ix_(m, m)] - gain_i @ cov[np.ix_(o, m)]
+        np.testing.assert_allclose(spread, expected_cov, atol=1e-10)
