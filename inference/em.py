@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..models.components import selection_rows
+from ..models.components import best_of_restarts, selection_rows
 from .data import as_observations
 
 DEFAULT_TOL = 1e-6
@@ -109,16 +109,18 @@ def fit_em(model, x, mask=None, *, tol: float = DEFAULT_TOL, max_iter: int = DEF
 
 def _best_short_run(base, x, mask) -> list[float]:
     """Run short EM from each of ``base.starts(x, mask)`` on :func:`selection_rows` and leave the
-    model where the best ended; returns each run's last log-likelihood per observation."""
+    model where the best ended (:func:`best_of_restarts` scoring each start by its short run);
+    returns each run's last log-likelihood per observation."""
     rows, rows_mask = selection_rows(x, mask, SHORT_RUN_ROWS)
     count = _observations(base, rows, rows_mask)
-    best_state, ends = None, []
-    for _ in base.starts(x, mask):
+    ends = []
+
+    def short_run(_rows) -> float:
         history, _ = _iterate(base, rows, rows_mask, count, SHORT_RUN_TOL, SHORT_RUN_ITERATIONS, False, 0.0)
         ends.append(history[-1]["elbo"])
-        if best_state is None or ends[-1] > max(ends[:-1]):
-            best_state = copy.deepcopy(base.state_dict())
-    base.load_state_dict(best_state)
+        return ends[-1]
+
+    best_of_restarts(base, rows, rows_mask, base.starts(x, mask), short_run)
     return ends
 
 

@@ -166,7 +166,8 @@ def selection_rows(x, mask, limit: int = SELECTION_ROWS):
 def best_of_restarts(model, x, mask, starts: Iterable, score=None) -> None:
     """Of the states ``starts`` sets the model to in turn (e.g. :meth:`starts` of a mixture), keep
     the one with the highest exact log-likelihood ``model.log_marginal(x, mask).sum()`` (on
-    :func:`selection_rows`), or ``score(x)`` (the same total, computed faster) if given."""
+    :func:`selection_rows`), or the highest ``score(x)`` if given (the same total computed faster,
+    or the end of a short EM run from the start, which may move the model)."""
     x, mask = selection_rows(x, mask)
     best_value, best_state = -math.inf, None
     for _ in starts:

@@ -156,16 +156,16 @@ class _Mixture(ExactModel):
         ``restarts`` starts by exact log-likelihood is kept (Bayesian: used as guide start).
         Closed-form EM (:func:`~dlvm.inference.em.fit_em`) instead runs from each of :meth:`starts`
         and keeps the best end."""
+        if not self.bayesian:
+            best_of_restarts(self, x, mask, self.starts(x, mask), self._complete_total if mask is None else None)
+            self.initialized(x, mask)
+            return
         check_components(self.components, x.shape[0])
         filled = fill_missing(x, mask)
-        if self.bayesian:
-            self._set_floor(filled)
-            self._set_prior(filled)
-            resp = kmeans_start(filled, self.components)
-            self.initial_globals = {"weights": self._weights_from(resp), **self._start_from(filled, resp)}
-            return
-        best_of_restarts(self, x, mask, self.starts(x, mask), self._complete_total if mask is None else None)
-        self.initialized(x, mask)
+        self._set_floor(filled)
+        self._set_prior(filled)
+        resp = kmeans_start(filled, self.components)
+        self.initial_globals = {"weights": self._weights_from(resp), **self._start_from(filled, resp)}
 
     @torch.no_grad()
     def starts(self, x, mask=None) -> Iterator[int]:
