@@ -74,9 +74,12 @@ NOISE_MODELS = {
     "gaussian-feature": "a learned scale per feature (default)",
     "gaussian-step": "a learned scale per step and feature",
     "gaussian": "a scale per step and feature from the decoder (heteroscedastic)",
+    "gaussian-correlated": "learned noise correlated across features (a full covariance) and over time (AR(1) per feature)",
     "gaussian-fixed": "one fixed scale, from recon_weight or noise_scale (the paper's recipe; samples E[x | z])",
 }
 DEFAULT_LIKELIHOOD = "gaussian-feature"
+#: the likelihoods whose noise scales are parameters of the model (``log_noise``)
+LEARNED_NOISE = ("gaussian-feature", "gaussian-step", "gaussian-correlated")
 #: floor of a learned noise scale on the [0, 1] scaled data
 MIN_NOISE = 1e-3
 #: log sigma = NOISE_RATE * log_noise: Adam moves a parameter about lr a step whatever its
@@ -90,6 +93,19 @@ NOISE_START = 0.05
 #: with a large sigma weighs little in the ELBO, so the latent code never takes it up (the feature
 #: collapses to its mean plus noise); held sharp, every feature is learned first
 NOISE_WARMUP = 1000
+#: bound on |rho| of the correlated likelihood's AR(1) noise: as for the AR block (MAX_PARTIAL), its
+#: memory stays short (a correlation time of at most ~10 steps), so that slow movements, which tie
+#: the features together over a window, are left to z and not taken as noise
+MAX_NOISE_AR = 0.9
+#: where :meth:`TimeVAE.sample` draws z from after :meth:`TimeVAE.fit_sampling_prior`
+SAMPLING_PRIORS = {
+    "aggregate": "the aggregate posterior: q(z | x_i) of a training window i drawn at random",
+    "mixture": "a Gaussian mixture fitted by EM to one code z_i ~ q(z | x_i) per training window",
+    "normal": "the training prior N(0, I)",
+}
+DEFAULT_SAMPLING_PRIOR = "aggregate"
+#: the most training windows whose posteriors the aggregate sampling prior keeps (a random subset)
+AGGREGATE_WINDOWS = 4096
 #: components of the Gaussian mixture fitted to the latent codes for sampling (0 = sample N(0, I))
 PRIOR_COMPONENTS = 10
 #: the fewest training windows per mixture component; with fewer, z is drawn from N(0, I)
@@ -256,6 +272,63 @@ class TemporalGaussian(dist.TorchDistribution):
             return self.loc + (self.scale_tril @ eps).squeeze(-1).transpose(-1, -2)
 
 
+class CorrelatedNoiseGaussian(dist.TorchDistribution):
+    """Windows x (B, T, D) = loc + e with a stationary noise process e that is correlated across
+    features and, per feature, over time (a vector AR(1) with diagonal coefficients rho_d)::
+
+        e_t = rho * e_{t-1} + v_t  (t >= 1),    e_0 = v_0 / sqrt(1 - rho^2),    v_t ~ N(0, L L^T) iid
+
+    (elementwise products; the start makes each feature's variance (L L^T)_dd / (1 - rho_d^2) at
+    every step). ``scale_tril`` L (D, D), or (B, 1, D, D) for a covariance per window, the same at
+    every step; ``rho`` (D,). Batch shape (B, T, D):
+    ``log_prob`` gives each entry's log p(x_td | x_<t, x_t,<d) (the chain rule on the innovations
+    w_t = L^-1 v_t, whose Jacobian is 1 but for the start's sqrt(1 - rho^2)), whose sum is the exact
+    log-density."""
+
+    arg_constraints: dict = {}
+    support = dist.constraints.real
+
+    def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor, rho: torch.Tensor):
+        self.loc, self.scale_tril, self.rho = loc, scale_tril, rho
+        super().__init__(loc.shape, validate_args=False)
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return (self.scale_tril.pow(2).sum(-1) / (1 - self.rho ** 2)).expand(self.loc.shape)
+
+    def _start(self):
+        return (1 - self.rho ** 2).sqrt()
+
+    def log_prob(self, value):
+        e = value - self.loc
+        v = torch.cat([e[..., :1, :] * self._start(), e[..., 1:, :] - self.rho * e[..., :-1, :]], -2)
+        w = torch.linalg.solve_triangular(self.scale_tril, v.unsqueeze(-1), upper=False).squeeze(-1)
+        terms = -0.5 * w ** 2 - self.scale_tril.diagonal(dim1=-2, dim2=-1).log() - 0.5 * math.log(2 * math.pi)
+        start = torch.zeros_like(terms)
+        start[..., 0, :] = self._start().log()
+        return terms + start
+
+    def sample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape) + self.loc.shape + (1,)
+        with torch.no_grad():
+            v = (self.scale_tril @ torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)).squeeze(-1)
+            steps = [v[..., 0, :] / self._start()]
+            for t in range(1, v.shape[-2]):
+                steps.append(self.rho * steps[-1] + v[..., t, :])
+            return self.loc + torch.stack(steps, -2)
+
+
+def posterior_tril(q: dist.Distribution) -> torch.Tensor:
+    """Cholesky factor (B, K, K) of a batch of Gaussian posteriors q(z | x), full or diagonal."""
+    if hasattr(q, "scale_tril"):
+        return q.scale_tril
+    return torch.diag_embed(q.variance.sqrt())
+
+
 def parse_seasonality(seasonality) -> list[tuple[int, int]]:
     """Seasonal blocks as (seasons, steps) pairs, from pairs or "S:L" strings."""
     blocks = []
@@ -325,7 +398,10 @@ class TimeVAE(DecoderModel):
                                             f"(2W)^-1/2 (unset: {DEFAULT_RECON_WEIGHT:g})", metavar="W", positive=True)
         noise_scale: float | None = option(None, "gaussian-fixed: Gaussian scale on the scaled data (overrides W)",
                                            positive=True)
-        prior_components: int = option(PRIOR_COMPONENTS, "sample z from a C-component Gaussian mixture fitted to "
+        sampling_prior: str = option(DEFAULT_SAMPLING_PRIOR, "where samples draw z from: "
+                                     + "; ".join(f"{k}: {v}" for k, v in SAMPLING_PRIORS.items()),
+                                     choices=tuple(SAMPLING_PRIORS))
+        prior_components: int = option(PRIOR_COMPONENTS, "--sampling-prior mixture: C components fitted to "
                                        "the codes (0: N(0, I))", metavar="C", low=0)
 
     @classmethod
@@ -334,7 +410,8 @@ class TimeVAE(DecoderModel):
         return cls(features, window, options.latent_dim, options.hidden, options.trend_poly, options.seasonality,
                    residual=options.residual, likelihood=options.likelihood, recon_weight=options.recon_weight,
                    noise_scale=options.noise_scale, local_level=options.local_level,
-                   ar_order=options.ar_order, prior_components=options.prior_components)
+                   ar_order=options.ar_order, sampling_prior=options.sampling_prior,
+                   prior_components=options.prior_components)
 
     def __init__(
         self,
@@ -352,6 +429,7 @@ class TimeVAE(DecoderModel):
         local_level: bool = False,
         ar_order: int = 0,
         sample_noise: bool | None = None,
+        sampling_prior: str = DEFAULT_SAMPLING_PRIOR,
         prior_components: int = PRIOR_COMPONENTS,
         noise_warmup: int = NOISE_WARMUP,
     ):
@@ -367,6 +445,11 @@ class TimeVAE(DecoderModel):
             likelihood = "gaussian-fixed" if fixed else DEFAULT_LIKELIHOOD
         if likelihood not in NOISE_MODELS:
             raise ValueError(f"TimeVAE takes the likelihood {', '.join(NOISE_MODELS)}; not {likelihood!r}")
+        if sampling_prior not in SAMPLING_PRIORS:
+            raise ValueError(f"TimeVAE's sampling prior is one of {', '.join(SAMPLING_PRIORS)}; not {sampling_prior!r}")
+        if likelihood == "gaussian-correlated" and (local_level or ar_order):
+            raise ValueError("the gaussian-correlated likelihood does not combine with the local-level or AR blocks; "
+                             "choose one way to model correlated noise")
         check_conv_window(window, len(hidden))
         super().__init__()
         self.event_shape = (int(window), int(num_features))
@@ -405,15 +488,26 @@ class TimeVAE(DecoderModel):
                                  "gaussian" if likelihood == "gaussian" else "gaussian-fixed", scale)
         if int(prior_components) != prior_components or prior_components < 0:
             raise ValueError(f"prior_components must be a non-negative integer, got {prior_components}")
+        self.sampling_prior_kind = "normal" if sampling_prior == "mixture" and not prior_components else sampling_prior
         self.sampling_prior = GaussianMixture(latent_dim, int(prior_components), "full", restarts=3) \
-            if prior_components else None
+            if self.sampling_prior_kind == "mixture" else None
+        if self.sampling_prior_kind == "aggregate":  # posteriors (loc, Cholesky factor) of up to AGGREGATE_WINDOWS windows
+            self.register_buffer("posterior_loc", torch.zeros(AGGREGATE_WINDOWS, latent_dim))
+            self.register_buffer("posterior_tril", torch.zeros(AGGREGATE_WINDOWS, latent_dim, latent_dim))
+            self.register_buffer("posterior_count", torch.tensor(0))
         self.register_buffer("prior_fitted", torch.tensor(False))
         self.noise_warmup = int(noise_warmup)
         self.register_buffer("noise_steps", torch.tensor(0))
-        if likelihood in ("gaussian-feature", "gaussian-step"):
-            shape = (num_features,) if likelihood == "gaussian-feature" else (window, num_features)
+        if likelihood in LEARNED_NOISE:
+            shape = (window, num_features) if likelihood == "gaussian-step" else (num_features,)
             # sigma = MIN_NOISE + exp(NOISE_RATE log_noise), started at the data's sd by :meth:`initialize`
             self.log_noise = nn.Parameter(torch.full(shape, math.log(scale) / NOISE_RATE))
+        if likelihood == "gaussian-correlated":  # all start at independent noise of one scale (:meth:`noise_process`)
+            self.noise_correlation = nn.Parameter(torch.zeros(num_features, num_features))
+            self.noise_memory = nn.Parameter(torch.zeros(num_features))
+            self.noise_modulation = nn.Linear(latent_dim, num_features)
+            nn.init.zeros_(self.noise_modulation.weight)
+            nn.init.zeros_(self.noise_modulation.bias)
 
     @property
     def window(self) -> int:
@@ -434,23 +528,50 @@ class TimeVAE(DecoderModel):
         """Each interpretable block's contribution (B, T, D) on the scaled data."""
         return {name: block(z) for name, block in self.blocks.items()}
 
+    def _warm(self, parameter: torch.Tensor) -> torch.Tensor:
+        """A noise parameter, held during the warm-up: in the graph, with a zero gradient."""
+        if int(self.noise_steps) < self.noise_warmup:
+            return 0 * parameter + parameter.detach()
+        return parameter
+
     def noise_scale(self) -> torch.Tensor | None:
-        """The learned sigma on the scaled data, (D,) or (T, D); None unless it is a parameter."""
-        if self.noise_model not in ("gaussian-feature", "gaussian-step"):
+        """The learned sigma on the scaled data, (D,) or (T, D) (``gaussian-correlated``: the sd of
+        each feature's innovation v_td); None unless it is a parameter."""
+        if self.noise_model not in LEARNED_NOISE:
             return None
-        log_noise = self.log_noise
-        if int(self.noise_steps) < self.noise_warmup:  # held: in the graph, with a zero gradient
-            log_noise = 0 * log_noise + log_noise.detach()
-        return MIN_NOISE + (NOISE_RATE * log_noise).exp()
+        return MIN_NOISE + (NOISE_RATE * self._warm(self.log_noise)).exp()
+
+    def noise_process(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``gaussian-correlated``: the Cholesky factor L (B, 1, D, D) of each window's innovation
+        covariance and the AR(1) coefficients rho (D,) of :class:`CorrelatedNoiseGaussian`, on the
+        scaled data, for latents z (B, K).
+
+        L = diag(sigma(z)) R. The scale is the learned sigma_d modulated by the window's code,
+        sigma_d(z) = MIN_NOISE + exp(NOISE_RATE (log_noise_d + a_d^T z + b_d)) (a_d, b_d start at 0),
+        so noise can be larger in some windows than in others (a quiet and a turbulent regime).
+        R = M / (the norm of each row of M), M = I + strictly-lower(NOISE_RATE * the correlation
+        parameter): R R^T is a correlation matrix, so sigma_d(z) stays each innovation's sd and the
+        correlations are free of the data's scale. rho = MAX_NOISE_AR tanh(NOISE_RATE * the memory
+        parameter). All three are held during the warm-up."""
+        lower = torch.tril(NOISE_RATE * self._warm(self.noise_correlation), -1)
+        m = lower + torch.eye(lower.shape[0], dtype=lower.dtype, device=lower.device)
+        modulation = nn.functional.linear(z, self._warm(self.noise_modulation.weight),
+                                          self._warm(self.noise_modulation.bias))
+        sigma = MIN_NOISE + (NOISE_RATE * (self._warm(self.log_noise) + modulation)).exp()
+        tril = sigma[..., :, None] * (m / m.norm(dim=-1, keepdim=True))
+        return tril.unsqueeze(-3), MAX_NOISE_AR * torch.tanh(NOISE_RATE * self._warm(self.noise_memory))
 
     def likelihood(self, z, steps=None):
         """p(x | z) on the original scale, batch shape (B, T, D): elementwise Normal, or with state
         blocks the :class:`TemporalGaussian` whose covariance over time adds theirs to the noise's."""
         scaled = self._scaled(z)
         span = self.input_scaler.span
+        loc = self.input_scaler.inverse(scaled.loc)
+        if isinstance(scaled, CorrelatedNoiseGaussian):
+            return CorrelatedNoiseGaussian(loc, span[:, None] * scaled.scale_tril, scaled.rho)
         if self.states is None:
-            return dist.Normal(self.input_scaler.inverse(scaled.loc), scaled.scale * span)
-        return TemporalGaussian(self.input_scaler.inverse(scaled.loc), self._scaled_tril(scaled) * span[:, None, None])
+            return dist.Normal(loc, scaled.scale * span)
+        return TemporalGaussian(loc, self._scaled_tril(scaled) * span[:, None, None])
 
     def _scaled(self, z):
         """p(u | z) of the deterministic blocks and the residual decoder on the scaled data."""
@@ -462,6 +583,8 @@ class TimeVAE(DecoderModel):
             return scaled
         if torch.is_grad_enabled():  # a training step
             self.noise_steps += 1
+        if self.noise_model == "gaussian-correlated":
+            return CorrelatedNoiseGaussian(scaled.loc, *self.noise_process(z))
         return dist.Normal(scaled.loc, learned.expand(scaled.loc.shape))
 
     def _scaled_tril(self, scaled) -> torch.Tensor:
@@ -471,16 +594,31 @@ class TimeVAE(DecoderModel):
 
     @torch.no_grad()
     def fit_sampling_prior(self, x, guide, mask=None, max_iter: int = 200, tol: float = 1e-4) -> bool:
-        """Fit the sampling prior to one draw z_i ~ q(z | x_i) per window of x (N, T, D) by EM,
-        until the log-likelihood per code changes by less than ``tol``. Returns whether it was
-        fitted: not without one, with fewer than :data:`PRIOR_ROWS_PER_COMPONENT` windows per
-        component, or when a covariance cannot be factorised (z then stays N(0, I))."""
-        if self.sampling_prior is None:
+        """Fit the sampling prior to the posteriors q(z | x_i) of the windows of x (N, T, D).
+
+        ``aggregate``: keep the mean and Cholesky factor of q(z | x_i) for every window (a random
+        subset of :data:`AGGREGATE_WINDOWS` when there are more). ``mixture``: EM on one draw
+        z_i ~ q(z | x_i) per window until the log-likelihood per code changes by less than ``tol``.
+        Returns whether it was fitted: not for ``normal``, not with fewer than
+        :data:`PRIOR_ROWS_PER_COMPONENT` windows per component, or when a covariance cannot be
+        factorised (z then stays N(0, I))."""
+        if self.sampling_prior_kind == "normal":
             return False
         x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
         mask = None if mask is None else torch.as_tensor(mask, device=self.device)
-        chunks = [(x[i : i + 1024], None if mask is None else mask[i : i + 1024]) for i in range(0, len(x), 1024)]
-        codes = torch.cat([guide.distribution(part, m).sample() for part, m in chunks])
+        if self.sampling_prior_kind == "aggregate":
+            keep = torch.randperm(len(x), device=x.device)[:AGGREGATE_WINDOWS]
+            x, mask = x[keep], None if mask is None else mask[keep]
+        posteriors = [guide.distribution(x[i : i + 1024], None if mask is None else mask[i : i + 1024])
+                      for i in range(0, len(x), 1024)]
+        if self.sampling_prior_kind == "aggregate":
+            n = len(x)
+            self.posterior_loc[:n] = torch.cat([q.mean for q in posteriors])
+            self.posterior_tril[:n] = torch.cat([posterior_tril(q) for q in posteriors])
+            self.posterior_count.fill_(n)
+            self.prior_fitted.fill_(n > 0)
+            return n > 0
+        codes = torch.cat([q.sample() for q in posteriors])
         components = self.sampling_prior.components
         if len(codes) < PRIOR_ROWS_PER_COMPONENT * components:
             return False
@@ -499,10 +637,15 @@ class TimeVAE(DecoderModel):
 
     @torch.no_grad()
     def sample_latent(self, n: int) -> torch.Tensor:
-        """n latents (n, K): from the fitted sampling prior, else from N(0, I)."""
-        if self.sampling_prior is None or not bool(self.prior_fitted):
+        """n latents (n, K): from the fitted sampling prior, else from N(0, I). The aggregate
+        posterior draws a kept window i uniformly, then z = mu_i + L_i eps, eps ~ N(0, I)."""
+        if self.sampling_prior_kind == "normal" or not bool(self.prior_fitted):
             return super().sample_latent(n)
-        return self.sampling_prior.sample(n).to(self.dtype)
+        if self.sampling_prior_kind == "mixture":
+            return self.sampling_prior.sample(n).to(self.dtype)
+        pick = torch.randint(int(self.posterior_count), (n,), device=self.device)
+        eps = torch.randn(n, self.latent_dim, 1, device=self.device, dtype=self.dtype)
+        return self.posterior_loc[pick] + (self.posterior_tril[pick] @ eps).squeeze(-1)
 
     def check_shape(self, x):
         if x.ndim != 3 or tuple(x.shape[1:]) != self.event_shape:
@@ -517,8 +660,10 @@ class TimeVAE(DecoderModel):
     def initialize(self, x, mask=None) -> None:
         """Learn the per-feature min and range, then start the output at the scaled data's mean."""
         self.check_shape(x)
-        if self.states is not None and mask is not None and not bool(torch.as_tensor(mask).all()):
-            raise ValueError("TimeVAE's local-level and AR blocks need complete windows (no missing values)")
+        if (self.states is not None or self.noise_model == "gaussian-correlated") and mask is not None \
+                and not bool(torch.as_tensor(mask).all()):
+            raise ValueError("TimeVAE's local-level and AR blocks and its gaussian-correlated likelihood need "
+                             "complete windows (no missing values)")
         self.input_scaler.fit(x, mask)
         scaled = self.input_scaler(x)
         self.emission.initialize(scaled, mask)

@@ -33,7 +33,7 @@ from ...inference.data import validation_split
 from ...inference.hooks import AtFinish, TimeLimit
 from ...models import MODELS, build_model
 
-RECIPES = {"default": {}, "paper": {"recon_weight": 3.0, "prior_components": 0}}
+RECIPES = {"default": {}, "paper": {"recon_weight": 3.0, "sampling_prior": "normal"}}
 DATA = {"sines": lambda: timegan_sines(), "stocks": timegan_stocks, "sensors": noisy_sensors}
 
 

@@ -8,7 +8,8 @@ import torch
 from dlvm.guides import pair
 from dlvm.inference import fit
 from dlvm.models import TimeVAE, build_model
-from dlvm.models.timevae import NOISE_START, Level, Seasonal, Trend, noise_scale_for_weight
+from dlvm.models.timevae import (AGGREGATE_WINDOWS, NOISE_RATE, NOISE_START, CorrelatedNoiseGaussian, Level, Seasonal, Trend,
+                                 noise_scale_for_weight)
 
 B, K, T, D = 5, 3, 12, 2
 
@@ -312,24 +313,29 @@ def test_noise_scales_are_held_for_the_warmup_steps_then_learned():
     assert (model.noise_scale().detach() > 1.2 * start).all()  # noise this strong lifts every sigma
 
 
-@pytest.mark.parametrize("likelihood", ["gaussian-step", "gaussian"])
+@pytest.mark.parametrize("likelihood", ["gaussian-step", "gaussian", "gaussian-correlated"])
 def test_predictive_sample_variance_is_expected_variance_plus_variance_of_mean(likelihood):
-    """Law of total variance: per (t, d), Var[x] = E_z[sigma(z)^2] + Var_z[E[x | z]], the right side
-    from an independent set of latents; the mean option draws E[x | z] alone."""
+    """Law of total variance: per (t, d), Var[x] = E_z[Var[x | z]] + Var_z[E[x | z]] over the draws'
+    latents; the mean option draws E[x | z] alone."""
     torch.manual_seed(0)
     model = TimeVAE(D, T, K, (4, 8), likelihood=likelihood)
     model.initialize(torch.rand(32, T, D) * torch.tensor([1.0, 100.0]))
     with torch.no_grad():
         for p in model.parameters():  # spread the scales so that both terms matter
             p.add_(0.3 * torch.randn_like(p))
+        if likelihood != "gaussian":  # a learned noise scale of the mean's size on the scaled data
+            model.log_noise.fill_(math.log(0.2) / NOISE_RATE)
+        if likelihood == "gaussian-correlated":  # a moderate spread of the scale over windows
+            model.noise_modulation.weight.mul_(0.1)
     n = 40_000
+    torch.manual_seed(1)
     draws = model.sample(n)
-    z = torch.randn(n, K)
-    px = model.likelihood(z)
-    expected = (px.scale ** 2).mean(0) + px.mean.var(0)
-    torch.testing.assert_close(draws.var(0), expected, rtol=0.06, atol=0)
-    means = model.sample(n, noise=False)
-    torch.testing.assert_close(means.var(0), px.mean.var(0), rtol=0.06, atol=0)
+    torch.manual_seed(1)
+    px = model.likelihood(model.sample_latent(n))  # the draws' own latents
+    expected = px.variance.mean(0) + px.mean.var(0)
+    torch.testing.assert_close(draws.var(0), expected, rtol=0.03, atol=0)
+    torch.manual_seed(1)
+    torch.testing.assert_close(model.sample(n, noise=False), px.mean)
 
 
 def test_sampling_prior_fitted_to_the_codes_replaces_the_standard_normal():
@@ -346,7 +352,7 @@ def test_sampling_prior_fitted_to_the_codes_replaces_the_standard_normal():
     x = np.zeros((800, T, D), dtype=np.float32)
     x[:, 0, :2] = codes
     torch.manual_seed(0)
-    model = TimeVAE(D, T, 2, (4,), prior_components=2)
+    model = TimeVAE(D, T, 2, (4,), sampling_prior="mixture", prior_components=2)
     before = model.sample_latent(4000)
     assert abs(float(before.mean())) < 0.1 and abs(float(before.std()) - 1) < 0.1
     assert model.fit_sampling_prior(x, CodeGuide())
@@ -357,10 +363,156 @@ def test_sampling_prior_fitted_to_the_codes_replaces_the_standard_normal():
     np.testing.assert_allclose(z[~upper].mean(0), [-3, 0], atol=0.02)
     assert z.std(0).min() > 1  # the clusters' spread, not a single point
     assert model.sample(5).shape == (5, T, D)
-    plain = TimeVAE(D, T, 2, (4,), prior_components=0)
-    plain.fit_sampling_prior(x, CodeGuide())
-    assert plain.sampling_prior is None and abs(float(plain.sample_latent(4000).mean())) < 0.1
+    for plain in (TimeVAE(D, T, 2, (4,), sampling_prior="normal"),
+                  TimeVAE(D, T, 2, (4,), sampling_prior="mixture", prior_components=0)):
+        assert not plain.fit_sampling_prior(x, CodeGuide())
+        assert plain.sampling_prior is None and abs(float(plain.sample_latent(4000).mean())) < 0.1
     with pytest.raises(ValueError, match="prior_components"):
         TimeVAE(D, T, 2, (4,), prior_components=-1)
-    few = TimeVAE(D, T, 2, (4,), prior_components=10)
+    with pytest.raises(ValueError, match="sampling prior"):
+        TimeVAE(D, T, 2, (4,), sampling_prior="flow")
+    few = TimeVAE(D, T, 2, (4,), sampling_prior="mixture", prior_components=10)
     assert not few.fit_sampling_prior(x[:99], CodeGuide()) and not bool(few.prior_fitted)  # 10 per component
+
+
+class PosteriorGuide:
+    """q(z | x) = N(code, diag(scale^2)), the code and its scale written in the window's first step."""
+
+    def distribution(self, x, mask=None):
+        import pyro.distributions as dist
+
+        return dist.Normal(x[:, 0, :2], x[:, 1, :2]).to_event(1)
+
+
+def _coded_windows(codes, scales):
+    x = np.zeros((len(codes), T, D), dtype=np.float32)
+    x[:, 0, :2], x[:, 1, :2] = codes, scales
+    return x
+
+
+def test_aggregate_sampling_prior_is_the_mixture_of_the_training_posteriors():
+    """The default sampling prior: z ~ (1/N) sum_i q(z | x_i). Two posteriors N((3, 3), 0.1^2 I) and
+    N((-3, 0), diag(0.5^2, 0.2^2)) over 600 windows (a quarter the first): the draws hold each
+    component's weight, mean and spread, and a reloaded state dict draws the same."""
+    first = np.random.default_rng(0).random(600) < 0.25
+    codes = np.where(first[:, None], [3.0, 3.0], [-3.0, 0.0])
+    scales = np.where(first[:, None], [0.1, 0.1], [0.5, 0.2])
+    torch.manual_seed(0)
+    model = TimeVAE(D, T, 2, (4,))
+    assert model.sampling_prior_kind == "aggregate"
+    assert model.fit_sampling_prior(_coded_windows(codes, scales), PosteriorGuide())
+    assert int(model.posterior_count) == 600
+    z = model.sample_latent(20_000).numpy()
+    upper = z[:, 0] > 0
+    assert abs(upper.mean() - first.mean()) < 0.015
+    np.testing.assert_allclose(z[upper].mean(0), [3, 3], atol=0.01)
+    np.testing.assert_allclose(z[upper].std(0), [0.1, 0.1], rtol=0.05)
+    np.testing.assert_allclose(z[~upper].mean(0), [-3, 0], atol=0.02)
+    np.testing.assert_allclose(z[~upper].std(0), [0.5, 0.2], rtol=0.05)
+    reloaded = TimeVAE(D, T, 2, (4,))
+    reloaded.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    again = reloaded.sample_latent(50)
+    torch.manual_seed(1)
+    assert torch.equal(again, model.sample_latent(50))
+
+
+def test_aggregate_sampling_prior_keeps_a_random_subset_of_many_windows():
+    n = AGGREGATE_WINDOWS + 500
+    codes = np.stack([np.arange(n), np.zeros(n)], 1).astype(np.float32)
+    model = TimeVAE(D, T, 2, (4,))
+    assert model.fit_sampling_prior(_coded_windows(codes, np.full((n, 2), 1e-3)), PosteriorGuide())
+    kept = model.posterior_loc[:, 0].numpy()
+    assert int(model.posterior_count) == AGGREGATE_WINDOWS and len(np.unique(kept)) == AGGREGATE_WINDOWS
+    assert kept.max() > AGGREGATE_WINDOWS  # not the first windows only
+
+
+def _explicit_covariance(tril, rho, window):
+    """Cov of vec(e) (T D) for e_t = rho e_(t-1) + v_t, e_0 = v_0 / sqrt(1 - rho^2), v ~ N(0, L L^T):
+    e = M v with M's (t, s) block diag(rho^(t - s)) (over sqrt(1 - rho^2) when s = 0)."""
+    d = len(rho)
+    m = torch.zeros(window * d, window * d, dtype=torch.float64)
+    for t in range(window):
+        for s in range(t + 1):
+            coef = rho ** (t - s) / ((1 - rho ** 2).sqrt() if s == 0 else 1.0)
+            m[t * d:(t + 1) * d, s * d:(s + 1) * d] = torch.diag(coef)
+    return m @ torch.block_diag(*[tril @ tril.T] * window) @ m.T
+
+
+def test_correlated_noise_is_the_exact_gaussian_over_the_window():
+    """Summed over a window, the per-entry log-probabilities equal the log-density of the whole
+    (T D)-vector under its explicit covariance; draws have that covariance; every step has the
+    stationary variance (L L^T)_dd / (1 - rho_d^2)."""
+    torch.manual_seed(0)
+    window, d = 6, 3
+    a = torch.randn(d, d, dtype=torch.float64)
+    tril = torch.linalg.cholesky(a @ a.T + 0.5 * torch.eye(d, dtype=torch.float64))
+    rho = torch.tensor([0.5, -0.3, 0.95], dtype=torch.float64)
+    loc = torch.randn(4, window, d, dtype=torch.float64)
+    noise = CorrelatedNoiseGaussian(loc, tril, rho)
+    cov = _explicit_covariance(tril, rho, window)
+    x = loc + torch.randn_like(loc)
+    reference = torch.distributions.MultivariateNormal(loc.reshape(4, -1), cov).log_prob(x.reshape(4, -1))
+    torch.testing.assert_close(noise.log_prob(x).sum((-1, -2)), reference)
+    scales = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64)  # a covariance per window
+    per_window = CorrelatedNoiseGaussian(loc, scales[:, None, None, None] * tril, rho)
+    torch.testing.assert_close(per_window.log_prob(x).sum((-1, -2)), torch.stack([
+        torch.distributions.MultivariateNormal(loc[i].reshape(-1), s ** 2 * cov).log_prob(x[i].reshape(-1))
+        for i, s in enumerate(scales)]))
+    torch.testing.assert_close(per_window.variance[3], 9 * cov.diagonal().reshape(window, d))
+    torch.testing.assert_close(noise.variance[0], cov.diagonal().reshape(window, d))
+    draws = (noise.sample((40_000,))[:, 0] - loc[0]).reshape(40_000, -1)
+    scale = cov.diagonal().sqrt()
+    assert ((torch.cov(draws.T) - cov) / scale[:, None] / scale[None]).abs().max() < 0.03
+
+
+def test_correlated_likelihood_learns_the_noise_correlation_and_memory():
+    """x_ntd = c_d L_n + e_ntd with e a known noise process (feature correlation 0.8, AR(1)
+    coefficients 0.7 and 0): the fit recovers the correlation and each feature's rho."""
+    rng = np.random.default_rng(0)
+    n, window = 1024, 16
+    corr, rho, sd = 0.8, np.array([0.7, 0.0]), np.array([1.0, 20.0])
+    v = rng.multivariate_normal([0, 0], [[1, corr], [corr, 1]], size=(n, window)) * sd
+    e = np.empty_like(v)
+    e[:, 0] = v[:, 0] / np.sqrt(1 - rho ** 2)
+    for t in range(1, window):
+        e[:, t] = rho * e[:, t - 1] + v[:, t]
+    x = (np.array([3.0, 100.0]) * rng.normal(size=(n, 1, 1)) + e).astype(np.float32)
+    torch.manual_seed(0)
+    model, guide = pair(TimeVAE(2, window, 2, (8, 16), likelihood="gaussian-correlated", noise_warmup=80),
+                        "amortized", (window, 2))
+    fit(model, guide, x, epochs=150, batch_size=128, lr=3e-3, progress=False, seed=0)
+    tril, learned_rho = (t.detach().numpy() for t in model.noise_process(torch.zeros(1, 2)))
+    cov = tril[0, 0] @ tril[0, 0].T
+    assert abs(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]) - corr) < 0.02
+    np.testing.assert_allclose(learned_rho, rho, atol=0.05)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)) * model.input_scaler.span.numpy(), sd, rtol=0.05)
+
+
+def test_correlated_likelihood_refuses_what_it_cannot_model():
+    with pytest.raises(ValueError, match="does not combine"):
+        TimeVAE(D, T, K, (4,), likelihood="gaussian-correlated", ar_order=1)
+    model = TimeVAE(D, T, K, (4,), likelihood="gaussian-correlated")
+    mask = torch.ones(8, T, D, dtype=torch.bool)
+    mask[0, 0, 0] = False
+    with pytest.raises(ValueError, match="complete windows"):
+        model.initialize(torch.randn(8, T, D), mask)
+
+
+def test_correlated_likelihood_scales_the_noise_of_each_window_from_its_code():
+    """Quiet windows (level -1, noise sd 0.5) and turbulent ones (level +1, noise sd 3): the
+    window's code carries its level, and sigma_d(z) follows: each group's learned sd is its own."""
+    rng = np.random.default_rng(0)
+    n, window = 1024, 16
+    turbulent = rng.random(n) < 0.5
+    sd = np.where(turbulent, 3.0, 0.5)[:, None, None]
+    x = (np.where(turbulent, 10.0, -10.0)[:, None, None] + sd * rng.normal(size=(n, window, 2))).astype(np.float32)
+    torch.manual_seed(0)
+    model, guide = pair(TimeVAE(2, window, 2, (8, 16), likelihood="gaussian-correlated", noise_warmup=80),
+                        "amortized", (window, 2))
+    fit(model, guide, x, epochs=100, batch_size=128, lr=3e-3, progress=False, seed=0)
+    with torch.no_grad():
+        tril, _ = model.noise_process(guide.encode(torch.as_tensor(x)))
+    learned = (tril[:, 0].pow(2).sum(-1).sqrt() * model.input_scaler.span).numpy()  # (N, D) innovation sds
+    np.testing.assert_allclose(np.median(learned[turbulent], 0), [3.0, 3.0], rtol=0.1)
+    np.testing.assert_allclose(np.median(learned[~turbulent], 0), [0.5, 0.5], rtol=0.1)
