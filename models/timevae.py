@@ -35,7 +35,7 @@ sum (x - u)^2 / (2 sigma^2) + KL + a constant, so the two losses have the same m
 same gradients when w = 1 / (2 sigma^2), i.e. sigma = (2 w)^(-1/2): sigma = 0.408 (= 1/sqrt 6) on
 the [0, 1] scale reproduces the paper's weight of 3 (likelihood ``gaussian-fixed``, the paper's
 recipe, whose samples are E[x | z]). One number for every feature is wrong for most data: a
-noise-like feature needs a large sigma, a smooth one a small sigma. The default likelihood
+noise-like feature needs a large sigma, a smooth one a small sigma. The likelihood
 ``gaussian-feature`` learns sigma_d per feature by maximising the ELBO (the weight of feature d
 becomes w_d = 1 / (2 sigma_d^2), fitted rather than set by hand); ``gaussian-step`` learns
 sigma_td per step and feature, ``gaussian`` makes it a decoder output sigma_td(z)
@@ -43,13 +43,22 @@ sigma_td per step and feature, ``gaussian`` makes it a decoder output sigma_td(z
 x ~ p(x | z) (``noise=False`` gives the decoder mean E[x | z]), so noise-like features keep
 their spread: per feature Var[x_td] = E_z[sigma_td(z)^2] + Var_z[E[x_td | z]].
 
+Correlated noise. Independent noise per entry draws columns that move together (open, high, low
+and close prices) apart, and draws slow sensors as white noise; a classifier sees both.
+``gaussian-correlated`` draws x = E[x | z] + e with a noise process e that is correlated across
+features (a full covariance, L L^T) and, per feature, over time (AR(1), |rho_d| <= 0.99):
+:class:`CorrelatedNoiseGaussian`, its log-density exact, its parameters held at independent white
+noise during the warm-up. It is the default.
+
 Sampling prior. The ELBO pulls each q(z | x) towards N(0, I), but with a learned, small noise
 scale the codes of the training windows fill only part of it, and a z drawn from N(0, I) decodes
 to a window unlike any seen ("holes" of the aggregate posterior). After training,
-:meth:`fit_sampling_prior` fits a Gaussian mixture of C components (full covariances, EM) to one
-draw z_i ~ q(z | x_i) per training window, and :meth:`sample` draws z from it: ex-post density
-estimation (Ghosh et al. 2020, "From variational to deterministic autoencoders"). Training and
-the ELBO keep the N(0, I) prior; ``prior_components=0`` samples from N(0, I).
+:meth:`fit_sampling_prior` keeps the posteriors q(z | x_i) of the training windows and
+:meth:`sample` draws z from their mixture (1/N) sum_i q(z | x_i), the aggregate posterior
+(``sampling_prior="aggregate"``, the default; Makhzani et al. 2016 name it, Tomczak & Welling 2018
+make a prior of it); ``mixture`` fits a Gaussian mixture of C components by EM to one draw per
+window instead (ex-post density estimation, Ghosh et al. 2020), ``normal`` keeps N(0, I).
+Training and the ELBO keep the N(0, I) prior.
 """
 from __future__ import annotations
 
@@ -71,13 +80,13 @@ DEFAULT_HIDDEN = (50, 100, 200)
 DEFAULT_RECON_WEIGHT = 3.0
 #: likelihoods of TimeVAE: where its noise scale comes from (on the min-max scaled data)
 NOISE_MODELS = {
-    "gaussian-feature": "a learned scale per feature (default)",
+    "gaussian-feature": "a learned scale per feature, independent noise",
     "gaussian-step": "a learned scale per step and feature",
     "gaussian": "a scale per step and feature from the decoder (heteroscedastic)",
-    "gaussian-correlated": "learned noise correlated across features (a full covariance) and over time (AR(1) per feature)",
+    "gaussian-correlated": "learned noise correlated across features (a full covariance) and over time (AR(1) per feature) (default)",
     "gaussian-fixed": "one fixed scale, from recon_weight or noise_scale (the paper's recipe; samples E[x | z])",
 }
-DEFAULT_LIKELIHOOD = "gaussian-feature"
+DEFAULT_LIKELIHOOD = "gaussian-correlated"
 #: the likelihoods whose noise scales are parameters of the model (``log_noise``)
 LEARNED_NOISE = ("gaussian-feature", "gaussian-step", "gaussian-correlated")
 #: floor of a learned noise scale on the [0, 1] scaled data
@@ -93,10 +102,9 @@ NOISE_START = 0.05
 #: with a large sigma weighs little in the ELBO, so the latent code never takes it up (the feature
 #: collapses to its mean plus noise); held sharp, every feature is learned first
 NOISE_WARMUP = 1000
-#: bound on |rho| of the correlated likelihood's AR(1) noise: as for the AR block (MAX_PARTIAL), its
-#: memory stays short (a correlation time of at most ~10 steps), so that slow movements, which tie
-#: the features together over a window, are left to z and not taken as noise
-MAX_NOISE_AR = 0.9
+#: bound on |rho| of the correlated likelihood's AR(1) noise: near 1, so that a slow sensor or a
+#: random walk can be drawn as noise, below 1 so that its stationary variance 1 / (1 - rho^2) stays finite
+MAX_NOISE_AR = 0.99
 #: where :meth:`TimeVAE.sample` draws z from after :meth:`TimeVAE.fit_sampling_prior`
 SAMPLING_PRIORS = {
     "aggregate": "the aggregate posterior: q(z | x_i) of a training window i drawn at random",
@@ -358,7 +366,7 @@ class TimeVAE(DecoderModel):
         residual: include the convolutional decoder (the base TimeVAE); without it the emission
             reads a constant, so its bias is a per-feature baseline.
         likelihood: a key of :data:`NOISE_MODELS`; default ``gaussian-fixed`` when ``recon_weight``
-            or ``noise_scale`` is given, else ``gaussian-feature``.
+            or ``noise_scale`` is given, ``gaussian-feature`` with state blocks, else ``gaussian-correlated``.
         recon_weight: ``gaussian-fixed``: TimeVAE's reconstruction weight w (default 3), sigma =
             (2 w)^(-1/2) on the scaled data.
         noise_scale: ``gaussian-fixed``: sigma on the scaled data directly (overrides ``recon_weight``).
@@ -441,8 +449,10 @@ class TimeVAE(DecoderModel):
         if not hidden or min(hidden) < 1:
             raise ValueError(f"hidden channel sizes must be positive integers, got {list(hidden)}")
         if likelihood is None:
-            fixed = recon_weight is not None or noise_scale is not None  # the paper's recipe asked for
-            likelihood = "gaussian-fixed" if fixed else DEFAULT_LIKELIHOOD
+            if recon_weight is not None or noise_scale is not None:  # the paper's recipe asked for
+                likelihood = "gaussian-fixed"
+            else:  # state blocks model the noise's memory themselves
+                likelihood = "gaussian-feature" if local_level or ar_order else DEFAULT_LIKELIHOOD
         if likelihood not in NOISE_MODELS:
             raise ValueError(f"TimeVAE takes the likelihood {', '.join(NOISE_MODELS)}; not {likelihood!r}")
         if sampling_prior not in SAMPLING_PRIORS:
@@ -502,12 +512,9 @@ class TimeVAE(DecoderModel):
             shape = (window, num_features) if likelihood == "gaussian-step" else (num_features,)
             # sigma = MIN_NOISE + exp(NOISE_RATE log_noise), started at the data's sd by :meth:`initialize`
             self.log_noise = nn.Parameter(torch.full(shape, math.log(scale) / NOISE_RATE))
-        if likelihood == "gaussian-correlated":  # all start at independent noise of one scale (:meth:`noise_process`)
+        if likelihood == "gaussian-correlated":  # both start at independent noise (:meth:`noise_process`)
             self.noise_correlation = nn.Parameter(torch.zeros(num_features, num_features))
             self.noise_memory = nn.Parameter(torch.zeros(num_features))
-            self.noise_modulation = nn.Linear(latent_dim, num_features)
-            nn.init.zeros_(self.noise_modulation.weight)
-            nn.init.zeros_(self.noise_modulation.bias)
 
     @property
     def window(self) -> int:
@@ -541,25 +548,19 @@ class TimeVAE(DecoderModel):
             return None
         return MIN_NOISE + (NOISE_RATE * self._warm(self.log_noise)).exp()
 
-    def noise_process(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``gaussian-correlated``: the Cholesky factor L (B, 1, D, D) of each window's innovation
-        covariance and the AR(1) coefficients rho (D,) of :class:`CorrelatedNoiseGaussian`, on the
-        scaled data, for latents z (B, K).
+    def noise_process(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``gaussian-correlated``: the Cholesky factor L (D, D) of the innovations' covariance and
+        the AR(1) coefficients rho (D,) of :class:`CorrelatedNoiseGaussian`, on the scaled data.
 
-        L = diag(sigma(z)) R. The scale is the learned sigma_d modulated by the window's code,
-        sigma_d(z) = MIN_NOISE + exp(NOISE_RATE (log_noise_d + a_d^T z + b_d)) (a_d, b_d start at 0),
-        so noise can be larger in some windows than in others (a quiet and a turbulent regime).
-        R = M / (the norm of each row of M), M = I + strictly-lower(NOISE_RATE * the correlation
-        parameter): R R^T is a correlation matrix, so sigma_d(z) stays each innovation's sd and the
-        correlations are free of the data's scale. rho = MAX_NOISE_AR tanh(NOISE_RATE * the memory
-        parameter). All three are held during the warm-up."""
+        L = diag(sigma) R with R = M / (the norm of each row of M), M = I + strictly-lower(NOISE_RATE
+        * the correlation parameter): R R^T is a correlation matrix, so sigma_d stays each
+        innovation's sd and the correlations are free of the data's scale. rho = MAX_NOISE_AR
+        tanh(NOISE_RATE * the memory parameter). Both start at 0 (independent white noise) and are
+        held, like sigma, during the warm-up."""
         lower = torch.tril(NOISE_RATE * self._warm(self.noise_correlation), -1)
         m = lower + torch.eye(lower.shape[0], dtype=lower.dtype, device=lower.device)
-        modulation = nn.functional.linear(z, self._warm(self.noise_modulation.weight),
-                                          self._warm(self.noise_modulation.bias))
-        sigma = MIN_NOISE + (NOISE_RATE * (self._warm(self.log_noise) + modulation)).exp()
-        tril = sigma[..., :, None] * (m / m.norm(dim=-1, keepdim=True))
-        return tril.unsqueeze(-3), MAX_NOISE_AR * torch.tanh(NOISE_RATE * self._warm(self.noise_memory))
+        tril = self.noise_scale()[:, None] * m / m.norm(dim=-1, keepdim=True)
+        return tril, MAX_NOISE_AR * torch.tanh(NOISE_RATE * self._warm(self.noise_memory))
 
     def likelihood(self, z, steps=None):
         """p(x | z) on the original scale, batch shape (B, T, D): elementwise Normal, or with state
@@ -581,11 +582,13 @@ class TimeVAE(DecoderModel):
         learned = self.noise_scale()
         if learned is None:
             return scaled
+        if self.noise_model == "gaussian-correlated":
+            noise = CorrelatedNoiseGaussian(scaled.loc, *self.noise_process())
+        else:
+            noise = dist.Normal(scaled.loc, learned.expand(scaled.loc.shape))
         if torch.is_grad_enabled():  # a training step
             self.noise_steps += 1
-        if self.noise_model == "gaussian-correlated":
-            return CorrelatedNoiseGaussian(scaled.loc, *self.noise_process(z))
-        return dist.Normal(scaled.loc, learned.expand(scaled.loc.shape))
+        return noise
 
     def _scaled_tril(self, scaled) -> torch.Tensor:
         """Cholesky factor (B, D, T, T) of the states' covariance plus the noise's, scaled data."""
