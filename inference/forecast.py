@@ -14,7 +14,9 @@ does both. Three ways, exact where the model allows:
   state's full Gaussian, not its conditional;
 * decoder models (VAE, VRAE, TimeVAE): importance sampling of the posterior over z from the
   observed part only. Weights w_k = p(z_k) p(x_obs | z_k) / r(z_k), where the missing entries
-  are masked out of the likelihood; the proposal r starts at the guide's q(z | x) with the
+  are masked out of the likelihood (with noise dependent within a window, TimeVAE's default,
+  p(x_obs | z) is the observed entries' Gaussian marginal, and the missing entries are drawn from
+  their Gaussian conditional on the observed ones, so an AR noise goes on from where it was); the proposal r starts at the guide's q(z | x) with the
   missing entries filled (the last observed value of a series, else the column mean), widened,
   mixed with the prior, and is moved to the weighted moments for a few rounds (adaptive
   importance sampling). z is resampled by the final weights and x_mis ~ p(x | z), noise
@@ -102,8 +104,10 @@ def forecast_method(model) -> str:
 
 
 def _gaussian_draws(loc, cov, x, mask, num_samples: int) -> torch.Tensor:
-    """Exact conditional draws (S, B, D) of rows x (B, D) under N(loc, cov), grouped by missing pattern."""
+    """Exact conditional draws (S, B, D) of rows x (B, D) under N(loc, cov), grouped by missing
+    pattern; loc (D,) for every row or (B, D), a mean per row."""
     out = x.expand(num_samples, *x.shape).clone()
+    loc = loc.expand(x.shape)
     patterns, group = torch.unique(mask, dim=0, return_inverse=True)
     for j, seen in enumerate(patterns):
         if seen.all():
@@ -113,13 +117,25 @@ def _gaussian_draws(loc, cov, x, mask, num_samples: int) -> torch.Tensor:
         if len(o):
             chol = torch.linalg.cholesky(cov[o][:, o])
             gain = torch.cholesky_solve(cov[o][:, m], chol)  # S_oo^-1 S_om, (O, M)
-            mean = loc[m] + (x[rows][:, o] - loc[o]) @ gain
+            mean = loc[rows][:, m] + (x[rows][:, o] - loc[rows][:, o]) @ gain
             var = cov[m][:, m] - cov[m][:, o] @ gain
         else:
-            mean, var = loc[m].expand(len(rows), -1), cov[m][:, m]
+            mean, var = loc[rows][:, m], cov[m][:, m]
         tril = torch.linalg.cholesky(0.5 * (var + var.T))
         noise = torch.randn(num_samples, len(rows), len(m), dtype=x.dtype, device=x.device)
         out[:, rows.unsqueeze(-1), m] = mean + noise @ tril.T
+    return out
+
+
+def _gaussian_observed_log_prob(loc, cov, x, mask) -> torch.Tensor:
+    """log N(x_o; loc_o, cov_oo) per row (B,) of rows x, loc (B, D), grouped by missing pattern."""
+    out = x.new_zeros(len(x))
+    patterns, group = torch.unique(mask, dim=0, return_inverse=True)
+    for j, seen in enumerate(patterns):
+        rows, o = torch.nonzero(group == j).squeeze(-1), torch.nonzero(seen).squeeze(-1)
+        if len(o):
+            chol = torch.linalg.cholesky(cov[o][:, o])
+            out[rows] = torch.distributions.MultivariateNormal(loc[rows][:, o], scale_tril=chol).log_prob(x[rows][:, o])
     return out
 
 
@@ -148,10 +164,31 @@ def _observed_log_joint(model, z, x, mask) -> torch.Tensor:
     """log p(z) + sum over observed entries of log p(x | z): z (K, B, Z) -> (K, B)."""
     k, b = z.shape[:2]
     px = model.likelihood(z.reshape(k * b, -1), model._steps(x))
-    terms = px.log_prob(x.repeat(k, *([1] * (x.ndim - 1))))
-    terms = torch.where(mask.repeat(k, *([1] * (x.ndim - 1))), terms, 0.0)
+    xs, masks = _repeated(x, k), _repeated(mask, k)
     prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    if hasattr(px, "window_covariance"):  # noise dependent within a window: the observed entries' marginal
+        flat = px.mean.reshape(k * b, -1)
+        return _gaussian_observed_log_prob(flat, px.window_covariance(), xs.reshape(k * b, -1),
+                                           masks.reshape(k * b, -1)).reshape(k, b) + prior
+    terms = torch.where(masks, px.log_prob(xs), 0.0)
     return terms.reshape(k, b, -1).sum(-1) + prior
+
+
+def _repeated(x, k: int) -> torch.Tensor:
+    """x (B, ...) stacked k times along rows: (k B, ...)."""
+    return x.repeat(k, *([1] * (x.ndim - 1)))
+
+
+def _likelihood_draws(model, z, x, mask) -> torch.Tensor:
+    """x ~ p(x | z) for latents z (S, B, Z), shape (S, B, *event); with noise dependent within a
+    window, its missing entries from their conditional given the observed ones' residuals."""
+    s, b = z.shape[:2]
+    px = model.likelihood(z.reshape(s * b, -1), model._steps(x))
+    if not hasattr(px, "window_covariance"):
+        return px.sample().reshape(s, *x.shape)
+    draws = _gaussian_draws(px.mean.reshape(s * b, -1), px.window_covariance(), _repeated(x, s).reshape(s * b, -1),
+                            _repeated(mask, s).reshape(s * b, -1), 1)[0]
+    return draws.reshape(s, *x.shape)
 
 
 def _proposal_log_prob(z, loc, scale) -> torch.Tensor:
@@ -187,9 +224,7 @@ def _importance_draws(model, guide, x, mask, num_samples: int, particles: int, r
     ess = 1.0 / (w ** 2).sum(0)
     pick = torch.multinomial(w.T, num_samples, replacement=True).T  # (S, B)
     chosen = torch.gather(z, 0, pick.unsqueeze(-1).expand(-1, -1, z.shape[-1]))
-    draws = model.likelihood(chosen.reshape(-1, z.shape[-1]), model._steps(x)).sample()
-    draws = draws.reshape(num_samples, *x.shape)
-    return torch.where(mask, x, draws), ess
+    return torch.where(mask, x, _likelihood_draws(model, chosen, x, mask)), ess
 
 
 @torch.no_grad()

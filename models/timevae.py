@@ -246,22 +246,36 @@ class StateBlocks(nn.Module):
         return out
 
 
-class TemporalGaussian(dist.TorchDistribution):
-    """Windows x (B, T, D) ~ N(loc, Sigma_bd) with a (T, T) covariance per row b and feature d,
-    given by its Cholesky factor ``scale_tril`` (B, D, T, T). Batch shape (B, T, D): ``log_prob``
-    gives each entry's log p(x_td | x_<t,d), whose sum over t is the exact log-density (the
-    chain rule with the innovations w = L^-1 (x - loc): log N(w_t; 0, 1) - log L_tt)."""
+class WindowGaussian(dist.TorchDistribution):
+    """Windows x (B, T, D), Gaussian around ``loc`` with entries dependent within a window; batch
+    shape (B, T, D), ``log_prob`` per entry by the chain rule (subclasses say in which order)."""
 
     arg_constraints: dict = {}
     support = dist.constraints.real
 
-    def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor):
-        self.loc, self.scale_tril = loc, scale_tril
+    def __init__(self, loc: torch.Tensor):
+        self.loc = loc
         super().__init__(loc.shape, validate_args=False)
 
     @property
     def mean(self):
         return self.loc
+
+    @staticmethod
+    def innovation_terms(w: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
+        """log N(w; 0, 1) - log L_ii per entry of innovations w = L^-1 (residual), along L's rows."""
+        return -0.5 * w ** 2 - scale_tril.diagonal(dim1=-2, dim2=-1).log() - 0.5 * math.log(2 * math.pi)
+
+
+class TemporalGaussian(WindowGaussian):
+    """Windows x (B, T, D) ~ N(loc, Sigma_bd) with a (T, T) covariance per row b and feature d,
+    given by its Cholesky factor ``scale_tril`` (B, D, T, T). Batch shape (B, T, D): ``log_prob``
+    gives each entry's log p(x_td | x_<t,d), whose sum over t is the exact log-density (the
+    chain rule with the innovations w = L^-1 (x - loc): log N(w_t; 0, 1) - log L_tt)."""
+
+    def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor):
+        self.scale_tril = scale_tril
+        super().__init__(loc)
 
     @property
     def variance(self):
@@ -270,8 +284,7 @@ class TemporalGaussian(dist.TorchDistribution):
     def log_prob(self, value):
         resid = (value - self.loc).transpose(-1, -2).unsqueeze(-1)  # (B, D, T, 1)
         w = torch.linalg.solve_triangular(self.scale_tril, resid, upper=False).squeeze(-1)
-        terms = -0.5 * w ** 2 - self.scale_tril.diagonal(dim1=-2, dim2=-1).log() - 0.5 * math.log(2 * math.pi)
-        return terms.transpose(-1, -2)
+        return self.innovation_terms(w, self.scale_tril).transpose(-1, -2)
 
     def sample(self, sample_shape=torch.Size()):
         shape = torch.Size(sample_shape) + self.loc.transpose(-1, -2).shape + (1,)
@@ -280,29 +293,20 @@ class TemporalGaussian(dist.TorchDistribution):
             return self.loc + (self.scale_tril @ eps).squeeze(-1).transpose(-1, -2)
 
 
-class CorrelatedNoiseGaussian(dist.TorchDistribution):
+class CorrelatedNoiseGaussian(WindowGaussian):
     """Windows x (B, T, D) = loc + e with a stationary noise process e that is correlated across
     features and, per feature, over time (a vector AR(1) with diagonal coefficients rho_d)::
 
         e_t = rho * e_{t-1} + v_t  (t >= 1),    e_0 = v_0 / sqrt(1 - rho^2),    v_t ~ N(0, L L^T) iid
 
     (elementwise products; the start makes each feature's variance (L L^T)_dd / (1 - rho_d^2) at
-    every step). ``scale_tril`` L (D, D), or (B, 1, D, D) for a covariance per window, the same at
-    every step; ``rho`` (D,). Batch shape (B, T, D):
-    ``log_prob`` gives each entry's log p(x_td | x_<t, x_t,<d) (the chain rule on the innovations
+    every step). ``scale_tril`` L (D, D), ``rho`` (D,). Batch shape (B, T, D): ``log_prob`` gives each entry's log p(x_td | x_<t, x_t,<d) (the chain rule on the innovations
     w_t = L^-1 v_t, whose Jacobian is 1 but for the start's sqrt(1 - rho^2)), whose sum is the exact
     log-density."""
 
-    arg_constraints: dict = {}
-    support = dist.constraints.real
-
     def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor, rho: torch.Tensor):
-        self.loc, self.scale_tril, self.rho = loc, scale_tril, rho
-        super().__init__(loc.shape, validate_args=False)
-
-    @property
-    def mean(self):
-        return self.loc
+        self.scale_tril, self.rho = scale_tril, rho
+        super().__init__(loc)
 
     @property
     def variance(self):
@@ -315,7 +319,7 @@ class CorrelatedNoiseGaussian(dist.TorchDistribution):
         e = value - self.loc
         v = torch.cat([e[..., :1, :] * self._start(), e[..., 1:, :] - self.rho * e[..., :-1, :]], -2)
         w = torch.linalg.solve_triangular(self.scale_tril, v.unsqueeze(-1), upper=False).squeeze(-1)
-        terms = -0.5 * w ** 2 - self.scale_tril.diagonal(dim1=-2, dim2=-1).log() - 0.5 * math.log(2 * math.pi)
+        terms = self.innovation_terms(w, self.scale_tril)
         start = torch.zeros_like(terms)
         start[..., 0, :] = self._start().log()
         return terms + start
@@ -328,6 +332,19 @@ class CorrelatedNoiseGaussian(dist.TorchDistribution):
             for t in range(1, v.shape[-2]):
                 steps.append(self.rho * steps[-1] + v[..., t, :])
             return self.loc + torch.stack(steps, -2)
+
+    def window_covariance(self) -> torch.Tensor:
+        """Covariance (T D, T D) of a whole window flattened step by step (entry t D + d).
+
+        e_t = sum_(s <= t) C_ts v_s with C_ts = diag(c_ts), c_ts = rho^(t - s) (over
+        sqrt(1 - rho^2) when s = 0), so Cov(e_t, e_u)_ij = (L L^T)_ij sum_s c_ts,i c_us,j."""
+        steps = self.loc.shape[-2]
+        t = torch.arange(steps, device=self.loc.device)
+        lag = t[:, None] - t[None, :]
+        coef = torch.where((lag >= 0)[..., None], self.rho ** lag.clamp(min=0)[..., None], 0.0)  # (T, T, D)
+        coef[:, 0] = coef[:, 0] / self._start()
+        cov = (self.scale_tril @ self.scale_tril.T) * torch.einsum("tsi,usj->tuij", coef, coef)
+        return cov.permute(0, 2, 1, 3).reshape(steps * len(self.rho), -1)
 
 
 def posterior_tril(q: dist.Distribution) -> torch.Tensor:

@@ -153,3 +153,45 @@ def test_baselines_shapes_and_autoregression_recovers_coefficients():
     for baseline in (random_walk, historical_mean, autoregression):
         draws = baseline(series, past, 3, 50, rng)
         assert draws.shape == (50, 4, 3, 1) and np.isfinite(draws).all()
+
+
+def _correlated_noise_timevae(window, rho):
+    """A TimeVAE whose mean is a constant per feature (no decoder reads z) and whose noise is
+    AR(1) with the given coefficients, correlated 0.5 across the two features."""
+    from dlvm.models.timevae import MAX_NOISE_AR, NOISE_RATE, TimeVAE
+
+    model = TimeVAE(2, window, 2, (4,), residual=False, noise_warmup=0)
+    model.initialize(torch.randn(32, window, 2, dtype=torch.float64).float())
+    model.double()
+    with torch.no_grad():
+        model.noise_memory.copy_(torch.atanh(torch.as_tensor(rho) / MAX_NOISE_AR) / NOISE_RATE)
+        model.noise_correlation.zero_()
+        model.noise_correlation[1, 0] = 1 / math.sqrt(3) / NOISE_RATE  # M = [[1, 0], [1/sqrt 3, 1]]: correlation 0.5
+    return model
+
+
+@torch.no_grad()
+def test_correlated_noise_forecast_goes_on_from_the_observed_residual():
+    """With noise e_t = rho e_(t-1) + v_t and a mean that does not depend on z, the draws of the
+    masked last steps have mean loc + rho^h e_T (h steps ahead of the last observed step T), and
+    the importance weights use the exact marginal of the observed entries."""
+    from dlvm.inference.forecast import _likelihood_draws, _observed_log_joint
+
+    torch.manual_seed(0)
+    window, horizon, rho = 10, 4, torch.tensor([0.9, 0.0], dtype=torch.float64)
+    model = _correlated_noise_timevae(window, rho)
+    z = torch.zeros(1, 1, 2, dtype=torch.float64)
+    px = model.likelihood(z[0])
+    x = px.sample()
+    mask = forecast_mask(x.shape, horizon)
+    draws = _likelihood_draws(model, torch.zeros(20_000, 1, 2, dtype=torch.float64), x, mask)
+    last = x[0, window - horizon - 1] - px.mean[0, 0]
+    assert abs(float(rho[0] * last[0])) > 0.2 * float(px.stddev[0, 0, 0])  # a residual to go on from
+    for h in range(1, horizon + 1):
+        expected = px.mean[0, 0] + rho ** h * last
+        torch.testing.assert_close(draws[:, 0, window - horizon - 1 + h].mean(0), expected, atol=float(0.03 * px.stddev[0, 0].max()), rtol=0)
+    observed = mask[0].reshape(-1)
+    cov = px.window_covariance()[observed][:, observed]
+    reference = dist.MultivariateNormal(px.mean.reshape(-1)[observed], cov).log_prob(x.reshape(-1)[observed])
+    reference = reference + dist.Normal(0.0, 1.0).log_prob(z).sum()
+    torch.testing.assert_close(_observed_log_joint(model, z, x, mask)[0, 0], reference)
