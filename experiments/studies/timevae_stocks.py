@@ -4,8 +4,8 @@ Data: TimeGAN's Google stock windows (3,661 x 24 x 6, TimeGAN's preparation), Ti
 stock sets at 2, 5, 10, 20 and 100 % of the training rows (the data-size study), and TimeGAN-style
 sines (10,000 x 24 x 5), and the noisy sensor windows of :func:`noisy_sensors` (3,000 x 24 x 10).
 Models: TimeVAE with no options, fitted and sampled as ``dlvm fit timevae`` / ``dlvm sample`` do
-(learned noise scale per feature, stopping on a held-out 10 %, z from the Gaussian mixture fitted
-to the codes, draws from the full predictive; :func:`fit_like_cli`), the paper's recipe
+(learned noise correlated across features and over time, stopping on a held-out 10 %, z from the
+aggregate posterior of the training windows, draws from the full predictive; :func:`fit_like_cli`), the paper's recipe
 (reconstruction weight 3, z ~ N(0, I), samples E[x | z]), the interpretable TimeVAE (level +
 quadratic trend + a 5-step seasonal block + residual, otherwise the defaults), and on stocks and
 sines also the VAE and VRAE of §6.5-6.6.1.1 (fed the [0, 1] data as it is, samples E[x | z]).
