@@ -300,9 +300,10 @@ class CorrelatedNoiseGaussian(WindowGaussian):
         e_t = rho * e_{t-1} + v_t  (t >= 1),    e_0 = v_0 / sqrt(1 - rho^2),    v_t ~ N(0, L L^T) iid
 
     (elementwise products; the start makes each feature's variance (L L^T)_dd / (1 - rho_d^2) at
-    every step). ``scale_tril`` L (D, D), ``rho`` (D,). Batch shape (B, T, D): ``log_prob`` gives each entry's log p(x_td | x_<t, x_t,<d) (the chain rule on the innovations
-    w_t = L^-1 v_t, whose Jacobian is 1 but for the start's sqrt(1 - rho^2)), whose sum is the exact
-    log-density."""
+    every step). ``scale_tril`` L (D, D), ``rho`` (D,). Batch shape (B, T, D): ``log_prob`` gives
+    each entry's log p(x_td | x_<t, x_t,<d) (the chain rule on the innovations w_t = L^-1 v_t, whose
+    Jacobian is 1 but for the start's sqrt(1 - rho^2)), whose sum is the exact log-density;
+    :meth:`window_covariance` gives the whole window's covariance for conditioning."""
 
     def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor, rho: torch.Tensor):
         self.scale_tril, self.rho = scale_tril, rho
@@ -389,8 +390,9 @@ class TimeVAE(DecoderModel):
         noise_scale: ``gaussian-fixed``: sigma on the scaled data directly (overrides ``recon_weight``).
         sample_noise: whether :meth:`sample` draws x ~ p(x | z) (default: with a learned scale)
             or returns E[x | z] (default with ``gaussian-fixed``, as in the paper).
-        prior_components: C of the sampling prior fitted to the codes (:meth:`fit_sampling_prior`;
-            0 = draw z from N(0, I)).
+        sampling_prior: a key of :data:`SAMPLING_PRIORS`, where :meth:`sample` draws z from after
+            :meth:`fit_sampling_prior` (default ``aggregate``).
+        prior_components: C of the ``mixture`` sampling prior (0 = draw z from N(0, I)).
         noise_warmup: training steps (gradient-taking calls of :meth:`likelihood`) for which the
             learned scales are held at their start (:data:`NOISE_WARMUP`).
         local_level: a random-walk local level (:class:`StateBlocks`) started at the level block.
