@@ -420,7 +420,8 @@ class TimeVAE(DecoderModel):
         local_level: bool = option(False, "a random-walk local level block")
         ar_order: int = option(0, "a short-term AR(P) block driven by the latent (0: none)", metavar="P", low=0)
         likelihood: str | None = option(None, f"noise model: {', '.join(NOISE_MODELS)} (unset: gaussian-fixed "
-                                        f"when --recon-weight or --noise-scale is given, else {DEFAULT_LIKELIHOOD})")
+                                        f"when --recon-weight or --noise-scale is given, gaussian-feature with --local-level "
+                                        f"or --ar-order, else {DEFAULT_LIKELIHOOD})")
         recon_weight: float | None = option(None, f"gaussian-fixed: reconstruction weight W, fixed Gaussian scale "
                                             f"(2W)^-1/2 (unset: {DEFAULT_RECON_WEIGHT:g})", metavar="W", positive=True)
         noise_scale: float | None = option(None, "gaussian-fixed: Gaussian scale on the scaled data (overrides W)",
