@@ -338,7 +338,7 @@ def test_predictive_sample_variance_is_expected_variance_plus_variance_of_mean(l
 
 def test_sampling_prior_fitted_to_the_codes_replaces_the_standard_normal():
     """Codes in two tight clusters at (3, 3) (a quarter) and (-3, 0): z drawn after the fit
-    follows them; before it, N(0, I); ``prior_components=0`` keeps N(0, I) throughout."""
+    follows them; before it, N(0, I); ``sampling_prior="normal"`` (or no components) keeps N(0, I)."""
     import pyro.distributions as dist
 
     class CodeGuide:  # q(z | x): a narrow normal around the code written in the window's first step
