@@ -599,13 +599,12 @@ class TimeVAE(DecoderModel):
         parts = self.block_outputs(z)
         offset = sum(parts.values()) if parts else None
         scaled = self.emission(self.features(z), offset)
-        learned = self.noise_scale()
-        if learned is None:
+        if self.noise_model not in LEARNED_NOISE:
             return scaled
-        if self.noise_model == "gaussian-correlated":
+        if self.noise_model == "gaussian-correlated":  # its process holds the learned scales
             noise = CorrelatedNoiseGaussian(scaled.loc, *self.noise_process())
         else:
-            noise = dist.Normal(scaled.loc, learned.expand(scaled.loc.shape))
+            noise = dist.Normal(scaled.loc, self.noise_scale().expand(scaled.loc.shape))
         if torch.is_grad_enabled():  # a training step
             self.noise_steps += 1
         return noise
@@ -634,16 +633,22 @@ class TimeVAE(DecoderModel):
             x, mask = x[keep], None if mask is None else mask[keep]
         posteriors = [guide.distribution(x[i : i + 1024], None if mask is None else mask[i : i + 1024])
                       for i in range(0, len(x), 1024)]
-        if self.sampling_prior_kind == "aggregate":
-            n = len(x)
-            self.posterior_loc[:n] = torch.cat([q.mean for q in posteriors])
-            self.posterior_tril[:n] = torch.cat([posterior_tril(q) for q in posteriors])
-            self.posterior_count.fill_(n)
-            self.prior_fitted.fill_(n > 0)
-            return n > 0
-        codes = torch.cat([q.sample() for q in posteriors])
-        components = self.sampling_prior.components
-        if len(codes) < PRIOR_ROWS_PER_COMPONENT * components:
+        fitted = self._keep_posteriors(posteriors) if self.sampling_prior_kind == "aggregate" \
+            else self._fit_mixture(torch.cat([q.sample() for q in posteriors]), max_iter, tol)
+        self.prior_fitted.fill_(fitted)
+        return fitted
+
+    def _keep_posteriors(self, posteriors) -> bool:
+        """Store each window's q(z | x_i) mean and Cholesky factor for the aggregate posterior."""
+        n = sum(len(q.mean) for q in posteriors)
+        self.posterior_loc[:n] = torch.cat([q.mean for q in posteriors])
+        self.posterior_tril[:n] = torch.cat([posterior_tril(q) for q in posteriors])
+        self.posterior_count.fill_(n)
+        return n > 0
+
+    def _fit_mixture(self, codes, max_iter: int, tol: float) -> bool:
+        """EM of the mixture sampling prior on codes (N, K); False when too few or degenerate."""
+        if len(codes) < PRIOR_ROWS_PER_COMPONENT * self.sampling_prior.components:
             return False
         try:
             self.sampling_prior.initialize(codes)
@@ -655,7 +660,6 @@ class TimeVAE(DecoderModel):
                 previous = total
         except torch.linalg.LinAlgError:  # a degenerate component: keep N(0, I)
             return False
-        self.prior_fitted.fill_(True)
         return True
 
     @torch.no_grad()
